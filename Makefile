@@ -1,0 +1,64 @@
+SHELL := /bin/bash
+PYTHON_VERSION ?= 3.13.0
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test unit integration e2e infra lint fmt demo local bench build schema clean
+
+# The venv is Python 3.13 (pyenv), so `sam build` for python3.13 works without a container.
+$(STAMP): requirements-dev.txt layers/herald/requirements.txt $(wildcard functions/*/requirements.txt)
+	@if [ ! -x $(PY) ]; then \
+	  if command -v pyenv >/dev/null 2>&1 && pyenv versions --bare | grep -qx '$(PYTHON_VERSION)'; then \
+	    PYENV_VERSION=$(PYTHON_VERSION) pyenv exec python -m venv $(VENV); \
+	  elif command -v python3.13 >/dev/null 2>&1; then python3.13 -m venv $(VENV); \
+	  else echo "Python 3.13 is required (pyenv install 3.13.0)" >&2; exit 1; fi; \
+	fi
+	$(PY) -m pip install -q --upgrade pip 2>/dev/null || true
+	$(PY) -m pip install -q -r requirements-dev.txt $(foreach f,$(wildcard functions/*/requirements.txt),-r $(f))
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# Full suite: lint, unit, integration, infrastructure checks, end-to-end. Exit 5 (no tests) fails.
+test: venv
+	$(VENV)/bin/ruff check .
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest
+
+unit: venv
+	$(PY) -m pytest -m unit
+
+integration: venv
+	$(PY) -m pytest -m integration
+
+infra: venv
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -m infra
+
+e2e: venv
+	$(PY) -m pytest -m e2e
+
+schema: venv
+	$(PY) -m herald.schema_export
+
+build: venv
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/sam build --parallel --cached
+
+demo: venv
+	$(PY) -m local.demo
+
+local: venv
+	$(PY) -m local.stack
+
+bench: venv
+	$(PY) -m local.bench
+
+clean:
+	rm -rf .aws-sam .local .pytest_cache .ruff_cache

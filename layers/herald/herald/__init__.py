@@ -1,0 +1,1 @@
+"""Herald: serverless, omnichannel notifications for AWS (shared domain package)."""

@@ -1,0 +1,93 @@
+"""The producer contract: what services put on the Herald bus."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+DETAIL_TYPE = "NotificationRequested"
+
+
+class Urgency(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    SYSTEM = "system"
+
+
+class Category(StrEnum):
+    TRANSACTIONAL = "transactional"
+    MARKETING = "marketing"
+    SECURITY = "security"
+    SYSTEM = "system"
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    PUSH = "push"
+    SMS = "sms"
+    REALTIME = "realtime"
+    WEBHOOK = "webhook"
+
+
+class Audience(BaseModel):
+    """Fan-out target: every user holding this role."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+
+
+class NotificationRequest(BaseModel):
+    """One `NotificationRequested` event's `detail`.
+
+    Exactly one of `user_id` and `audience` names the recipients. `event_id` is the idempotency
+    key: the same event id is delivered at most once per recipient.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "event_id": "ord-999-shipped",
+                    "type": "order_shipped",
+                    "user_id": "42",
+                    "data": {"order_id": "999", "tracking_url": "https://example.com/t/999"},
+                }
+            ]
+        },
+    )
+
+    event_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:#-]+$")
+    type: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
+    user_id: str | None = Field(default=None, min_length=1, max_length=128)
+    audience: Audience | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    urgency: Urgency | None = None
+    locale: str | None = Field(default=None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+    send_at: AwareDatetime | None = None
+    fanout_of: str | None = Field(
+        default=None, description="Set by Herald on per-user requests split from an audience event."
+    )
+
+    @model_validator(mode="after")
+    def _one_recipient_spec(self) -> NotificationRequest:
+        if (self.user_id is None) == (self.audience is None):
+            raise ValueError("exactly one of 'user_id' and 'audience' is required")
+        return self
+
+    @property
+    def idempotency_key(self) -> str:
+        """`event_id` for a single recipient; `event_id#user_id` for a fan-out member."""
+        if self.fanout_of is not None:
+            return f"{self.event_id}#{self.user_id}"
+        return self.event_id
+
+    def due_later(self, now: datetime) -> bool:
+        return self.send_at is not None and self.send_at > now

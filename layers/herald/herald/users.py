@@ -1,0 +1,105 @@
+"""A recipient as Herald knows them: contacts, devices, preferences, consents, quiet hours."""
+
+from __future__ import annotations
+
+from datetime import time
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from herald.models import Category, Channel
+
+MAX_DEVICES_PER_USER = 20
+
+
+class QuietHours(BaseModel):
+    """A daily window in the user's local time; `start > end` wraps past midnight."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: time
+    end: time
+
+    @field_validator("end")
+    @classmethod
+    def _not_empty(cls, end: time, info) -> time:  # noqa: ANN001
+        if info.data.get("start") == end:
+            raise ValueError("quiet hours start and end must differ")
+        return end
+
+
+class Device(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    platform: str = Field(pattern=r"^(android|ios|web)$")
+    registered_at: AwareDatetime
+
+
+class Consent(BaseModel):
+    """A recorded consent (TCPA for SMS marketing): when, and how it was given."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    given_at: AwareDatetime
+    source: str = Field(min_length=1)
+
+
+class WebhookEndpoint(BaseModel):
+    """A system subscriber's endpoint; the signing secret lives in Secrets Manager."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(pattern=r"^https?://")
+    secret_name: str = Field(min_length=1)
+
+
+class Preferences(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    channels: dict[Channel, bool] = Field(
+        default_factory=dict, description="per-channel opt-in; a missing channel counts as opted in"
+    )
+    muted_categories: frozenset[Category] = frozenset()
+    muted_types: frozenset[str] = frozenset()
+    marketing_opt_in: bool = False
+
+    def channel_enabled(self, channel: Channel) -> bool:
+        return self.channels.get(channel, True)
+
+
+class UserProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    user_id: str
+    email: str | None = None
+    phone: str | None = Field(default=None, pattern=r"^\+[1-9]\d{6,14}$")
+    locale: str = "en"
+    time_zone: str = "UTC"
+    quiet_hours: QuietHours | None = None
+    roles: frozenset[str] = frozenset()
+    preferences: Preferences = Field(default_factory=Preferences)
+    sms_marketing_consent: Consent | None = None
+    devices: dict[str, Device] = Field(default_factory=dict, description="push token -> device")
+    webhook: WebhookEndpoint | None = None
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, zone: str) -> str:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {zone!r}") from None
+        return zone
+
+    @field_validator("email")
+    @classmethod
+    def _normalise_email(cls, email: str | None) -> str | None:
+        if email is None:
+            return None
+        if "@" not in email or email.startswith("@") or email.endswith("@"):
+            raise ValueError("not an email address")
+        return email.strip().lower()
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
