@@ -1,0 +1,80 @@
+"""Low-level DynamoDB helpers shared by the stores: (de)serialisation and batched reads."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+BATCH_GET_LIMIT = 100
+BATCH_GET_MAX_ROUNDS = 8
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+Key = dict[str, Any]
+Item = dict[str, Any]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | set):
+        return [_plain(v) for v in value]
+    return value
+
+
+def to_attributes(item: Mapping[str, Any]) -> dict[str, Any]:
+    """Python values (JSON-mode dumps) → DynamoDB attribute values; floats become Decimals."""
+    def convert(value: Any) -> Any:
+        if isinstance(value, float):
+            return Decimal(str(value))
+        if isinstance(value, dict):
+            return {k: convert(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [convert(v) for v in value]
+        return value
+
+    return {k: _serializer.serialize(convert(v)) for k, v in item.items() if v is not None}
+
+
+def from_attributes(attributes: Mapping[str, Any]) -> Item:
+    return {k: _plain(_deserializer.deserialize(v)) for k, v in attributes.items()}
+
+
+def batch_get(client: Any, keys_by_table: Mapping[str, Iterable[Key]]) -> dict[str, list[Item]]:
+    """One logical BatchGetItem across tables: chunks of 100 keys, unprocessed keys retried with backoff.
+
+    Keys are plain Python values; items come back plain (numbers as int/float).
+    """
+    pending: list[tuple[str, dict[str, Any]]] = []
+    seen: set[tuple[str, tuple[tuple[str, Any], ...]]] = set()
+    for table, keys in keys_by_table.items():
+        for key in keys:
+            marker = (table, tuple(sorted(key.items())))
+            if marker not in seen:
+                seen.add(marker)
+                pending.append((table, to_attributes(key)))
+
+    found: dict[str, list[Item]] = {table: [] for table in keys_by_table}
+    while pending:
+        chunk, pending = pending[:BATCH_GET_LIMIT], pending[BATCH_GET_LIMIT:]
+        request: dict[str, dict[str, Any]] = {}
+        for table, key in chunk:
+            request.setdefault(table, {"Keys": []})["Keys"].append(key)
+        for round_number in range(BATCH_GET_MAX_ROUNDS):
+            response = client.batch_get_item(RequestItems=request)
+            for table, items in response.get("Responses", {}).items():
+                found.setdefault(table, []).extend(from_attributes(i) for i in items)
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                break
+            time.sleep(min(0.05 * 2**round_number, 1.0))
+        else:
+            raise RuntimeError(f"DynamoDB left keys unprocessed after {BATCH_GET_MAX_ROUNDS} rounds")
+    return found

@@ -1,0 +1,82 @@
+"""Notifications table: the inbox, each notification's decision trace and its delivery log.
+
+Record layout (one item per user and notification):
+- identity: `user_id`, `notification_id`, `event_id`, `type`, `category`, `urgency`, `locale`, `data`
+- `created_at` (ISO UTC, the ByCreated index), `expires_at` (TTL)
+- `decision`: the routing trace, `plan`: the planned deliveries, `escalation`: bool
+- `deliveries`: map channel → latest state (`sending` / `sent` / `failed` / `retry` ...), written by senders
+- `delivery_log`: every attempt, appended by senders
+- `digest_day` + `digest_due_at`: only while an unread medium notification awaits its digest (sparse index)
+- `read_at`, `acked_at`, `task_token`
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from herald.models import Category, Urgency
+from herald.stores.dynamo import from_attributes, to_attributes
+
+
+class NotificationRecord(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    user_id: str
+    notification_id: str
+    event_id: str
+    type: str
+    category: Category
+    urgency: Urgency
+    locale: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    created_at: AwareDatetime
+    status: str
+    decision: list[dict[str, Any]] = Field(default_factory=list)
+    plan: list[dict[str, Any]] = Field(default_factory=list)
+    escalation: bool = False
+    deliveries: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    delivery_log: list[dict[str, Any]] = Field(default_factory=list)
+    digest_day: str | None = None
+    digest_due_at: str | None = None
+    read_at: AwareDatetime | None = None
+    acked_at: AwareDatetime | None = None
+    expires_at: int | None = None
+
+    @staticmethod
+    def digest_fields(due_at: datetime) -> dict[str, str]:
+        return {"digest_day": due_at.strftime("%Y-%m-%d"), "digest_due_at": due_at.isoformat()}
+
+
+class NotificationStore:
+    def __init__(self, client: Any, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    @staticmethod
+    def key(user_id: str, notification_id: str) -> dict[str, Any]:
+        return to_attributes({"user_id": user_id, "notification_id": notification_id})
+
+    def create(self, record: NotificationRecord) -> bool:
+        """Write a new record; False when it already exists (a retried routing keeps the first)."""
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=to_attributes(record.model_dump(mode="json", exclude_none=True)),
+                ConditionExpression="attribute_not_exists(notification_id)",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def get(self, user_id: str, notification_id: str) -> NotificationRecord | None:
+        response = self._client.get_item(
+            TableName=self._table, Key=self.key(user_id, notification_id), ConsistentRead=True
+        )
+        item = response.get("Item")
+        return NotificationRecord.model_validate(from_attributes(item)) if item else None
