@@ -22,7 +22,7 @@ class QuietHours(BaseModel):
 
     @field_validator("end")
     @classmethod
-    def _not_empty(cls, end: time, info) -> time:  # noqa: ANN001
+    def _not_empty(cls, end: time, info) -> time:
         if info.data.get("start") == end:
             raise ValueError("quiet hours start and end must differ")
         return end

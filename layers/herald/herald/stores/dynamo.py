@@ -31,6 +31,7 @@ def _plain(value: Any) -> Any:
 
 def to_attributes(item: Mapping[str, Any]) -> dict[str, Any]:
     """Python values (JSON-mode dumps) → DynamoDB attribute values; floats become Decimals."""
+
     def convert(value: Any) -> Any:
         if isinstance(value, float):
             return Decimal(str(value))

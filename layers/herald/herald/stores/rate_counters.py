@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from herald.models import Channel
 from herald.stores.dynamo import to_attributes
 from herald.stores.keys import rate_counter_key
@@ -19,20 +17,20 @@ class RateCounterStore:
         self._client = client
         self._table = table
 
-    def take(self, user_id: str, channel: Channel, limit: int, now: datetime) -> bool:
-        """Count one send if the window has room; False when the limit is reached (atomic)."""
-        expires_at = int((now + 2 * WINDOW).timestamp())
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=to_attributes({"pk": rate_counter_key(user_id, channel, now)}),
-                UpdateExpression="ADD #count :one SET expires_at = :expires",
-                ConditionExpression="attribute_not_exists(#count) OR #count < :limit",
-                ExpressionAttributeNames={"#count": "count"},
-                ExpressionAttributeValues=to_attributes({":one": 1, ":limit": limit, ":expires": expires_at}),
-            )
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+    def add(self, user_id: str, channel: Channel, now: datetime) -> None:
+        """Count one send in the current hour.
+
+        The router decides on counts read once per batch (plus the batch's own sends), then adds:
+        concurrent batches may overshoot a limit by at most their own sends. Rate limits protect
+        users from floods; they are not a billing control, so one extra call per send to make the
+        check atomic is not worth it.
+        """
+        self._client.update_item(
+            TableName=self._table,
+            Key=to_attributes({"pk": rate_counter_key(user_id, channel, now)}),
+            UpdateExpression="ADD #count :one SET expires_at = :expires",
+            ExpressionAttributeNames={"#count": "count"},
+            ExpressionAttributeValues=to_attributes(
+                {":one": 1, ":expires": int((now + 2 * WINDOW).timestamp())}
+            ),
+        )

@@ -33,8 +33,12 @@ class UserStore:
             {
                 "PutRequest": {
                     "Item": to_attributes(
-                        {"pk": user_pk(profile.user_id), "sk": role_sk(role), "role": role,
-                         "user_id": profile.user_id}
+                        {
+                            "pk": user_pk(profile.user_id),
+                            "sk": role_sk(role),
+                            "role": role,
+                            "user_id": profile.user_id,
+                        }
                     )
                 }
             }
@@ -74,8 +78,9 @@ class UserStore:
             ExpressionAttributeNames={"#token": token},
         )
 
-    def user_ids_with_role(self, role: str, page_size: int, cursor: dict[str, Any] | None = None
-                           ) -> tuple[list[str], dict[str, Any] | None]:
+    def user_ids_with_role(
+        self, role: str, page_size: int, cursor: dict[str, Any] | None = None
+    ) -> tuple[list[str], dict[str, Any] | None]:
         """One page of the ByRole index; returns the user ids and the cursor of the next page."""
         params: dict[str, Any] = {
             "TableName": self._table,

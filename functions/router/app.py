@@ -1,0 +1,82 @@
+"""Router: ingest queue → decision → channel queues / escalation. Thin: the work is herald.routing."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.batch import process_partial_response
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
+
+from herald.batch import RejectingBatchProcessor
+from herald.catalog import load_catalog
+from herald.ingest import IngestEnvelope, IngestRecord, peek_envelope, peek_event_id
+from herald.routing.service import RouterService
+from herald.settings import router_settings
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+settings = router_settings()
+dynamodb = boto3.client("dynamodb")
+sqs = boto3.client("sqs")
+service = RouterService(
+    dynamodb=dynamodb,
+    sqs=sqs,
+    scheduler=boto3.client("scheduler"),
+    sfn=boto3.client("stepfunctions"),
+    settings=settings,
+    catalog=load_catalog(),
+    metrics=metrics,
+)
+idempotency_config = IdempotencyConfig(event_key_jmespath="key", raise_on_no_idempotency_key=True)
+persistence = DynamoDBPersistenceLayer(table_name=settings.tables.idempotency, boto3_client=dynamodb)
+processor = RejectingBatchProcessor(
+    model=IngestRecord,
+    sqs=sqs,
+    dead_letter_queue_url=lambda: os.environ["INGEST_DLQ_URL"],
+    logger=logger,
+    event_id_of=peek_event_id,
+    on_rejected=lambda reason: metrics.add_metric(name="RecordsRejected", unit="Count", value=1),
+)
+
+
+class RoutingWork(BaseModel):
+    key: str
+    envelope: IngestEnvelope
+
+
+@idempotent_function(data_keyword_argument="work", config=idempotency_config, persistence_store=persistence)
+def route_once(work: RoutingWork) -> dict[str, Any]:
+    return service.route(work.envelope)
+
+
+@tracer.capture_method
+def route_record(record: IngestRecord) -> dict[str, Any]:
+    envelope = record.body
+    logger.append_keys(event_id=envelope.request.event_id)
+    try:
+        return route_once(work=RoutingWork(key=envelope.idempotency_key, envelope=envelope))
+    finally:
+        logger.remove_keys(["event_id"])
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    idempotency_config.register_lambda_context(context)
+    envelopes = [e for r in event.get("Records", []) if (e := peek_envelope(r.get("body"))) is not None]
+    service.prefetch(envelopes)
+    return process_partial_response(
+        event=event, record_handler=route_record, processor=processor, context=context
+    )

@@ -1,0 +1,86 @@
+"""Batch processing shared by the SQS consumers.
+
+A record that can never succeed (it does not validate, names an unknown type, ...) is rejected:
+logged with its event id and the reason, and moved to the queue's DLQ at once with the reason as
+message attributes, so an operator sees why without digging through logs and the record does not
+burn `maxReceiveCount` retries. Anything else that fails is reported as a batch item failure and
+retried by SQS (then redriven to the DLQ after `maxReceiveCount`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from pydantic import ValidationError
+
+REJECTION_ATTRIBUTE = "herald_rejection_reason"
+
+
+class RejectedRecord(Exception):
+    """This record can never be processed; it goes to the DLQ with `reason`."""
+
+    def __init__(self, reason: str, event_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.event_id = event_id
+
+
+def rejection_reason(error: BaseException) -> str:
+    if isinstance(error, ValidationError):
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in error.errors()[:10]
+        )
+        return f"invalid event: {problems}"
+    return str(error)
+
+
+class RejectingBatchProcessor(BatchProcessor):
+    """A powertools BatchProcessor that sends permanently bad records straight to a DLQ."""
+
+    def __init__(
+        self,
+        *,
+        model: Any,
+        sqs: Any,
+        dead_letter_queue_url: Callable[[], str],
+        logger: Logger,
+        event_id_of: Callable[[str | None], str | None],
+        on_rejected: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__(event_type=EventType.SQS, model=model, raise_on_entire_batch_failure=False)
+        self._sqs = sqs
+        self._dead_letter_queue_url = dead_letter_queue_url
+        self._log = logger
+        self._event_id_of = event_id_of
+        self._on_rejected = on_rejected
+
+    def failure_handler(self, record: Any, exception: Any):  # type: ignore[override]
+        error = exception[1]
+        if not isinstance(error, RejectedRecord | ValidationError):
+            return super().failure_handler(record, exception)
+        message_id = getattr(record, "message_id", None) or getattr(record, "messageId", None)
+        raw = next((r for r in self.records if r.get("messageId") == message_id), {})
+        event_id = getattr(error, "event_id", None) or self._event_id_of(raw.get("body"))
+        reason = error.reason if isinstance(error, RejectedRecord) else rejection_reason(error)
+        self._log.error(
+            "record rejected", extra={"event_id": event_id, "message_id": message_id, "reason": reason}
+        )
+        try:
+            self._sqs.send_message(
+                QueueUrl=self._dead_letter_queue_url(),
+                MessageBody=raw.get("body") or "",
+                MessageAttributes={
+                    REJECTION_ATTRIBUTE: {"DataType": "String", "StringValue": reason[:4000]},
+                    "herald_event_id": {"DataType": "String", "StringValue": event_id or "unknown"},
+                    "herald_message_id": {"DataType": "String", "StringValue": message_id or "unknown"},
+                },
+            )
+        except Exception:  # the DLQ is unreachable: let SQS retry and redrive instead
+            self._log.exception("could not move the rejected record to the DLQ", extra={"event_id": event_id})
+            return super().failure_handler(record, exception)
+        if self._on_rejected:
+            self._on_rejected(reason)
+        return self.success_handler(record=raw, result={"rejected": reason})

@@ -1,0 +1,181 @@
+"""Turns a routing decision into queue messages, deferred schedules and an escalation execution."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from herald.catalog import CatalogEntry
+from herald.messages import ChannelMessage, EscalationInput
+from herald.models import Channel, NotificationRequest
+from herald.routing.decision import Decision, PlannedDelivery
+from herald.settings import ChannelQueues
+
+SQS_MAX_DELAY_SECONDS = 900
+SQS_BATCH_SIZE = 10
+
+
+class DispatchError(RuntimeError):
+    """A queue refused messages; the record is retried (senders' claims prevent double sends)."""
+
+
+@dataclass
+class DispatchReport:
+    queued: list[Channel] = field(default_factory=list)
+    scheduled: list[Channel] = field(default_factory=list)
+    escalation_started: bool = False
+
+
+def send_batches(sqs: Any, queue_url: str, bodies: Sequence[tuple[str, int]]) -> None:
+    """SendMessageBatch in chunks of 10; `bodies` are (body, delay seconds). Raises on any failure."""
+    for start in range(0, len(bodies), SQS_BATCH_SIZE):
+        chunk = bodies[start : start + SQS_BATCH_SIZE]
+        entries = [
+            {"Id": str(i), "MessageBody": body, **({"DelaySeconds": delay} if delay else {})}
+            for i, (body, delay) in enumerate(chunk)
+        ]
+        response = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+        if response.get("Failed"):
+            reasons = "; ".join(f"{f.get('Code')}: {f.get('Message')}" for f in response["Failed"])
+            raise DispatchError(f"{len(response['Failed'])} message(s) refused by {queue_url}: {reasons}")
+
+
+class Deferrer:
+    """Delivers a message to a queue at a later instant: SQS delay up to 15 min, else a one-time
+    EventBridge Scheduler schedule targeting the queue (deleted after it fires)."""
+
+    def __init__(
+        self, sqs: Any, scheduler: Any, role_arn: str, group: str, clock: Callable[[], datetime]
+    ) -> None:
+        self._sqs = sqs
+        self._scheduler = scheduler
+        self._role_arn = role_arn
+        self._group = group
+        self._clock = clock
+
+    def delay_seconds(self, at: datetime | None) -> int:
+        if at is None:
+            return 0
+        return max(0, math.ceil((at - self._clock()).total_seconds()))
+
+    def needs_schedule(self, at: datetime | None) -> bool:
+        return self.delay_seconds(at) > SQS_MAX_DELAY_SECONDS
+
+    def schedule(self, name: str, at: datetime, queue_arn: str, body: str) -> None:
+        try:
+            self._scheduler.create_schedule(
+                Name=name,
+                GroupName=self._group,
+                ScheduleExpression=f"at({at.strftime('%Y-%m-%dT%H:%M:%S')})",
+                ScheduleExpressionTimezone="UTC",
+                FlexibleTimeWindow={"Mode": "OFF"},
+                ActionAfterCompletion="DELETE",
+                Target={"Arn": queue_arn, "RoleArn": self._role_arn, "Input": body},
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConflictException":
+                raise  # a ConflictException means an earlier attempt already scheduled it
+
+    def defer(self, name: str, at: datetime, queue_url: str, queue_arn: str, body: str) -> bool:
+        """Returns True when a schedule was created, False when an SQS delay sufficed."""
+        if self.needs_schedule(at):
+            self.schedule(name, at, queue_arn, body)
+            return True
+        send_batches(self._sqs, queue_url, [(body, self.delay_seconds(at))])
+        return False
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        sqs: Any,
+        sfn: Any,
+        deferrer: Deferrer,
+        queues: ChannelQueues,
+        state_machine_arn: str,
+        fallback_delay_seconds: int,
+    ) -> None:
+        self._sqs = sqs
+        self._sfn = sfn
+        self._deferrer = deferrer
+        self._queues = queues
+        self._state_machine_arn = state_machine_arn
+        self._fallback_delay_seconds = fallback_delay_seconds
+
+    def message(
+        self,
+        decision: Decision,
+        request: NotificationRequest,
+        entry: CatalogEntry,
+        planned: PlannedDelivery,
+        escalation: bool = False,
+    ) -> ChannelMessage:
+        return ChannelMessage(
+            notification_id=decision.notification_id,
+            event_id=request.event_id,
+            user_id=decision.user_id,
+            type=entry.name,
+            channel=planned.channel,
+            urgency=decision.urgency,
+            category=decision.category,
+            locale=decision.locale,
+            data=request.data,
+            to=planned.to,
+            device_tokens=list(planned.device_tokens),
+            not_before=planned.not_before,
+            escalation=escalation,
+        )
+
+    def dispatch(
+        self, decision: Decision, request: NotificationRequest, entry: CatalogEntry
+    ) -> DispatchReport:
+        report = DispatchReport()
+        immediate: dict[str, list[tuple[str, int]]] = defaultdict(list)
+        for planned in decision.deliveries:
+            body = self.message(decision, request, entry, planned).queue_body()
+            if self._deferrer.needs_schedule(planned.not_before):
+                name = f"{decision.notification_id}-{planned.channel.value}"
+                assert planned.not_before is not None
+                self._deferrer.schedule(name, planned.not_before, self._queues.arn(planned.channel), body)
+                report.scheduled.append(planned.channel)
+            else:
+                immediate[self._queues.url(planned.channel)].append(
+                    (body, self._deferrer.delay_seconds(planned.not_before))
+                )
+                report.queued.append(planned.channel)
+        for queue_url, bodies in immediate.items():
+            send_batches(self._sqs, queue_url, bodies)
+        if decision.escalation:
+            self._start_escalation(decision, request, entry)
+            report.escalation_started = True
+        return report
+
+    def _start_escalation(
+        self, decision: Decision, request: NotificationRequest, entry: CatalogEntry
+    ) -> None:
+        plan = decision.escalation
+        assert plan is not None
+        execution = EscalationInput(
+            notification_id=decision.notification_id,
+            user_id=decision.user_id,
+            deliver_at=plan.deliver_at,
+            fallback_delay_seconds=self._fallback_delay_seconds,
+            primary_queue_url=self._queues.url(plan.primary.channel),
+            primary=self.message(decision, request, entry, plan.primary, escalation=True),
+            fallback=self.message(decision, request, entry, plan.fallback),
+        )
+        try:
+            self._sfn.start_execution(
+                stateMachineArn=self._state_machine_arn,
+                name=decision.notification_id,
+                input=execution.execution_input(),
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ExecutionAlreadyExists":
+                raise  # already started by an earlier attempt of this record: nothing to do
