@@ -1,0 +1,444 @@
+"""The router handler on moto: batches, rejections, idempotency, batched reads, dispatch, fan-out."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from moto import mock_aws
+
+from herald.messages import parse_channel_body
+from herald.stores.keys import email_address
+from herald.stores.suppression import SuppressionStore
+from herald.stores.users import UserStore
+from herald.users import UserProfile
+from tests.support.aws import REPO_ROOT
+from tests.support.moto_stack import MOTO_CONFIG, MotoStack, provision
+
+pytestmark = pytest.mark.integration
+
+
+class FakeContext:
+    function_name = "herald-router"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:herald-router"
+    aws_request_id = "req-1"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 60_000
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoStack]:
+    with mock_aws(config=MOTO_CONFIG):
+        stack = provision()
+        for name, value in stack.env.items():
+            monkeypatch.setenv(name, value)
+        yield stack
+
+
+@pytest.fixture
+def router(stack: MotoStack) -> Any:
+    """The real handler module, imported fresh inside moto (its clients are module-scoped)."""
+    from herald.settings import router_settings
+
+    router_settings.cache_clear()
+    sys.modules.pop("functions.router.app", None)
+    return importlib.import_module("functions.router.app")
+
+
+def a_profile(user_id: str, **overrides: Any) -> UserProfile:
+    fields: dict[str, Any] = {
+        "user_id": user_id,
+        "email": f"user{user_id}@example.com",
+        "phone": "+14155550100",
+        "time_zone": "UTC",
+        "devices": {f"tok-{user_id}": {"platform": "android", "registered_at": "2026-01-01T00:00:00Z"}},
+    }
+    fields.update(overrides)
+    return UserProfile.model_validate(fields)
+
+
+def add_users(stack: MotoStack, *profiles: UserProfile) -> None:
+    store = UserStore(stack.client("dynamodb"), stack.tables["UsersTable"])
+    for profile in profiles:
+        store.put_profile(profile)
+
+
+def envelope(detail: dict[str, Any]) -> str:
+    return json.dumps(
+        {
+            "version": "0",
+            "id": f"id-{detail.get('event_id')}",
+            "detail-type": "NotificationRequested",
+            "source": "tests",
+            "account": "123456789012",
+            "time": "2026-11-22T12:00:00Z",
+            "region": "us-east-1",
+            "resources": [],
+            "detail": detail,
+        }
+    )
+
+
+def sqs_event(*bodies: str) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": f"msg-{i}",
+                "receiptHandle": f"rh-{i}",
+                "body": body,
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": "1795348800000",
+                    "SenderId": "AIDA",
+                    "ApproximateFirstReceiveTimestamp": "1795348800001",
+                },
+                "messageAttributes": {},
+                "md5OfBody": "0",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:herald-test-Ingest",
+                "awsRegion": "us-east-1",
+            }
+            for i, body in enumerate(bodies)
+        ]
+    }
+
+
+def bodies(stack: MotoStack, queue: str) -> list[dict[str, Any]]:
+    """Channel messages on a queue; the escalation's primary (sent by Step Functions) is unwrapped."""
+    return [
+        parse_channel_body(m["Body"]).model_dump(mode="json", exclude_none=True) for m in stack.drain(queue)
+    ]
+
+
+def direct(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages the router sent itself (not the escalation state machine)."""
+    return [m for m in messages if "task_token" not in m]
+
+
+def notification(stack: MotoStack, user_id: str) -> list[dict[str, Any]]:
+    from herald.stores.dynamo import from_attributes
+
+    items = stack.client("dynamodb").scan(TableName=stack.tables["NotificationsTable"])["Items"]
+    return [from_attributes(i) for i in items if from_attributes(i)["user_id"] == user_id]
+
+
+def count_calls(client: Any) -> Counter[str]:
+    calls: Counter[str] = Counter()
+    client.meta.events.register("before-call.*.*", lambda model, **_: calls.update([model.name]))
+    return calls
+
+
+# -- the sample event ----------------------------------------------------------------------------
+
+
+def test_the_sample_event_routes_medium_high_and_critical(stack: MotoStack, router: Any) -> None:
+    add_users(stack, a_profile("42"))
+    event = json.loads((REPO_ROOT / "events" / "router.json").read_text())
+
+    response = router.lambda_handler(event, FakeContext())
+
+    assert response == {"batchItemFailures": []}
+    push = direct(bodies(stack, "Push"))
+    assert sorted(m["type"] for m in push) == ["order_shipped", "security_alert"]
+    assert [m["type"] for m in bodies(stack, "Sms")] == ["security_alert"]
+    assert [m["type"] for m in bodies(stack, "Email")] == ["security_alert"]
+    executions = stack.client("stepfunctions").list_executions(stateMachineArn=stack.state_machine_arn)[
+        "executions"
+    ]
+    receipt = next(n for n in notification(stack, "42") if n["type"] == "payment_receipt")
+    assert [e["name"] for e in executions] == [receipt["notification_id"]]
+    assert receipt["escalation"] is True
+
+
+def test_the_notification_record_carries_the_decision_trace(stack: MotoStack, router: Any) -> None:
+    add_users(stack, a_profile("42", preferences={"channels": {"sms": False}}))
+
+    router.lambda_handler(
+        sqs_event(envelope({"event_id": "sec-1", "type": "security_alert", "user_id": "42", "data": {}})),
+        FakeContext(),
+    )
+
+    [record] = notification(stack, "42")
+    assert record["status"] == "dispatched"
+    sms_steps = [s for s in record["decision"] if s.get("channel") == "sms"]
+    assert sms_steps == [
+        {
+            "rule": "channel_opt_in",
+            "verdict": "block",
+            "reason": "user turned this channel off",
+            "channel": "sms",
+        }
+    ]
+    assert record["expires_at"] > datetime.now(UTC).timestamp()
+
+
+# -- bad input -----------------------------------------------------------------------------------
+
+
+def test_an_invalid_record_goes_to_the_dlq_alone_with_its_reason(
+    stack: MotoStack, router: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    add_users(stack, a_profile("1"), a_profile("2"))
+    event = sqs_event(
+        envelope({"event_id": "ok-1", "type": "comment_reply", "user_id": "1"}),
+        envelope({"event_id": "bad-1", "type": "comment_reply"}),  # neither user_id nor audience
+        envelope({"event_id": "bad-2", "type": "no_such_type", "user_id": "2"}),
+        "this is not JSON",
+        envelope({"event_id": "ok-2", "type": "comment_reply", "user_id": "2"}),
+    )
+
+    response = router.lambda_handler(event, FakeContext())
+
+    assert response == {"batchItemFailures": []}  # rejected records are moved, not retried
+    assert sorted(m["user_id"] for m in direct(bodies(stack, "Push"))) == ["1", "2"]
+    rejected = stack.drain("IngestDeadLetter")
+    reasons = {
+        m["MessageAttributes"]["herald_event_id"]["StringValue"]: m["MessageAttributes"][
+            "herald_rejection_reason"
+        ]["StringValue"]
+        for m in rejected
+    }
+    assert set(reasons) == {"bad-1", "bad-2", "unknown"}
+    assert "exactly one of 'user_id' and 'audience' is required" in reasons["bad-1"]
+    assert "unknown notification type 'no_such_type'" in reasons["bad-2"]
+    assert "this is not JSON" in [m["Body"] for m in rejected]
+    logged = {r.event_id: r.reason for r in caplog.records if r.getMessage() == "record rejected"}
+    assert set(logged) == {"bad-1", "bad-2", None}
+    assert "exactly one of 'user_id' and 'audience' is required" in logged["bad-1"]
+
+
+def test_a_transient_failure_fails_only_its_record(stack: MotoStack, router: Any, monkeypatch) -> None:
+    add_users(stack, a_profile("1"), a_profile("2"))
+    real_dispatch = router.service._dispatcher.dispatch
+
+    def flaky(decision, request, entry):  # the push queue refuses user 2's message
+        if decision.user_id == "2":
+            raise RuntimeError("SQS is having a bad day")
+        return real_dispatch(decision, request, entry)
+
+    monkeypatch.setattr(router.service._dispatcher, "dispatch", flaky)
+    event = sqs_event(
+        envelope({"event_id": "a", "type": "comment_reply", "user_id": "1"}),
+        envelope({"event_id": "b", "type": "comment_reply", "user_id": "2"}),
+    )
+
+    response = router.lambda_handler(event, FakeContext())
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": "msg-1"}]}
+    monkeypatch.setattr(router.service._dispatcher, "dispatch", real_dispatch)
+    retry = router.lambda_handler(sqs_event(event["Records"][1]["body"]), FakeContext())
+    assert retry == {"batchItemFailures": []}  # the failed attempt left no idempotency record behind
+    assert sorted(m["user_id"] for m in bodies(stack, "Push")) == ["1", "2"]
+
+
+# -- idempotency ---------------------------------------------------------------------------------
+
+
+def test_a_repeated_event_is_a_no_op(stack: MotoStack, router: Any) -> None:
+    add_users(stack, a_profile("42"))
+    body = envelope({"event_id": "dup-1", "type": "order_shipped", "user_id": "42"})
+
+    router.lambda_handler(sqs_event(body), FakeContext())
+    router.lambda_handler(sqs_event(body), FakeContext())
+    router.lambda_handler(sqs_event(body, body), FakeContext())
+
+    assert len(bodies(stack, "Push")) == 1
+    assert len(notification(stack, "42")) == 1
+
+
+# -- batched reads -------------------------------------------------------------------------------
+
+
+def test_one_batch_costs_two_batch_reads_whatever_its_size(stack: MotoStack, router: Any) -> None:
+    add_users(stack, *(a_profile(str(i)) for i in range(10)))
+    SuppressionStore(stack.client("dynamodb"), stack.tables["SuppressionTable"]).suppress(
+        email_address("user3@example.com"), "bounce", "test"
+    )
+    calls = count_calls(router.dynamodb)
+    event = sqs_event(
+        *(envelope({"event_id": f"e{i}", "type": "security_alert", "user_id": str(i)}) for i in range(10))
+    )
+
+    router.lambda_handler(event, FakeContext())
+
+    assert calls["BatchGetItem"] == 2  # users + presence + rate counters; then suppression
+    assert calls["GetItem"] == 0 and calls["Query"] == 0 and calls["Scan"] == 0
+    emails = {m["to"] for m in bodies(stack, "Email")}
+    assert len(emails) == 9 and "user3@example.com" not in emails
+
+
+# -- deferrals -----------------------------------------------------------------------------------
+
+
+def test_send_at_beyond_fifteen_minutes_becomes_a_schedule_on_the_ingest_queue(
+    stack: MotoStack, router: Any
+) -> None:
+    add_users(stack, a_profile("42"))
+    send_at = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
+    body = envelope(
+        {"event_id": "later-1", "type": "order_shipped", "user_id": "42", "send_at": send_at.isoformat()}
+    )
+
+    router.lambda_handler(sqs_event(body), FakeContext())
+
+    scheduler = stack.client("scheduler")
+    [summary] = scheduler.list_schedules(GroupName=stack.env["SCHEDULE_GROUP"])["Schedules"]
+    schedule = scheduler.get_schedule(Name=summary["Name"], GroupName=stack.env["SCHEDULE_GROUP"])
+    assert schedule["ScheduleExpression"] == f"at({send_at.strftime('%Y-%m-%dT%H:%M:%S')})"
+    assert schedule["Target"]["Arn"] == stack.env["INGEST_QUEUE_ARN"]
+    released = json.loads(schedule["Target"]["Input"])
+    assert released["herald"] == {"phase": "release"}
+    assert bodies(stack, "Push") == [] and notification(stack, "42") == []
+
+    router.lambda_handler(sqs_event(schedule["Target"]["Input"]), FakeContext())  # the schedule fires
+
+    assert [m["type"] for m in bodies(stack, "Push")] == ["order_shipped"]
+
+
+def test_send_at_within_fifteen_minutes_uses_an_sqs_delay(stack: MotoStack, router: Any) -> None:
+    send_at = datetime.now(UTC) + timedelta(minutes=5)
+    body = envelope(
+        {"event_id": "soon-1", "type": "order_shipped", "user_id": "42", "send_at": send_at.isoformat()}
+    )
+
+    router.lambda_handler(sqs_event(body), FakeContext())
+
+    attributes = stack.client("sqs").get_queue_attributes(
+        QueueUrl=stack.queue_urls["Ingest"], AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"
+
+
+def test_quiet_hours_defer_push_with_a_schedule_on_the_push_queue(stack: MotoStack, router: Any) -> None:
+    now = datetime.now(UTC)
+    window = {
+        "start": (now - timedelta(hours=1)).strftime("%H:00"),
+        "end": (now + timedelta(hours=3)).strftime("%H:00"),
+    }
+    add_users(stack, a_profile("42", quiet_hours=window))
+
+    router.lambda_handler(
+        sqs_event(envelope({"event_id": "q-1", "type": "order_shipped", "user_id": "42"})), FakeContext()
+    )
+
+    assert bodies(stack, "Push") == []
+    [summary] = stack.client("scheduler").list_schedules(GroupName=stack.env["SCHEDULE_GROUP"])["Schedules"]
+    schedule = stack.client("scheduler").get_schedule(
+        Name=summary["Name"], GroupName=stack.env["SCHEDULE_GROUP"]
+    )
+    assert schedule["Target"]["Arn"] == stack.env["PUSH_QUEUE_ARN"]
+    assert json.loads(schedule["Target"]["Input"])["channel"] == "push"
+
+
+# -- fan-out -------------------------------------------------------------------------------------
+
+
+def test_audience_fans_out_page_by_page_to_each_member_once(
+    stack: MotoStack, router: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small_pages = router.service._settings.model_copy(update={"fanout_page_size": 10})
+    monkeypatch.setattr(router.service, "_settings", small_pages)
+    admins = [a_profile(f"a{i}", roles=["admin"]) for i in range(23)]
+    add_users(stack, *admins, a_profile("not-an-admin", roles=["viewer"]))
+    pending = [envelope({"event_id": "maint-1", "type": "security_alert", "audience": {"role": "admin"}})]
+    sqs = stack.client("sqs")
+
+    invocations = 0
+    while pending and invocations < 20:
+        router.lambda_handler(sqs_event(*pending[:10]), FakeContext())
+        pending = pending[10:]
+        invocations += 1
+        for message in stack.drain("Ingest"):
+            pending.append(message["Body"])
+    sqs.purge_queue(QueueUrl=stack.queue_urls["Ingest"])
+
+    recipients = [m["user_id"] for m in bodies(stack, "Sms")]
+    assert sorted(recipients) == sorted(p.user_id for p in admins)
+    # Replaying the whole fan-out changes nothing.
+    router.lambda_handler(
+        sqs_event(envelope({"event_id": "maint-1", "type": "security_alert", "audience": {"role": "admin"}})),
+        FakeContext(),
+    )
+    assert stack.drain("Ingest") == []
+
+
+# -- escalation ----------------------------------------------------------------------------------
+
+
+def wait_for(queue: str, stack: MotoStack, timeout: float = 15.0) -> list[dict[str, Any]]:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = bodies(stack, queue)
+        if found:
+            return found
+        time.sleep(0.2)
+    return []
+
+
+def test_high_urgency_escalates_to_email_when_the_push_is_not_acknowledged(
+    stack: MotoStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FALLBACK_DELAY_SECONDS", "1")
+    from herald.settings import router_settings
+
+    router_settings.cache_clear()
+    sys.modules.pop("functions.router.app", None)
+    router = importlib.import_module("functions.router.app")
+    add_users(stack, a_profile("42"))
+
+    router.lambda_handler(
+        sqs_event(envelope({"event_id": "pay-1", "type": "payment_receipt", "user_id": "42"})), FakeContext()
+    )
+
+    [primary] = wait_for("Push", stack)
+    assert primary["escalation"] is True and primary["task_token"]
+    [fallback] = wait_for("Email", stack)  # nobody acknowledged within 1 s
+    assert (fallback["channel"], fallback["to"]) == ("email", "user42@example.com")
+
+
+def test_an_undeliverable_primary_sends_the_email_at_once(stack: MotoStack, router: Any) -> None:
+    add_users(stack, a_profile("42"))
+    router.lambda_handler(
+        sqs_event(envelope({"event_id": "pay-2", "type": "payment_receipt", "user_id": "42"})), FakeContext()
+    )
+    [primary] = wait_for("Push", stack)
+
+    stack.client("stepfunctions").send_task_failure(
+        taskToken=primary["task_token"], error="Herald.Undeliverable", cause="every device token is dead"
+    )
+
+    [fallback] = wait_for("Email", stack, timeout=10)
+    assert fallback["notification_id"] == primary["notification_id"]
+
+
+def test_an_acknowledged_push_ends_the_escalation_without_email(stack: MotoStack, router: Any) -> None:
+    import time
+
+    add_users(stack, a_profile("42"))
+    router.lambda_handler(
+        sqs_event(envelope({"event_id": "pay-3", "type": "payment_receipt", "user_id": "42"})), FakeContext()
+    )
+    [primary] = wait_for("Push", stack)
+
+    sfn = stack.client("stepfunctions")
+    sfn.send_task_success(taskToken=primary["task_token"], output=json.dumps({"acknowledged": True}))
+
+    [execution] = sfn.list_executions(stateMachineArn=stack.state_machine_arn)["executions"]
+    for _ in range(50):
+        status = sfn.describe_execution(executionArn=execution["executionArn"])["status"]
+        if status != "RUNNING":
+            break
+        time.sleep(0.2)
+    assert status == "SUCCEEDED"
+    assert bodies(stack, "Email") == []
