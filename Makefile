@@ -46,7 +46,7 @@ e2e: venv
 	$(PY) -m pytest -m e2e
 
 schema: venv
-	$(PY) -m herald.schema_export
+	PYTHONPATH=layers/herald $(PY) -m herald.schema
 
 build: venv
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/sam build --parallel --cached

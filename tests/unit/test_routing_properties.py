@@ -80,13 +80,13 @@ def test_quiet_hours_end_is_the_first_instant_outside_the_window(
         probe += timedelta(minutes=15)
 
 
-def test_deferral_across_spring_forward_lands_after_the_gap() -> None:
+def test_deferral_across_spring_forward_ends_when_the_clock_jumps_past_the_end() -> None:
     paris = ZoneInfo("Europe/Paris")
     window = QuietHours(start=time(22), end=time(2, 30))  # 02:30 does not exist on 2026-03-29 in Paris
 
     end = quiet_hours_end(datetime(2026, 3, 28, 23, 0, tzinfo=UTC), window, paris)
 
-    assert end == datetime(2026, 3, 29, 1, 30, tzinfo=UTC)  # 03:30 CEST, the clock skipped 02:00–03:00
+    assert end == datetime(2026, 3, 29, 1, 0, tzinfo=UTC)  # the clock jumps from 02:00 to 03:00 CEST
 
 
 def test_deferral_in_the_repeated_hour_of_fall_back_uses_the_next_occurrence() -> None:
@@ -98,6 +98,15 @@ def test_deferral_in_the_repeated_hour_of_fall_back_uses_the_next_occurrence() -
 
     assert first == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
     assert second == datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
+
+
+def test_fall_back_can_end_quiet_hours_by_turning_the_clock_back_out_of_the_window() -> None:
+    sydney = ZoneInfo("Australia/Sydney")  # 2026-04-05 03:00 AEDT becomes 02:00 AEST
+    window = QuietHours(start=time(2, 15), end=time(0, 0))
+
+    end = quiet_hours_end(datetime(2026, 4, 4, 15, 15, tzinfo=UTC), window, sydney)  # 02:15 AEDT
+
+    assert end == datetime(2026, 4, 4, 16, 0, tzinfo=UTC)  # the clock reads 02:00 again: outside
 
 
 # -- never a channel the user opted out of or is suppressed on ---------------------------------

@@ -18,6 +18,7 @@ class HeraldControl(BaseModel):
 
     phase: Literal["release"] | None = None
     fanout_cursor: str | None = None
+    fanout_of: str | None = None
 
 
 class IngestEnvelope(EventBridgeModel):
@@ -29,8 +30,15 @@ class IngestEnvelope(EventBridgeModel):
         return self.detail
 
     @property
+    def recipient_key(self) -> str:
+        """`event_id` for a single recipient; `event_id#user_id` for a member of a fan-out."""
+        if self.herald and self.herald.fanout_of:
+            return f"{self.detail.event_id}#{self.detail.user_id}"
+        return self.detail.event_id
+
+    @property
     def idempotency_key(self) -> str:
-        key = self.detail.idempotency_key
+        key = self.recipient_key
         if self.herald and self.herald.phase:
             key += f"@{self.herald.phase}"
         if self.herald and self.herald.fanout_cursor:

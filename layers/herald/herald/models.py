@@ -46,7 +46,8 @@ class NotificationRequest(BaseModel):
     """One `NotificationRequested` event's `detail`.
 
     Exactly one of `user_id` and `audience` names the recipients. `event_id` is the idempotency
-    key: the same event id is delivered at most once per recipient.
+    key: the same event id is delivered at most once per recipient (Herald keys fan-out members on
+    `event_id` + user id).
     """
 
     model_config = ConfigDict(
@@ -72,22 +73,12 @@ class NotificationRequest(BaseModel):
     urgency: Urgency | None = None
     locale: str | None = Field(default=None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
     send_at: AwareDatetime | None = None
-    fanout_of: str | None = Field(
-        default=None, description="Set by Herald on per-user requests split from an audience event."
-    )
 
     @model_validator(mode="after")
     def _one_recipient_spec(self) -> NotificationRequest:
         if (self.user_id is None) == (self.audience is None):
             raise ValueError("exactly one of 'user_id' and 'audience' is required")
         return self
-
-    @property
-    def idempotency_key(self) -> str:
-        """`event_id` for a single recipient; `event_id#user_id` for a fan-out member."""
-        if self.fanout_of is not None:
-            return f"{self.event_id}#{self.user_id}"
-        return self.event_id
 
     def due_later(self, now: datetime) -> bool:
         return self.send_at is not None and self.send_at > now

@@ -103,6 +103,11 @@ class RoutingInput:
     rate_limits: Mapping[Channel, int]
     now: datetime
     digest_delay: timedelta = timedelta(hours=24)
+    recipient_key: str | None = None  # event_id, or event_id#user_id for a fan-out member
+
+    @property
+    def key(self) -> str:
+        return self.recipient_key or self.request.event_id
 
 
 def notification_id_for(idempotency_key: str) -> str:
@@ -132,10 +137,10 @@ def decide(given: RoutingInput) -> Decision:
     request, entry, user = given.request, given.entry, given.user
     urgency = request.urgency or entry.urgency
     trace = _Trace()
-    trace.add("idempotency", Verdict.PASS, f"first delivery of {request.idempotency_key}")
+    trace.add("idempotency", Verdict.PASS, f"first delivery of {given.key}")
     user_id = request.user_id or ""
     base = {
-        "notification_id": notification_id_for(request.idempotency_key),
+        "notification_id": notification_id_for(given.key),
         "user_id": user_id,
         "urgency": urgency,
         "category": entry.category,

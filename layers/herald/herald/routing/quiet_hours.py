@@ -1,14 +1,14 @@
 """Quiet hours in the user's IANA time zone, DST-correct.
 
 Each instant is converted to the user's local wall-clock time; the window [start, end) is on the
-wall clock, wrapping past midnight when start > end. The end of a window is the first instant whose
-wall-clock time is `end` (in a spring-forward gap, the instant the local clock would have shown
-`end` with the pre-transition offset, i.e. just after the gap; in a fall-back overlap, the first
-occurrence).
+wall clock, wrapping past midnight when start > end. Quiet hours end at the first instant whose wall
+clock is outside the window: usually when the clock reads `end`, but a DST change can get there
+first (spring forward jumps past `end`; fall back can jump back out of a window).
 """
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -44,4 +44,27 @@ def quiet_hours_end(now: datetime, window: QuietHours | None, zone: ZoneInfo) ->
     candidates = _local_instants(end_day, window.end, zone) + _local_instants(
         end_day + timedelta(days=1), window.end, zone
     )
-    return next(instant for instant in candidates if instant > now)
+    end = next(instant for instant in candidates if instant > now)
+    change = _offset_change(now, end, zone)
+    if change is not None and not in_quiet_hours(_wall(change, zone), window):
+        return change
+    return end
+
+
+def _wall(instant: datetime, zone: ZoneInfo) -> time:
+    return instant.astimezone(zone).time().replace(tzinfo=None)
+
+
+def _offset_change(start: datetime, end: datetime, zone: ZoneInfo) -> datetime | None:
+    """The first instant in (start, end] with a different UTC offset (a DST change), to the second."""
+    offset = start.astimezone(zone).utcoffset()
+    if end.astimezone(zone).utcoffset() == offset:
+        return None
+    low, high = math.floor(start.timestamp()), math.ceil(end.timestamp())  # transitions fall on whole seconds
+    while high - low > 1:
+        middle = (low + high) // 2
+        if datetime.fromtimestamp(middle, UTC).astimezone(zone).utcoffset() == offset:
+            low = middle
+        else:
+            high = middle
+    return datetime.fromtimestamp(high, UTC)

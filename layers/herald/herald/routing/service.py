@@ -183,6 +183,7 @@ class RouterService:
         request = envelope.request
         assert request.audience is not None
         cursor = envelope.herald.fanout_cursor if envelope.herald else None
+        phase = envelope.herald.phase if envelope.herald else None
         user_ids, next_key = self._users.user_ids_with_role(
             request.audience.role,
             self._settings.fanout_page_size,
@@ -191,10 +192,8 @@ class RouterService:
         members = [
             envelope.model_copy(
                 update={
-                    "detail": request.model_copy(
-                        update={"user_id": user_id, "audience": None, "fanout_of": request.event_id}
-                    ),
-                    "herald": None,
+                    "detail": request.model_copy(update={"user_id": user_id, "audience": None}),
+                    "herald": HeraldControl(phase=phase, fanout_of=request.event_id),
                 }
             ).body()
             for user_id in user_ids
@@ -232,6 +231,7 @@ class RouterService:
                 rate_limits=self._settings.rate_limits,
                 now=now,
                 digest_delay=timedelta(seconds=self._settings.digest_delay_seconds),
+                recipient_key=envelope.recipient_key,
             )
         )
         self._record(decision, envelope, now)

@@ -1,0 +1,127 @@
+"""The producer contract: the model, the published JSON Schema, the catalog as validated data."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from herald.catalog import Catalog, UnknownNotificationType, load_catalog, parse_catalog
+from herald.models import Category, Channel, NotificationRequest, Urgency
+from herald.schema import render
+from tests.support.aws import REPO_ROOT
+
+pytestmark = pytest.mark.unit
+
+SCHEMA_FILE = REPO_ROOT / "schemas" / "notification-request.schema.json"
+
+
+def test_the_published_json_schema_is_current() -> None:
+    assert SCHEMA_FILE.read_text(encoding="utf-8") == render(), (
+        "schemas/notification-request.schema.json is stale: run `make schema` and commit it"
+    )
+
+
+def test_the_schema_lists_every_catalog_type() -> None:
+    schema = json.loads(SCHEMA_FILE.read_text())
+
+    assert schema["properties"]["type"]["enum"] == sorted(load_catalog().types)
+    assert schema["additionalProperties"] is False
+
+
+def test_the_design_example_is_valid() -> None:
+    request = NotificationRequest.model_validate(
+        {
+            "event_id": "ord-999-shipped",
+            "type": "order_shipped",
+            "user_id": "42",
+            "data": {"order_id": "999", "tracking_url": "https://example.com/t/999"},
+            "urgency": "high",
+            "locale": "es",
+            "send_at": "2026-12-01T09:00:00Z",
+        }
+    )
+
+    assert request.urgency is Urgency.HIGH
+    assert request.send_at is not None and request.send_at.utcoffset() is not None
+
+
+@pytest.mark.parametrize(
+    ("detail", "complaint"),
+    [
+        ({"type": "order_shipped", "user_id": "42"}, "event_id"),
+        ({"event_id": "e", "type": "order_shipped"}, "exactly one of 'user_id' and 'audience'"),
+        (
+            {"event_id": "e", "type": "order_shipped", "user_id": "1", "audience": {"role": "a"}},
+            "exactly one",
+        ),
+        ({"event_id": "e", "type": "order_shipped", "user_id": "1", "urgency": "urgent"}, "urgency"),
+        (
+            {"event_id": "e", "type": "order_shipped", "user_id": "1", "send_at": "2026-12-01T09:00:00"},
+            "timezone",
+        ),
+        ({"event_id": "e", "type": "order_shipped", "user_id": "1", "colour": "red"}, "colour"),
+        ({"event_id": "e e", "type": "order_shipped", "user_id": "1"}, "event_id"),
+    ],
+)
+def test_invalid_requests_are_refused_with_a_clear_reason(detail: dict[str, Any], complaint: str) -> None:
+    with pytest.raises(ValidationError) as error:
+        NotificationRequest.model_validate(detail)
+
+    assert complaint in str(error.value)
+
+
+def test_the_catalog_covers_every_urgency_and_the_required_types() -> None:
+    catalog = load_catalog()
+    expected = {
+        "security_alert": (Urgency.CRITICAL, Category.SECURITY),
+        "payment_receipt": (Urgency.HIGH, Category.TRANSACTIONAL),
+        "order_shipped": (Urgency.MEDIUM, Category.TRANSACTIONAL),
+        "comment_reply": (Urgency.MEDIUM, Category.TRANSACTIONAL),
+        "marketing_promo": (Urgency.LOW, Category.MARKETING),
+        "order_webhook": (Urgency.SYSTEM, Category.SYSTEM),
+    }
+
+    assert {
+        name: (catalog.entry(name).urgency, catalog.entry(name).category) for name in expected
+    } == expected
+    assert catalog.entry("security_alert").sensitive_fields == {"ip_address", "location"}
+
+
+def test_an_unknown_type_is_a_lookup_error() -> None:
+    with pytest.raises(UnknownNotificationType, match="'nope'"):
+        load_catalog().entry("nope")
+
+
+@pytest.mark.parametrize(
+    ("entry", "complaint"),
+    [
+        ({"category": "system", "urgency": "system", "channels": ["email"]}, "webhook only"),
+        (
+            {"category": "marketing", "urgency": "critical", "channels": ["email"]},
+            "marketing cannot be critical",
+        ),
+        ({"category": "security", "urgency": "critical", "channels": ["fax"]}, "channels"),
+        (
+            {"category": "security", "urgency": "critical", "channels": ["sms"], "sensitive_fields": ["pin"]},
+            "pin",
+        ),
+        ({"category": "security", "urgency": "critical", "channels": []}, "channels"),
+    ],
+)
+def test_a_malformed_catalog_fails_when_loaded(entry: dict[str, Any], complaint: str) -> None:
+    document = {"types": {"t": {"description": "d", "android_channel": "c", **entry}}}
+
+    with pytest.raises(ValidationError, match=complaint):
+        Catalog.model_validate(document)
+
+
+def test_catalog_yaml_round_trip() -> None:
+    catalog = parse_catalog(
+        "types:\n  ping:\n    description: p\n    category: system\n    urgency: system\n"
+        "    channels: [webhook]\n    android_channel: system\n"
+    )
+
+    assert catalog.entry("ping").channels == {Channel.WEBHOOK}
