@@ -1,0 +1,222 @@
+"""Least privilege, checked on the translated template (so SAM's policy-template expansions and the
+roles it generates are included)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.infra.helpers import as_list, policy_statements, props, resources_of, target_id
+
+pytestmark = pytest.mark.infra
+
+# Actions that do not support resource-level permissions and therefore legitimately use "*".
+RESOURCE_STAR_ALLOWED = {
+    # Step Functions -> CloudWatch Logs vended log delivery
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+    # X-Ray
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+}
+
+# AWS managed policies SAM attaches by itself: basic logging, X-Ray for Tracing, and the SQS event
+# source's poller (sqs:ReceiveMessage/DeleteMessage/GetQueueAttributes; AWS's policy uses "*").
+ALLOWED_MANAGED_POLICIES = {
+    "AWSLambdaBasicExecutionRole",
+    "AWSXrayWriteOnlyAccess",
+    "AWSLambdaSQSQueueExecutionRole",
+}
+
+
+def is_wildcard(action: str) -> bool:
+    return action == "*" or action.endswith(":*")
+
+
+def test_no_wildcard_actions(translated: dict[str, Any]) -> None:
+    statements = list(policy_statements(translated))
+    assert len(statements) > 20, "found suspiciously few IAM statements: is the walker broken?"
+    problems = []
+    for where, statement in statements:
+        if "NotAction" in statement and statement["Effect"] == "Allow":
+            problems.append(f"{where}: Allow with NotAction grants everything else")
+        for action in as_list(statement.get("Action")):
+            if not isinstance(action, str):
+                problems.append(f"{where}: action {action!r} is not a literal string")
+            elif is_wildcard(action):
+                problems.append(f"{where}: wildcard action {action!r}")
+    assert not problems, "IAM statements with too broad actions:\n" + "\n".join(problems)
+
+
+def test_resource_star_only_for_actions_without_resource_level_permissions(
+    translated: dict[str, Any],
+) -> None:
+    problems = []
+    for where, statement in policy_statements(translated):
+        if statement["Effect"] != "Allow" or "*" not in as_list(statement.get("Resource")):
+            continue
+        for action in as_list(statement.get("Action")):
+            if action not in RESOURCE_STAR_ALLOWED:
+                problems.append(f"{where}: {action} on Resource '*'")
+    assert not problems, "scope these statements to the resources they need:\n" + "\n".join(problems)
+
+
+def test_nobody_scans(translated: dict[str, Any]) -> None:
+    scans = [
+        where for where, st in policy_statements(translated) if "dynamodb:Scan" in as_list(st.get("Action"))
+    ]
+    assert not scans, f"dynamodb:Scan granted (no Herald function scans a table): {scans}"
+
+
+def test_only_expected_managed_policies(translated: dict[str, Any]) -> None:
+    problems = []
+    for logical_id, role in resources_of(translated, "AWS::IAM::Role").items():
+        for arn in props(role).get("ManagedPolicyArns", []):
+            name = arn.rsplit("/", 1)[-1] if isinstance(arn, str) else arn
+            if name not in ALLOWED_MANAGED_POLICIES:
+                problems.append(f"{logical_id}: managed policy {arn!r}")
+    assert not problems, "unexpected managed policies (use scoped policy templates):\n" + "\n".join(problems)
+
+
+def role_actions(translated: dict[str, Any], function_id: str) -> dict[str, set[str]]:
+    """action -> logical ids (or raw resources) it is granted on, for a function's inline policies."""
+    function = translated["Resources"][function_id]
+    role_id = target_id(props(function)["Role"])
+    granted: dict[str, set[str]] = {}
+    for policy in _unwrap_if(props(translated["Resources"][role_id]).get("Policies", [])):
+        for statement in as_list(policy["PolicyDocument"]["Statement"]):
+            if statement.get("Effect") != "Allow":
+                continue
+            resources = {_resource_name(r) for r in as_list(statement.get("Resource"))}
+            for action in as_list(statement.get("Action")):
+                granted.setdefault(action, set()).update(resources)
+    return granted
+
+
+def _unwrap_if(policies: list[Any]) -> list[dict[str, Any]]:
+    """Role policies, with both branches of a conditional (Fn::If) policy (AWS::NoValue dropped)."""
+    unwrapped = []
+    for policy in policies:
+        if isinstance(policy, dict) and "Fn::If" in policy:
+            unwrapped += [p for p in policy["Fn::If"][1:] if isinstance(p, dict) and "PolicyDocument" in p]
+        else:
+            unwrapped.append(policy)
+    return unwrapped
+
+
+def _resource_name(resource: Any) -> str:
+    """A readable name for a statement's resource: the logical id it refers to when there is one."""
+    direct = target_id(resource)
+    if direct:
+        return direct
+    if isinstance(resource, dict) and "Fn::Sub" in resource:
+        sub = resource["Fn::Sub"]
+        if isinstance(sub, list):
+            names = [target_id(v) for v in sub[1].values()]
+            return ",".join(n for n in names if n) or sub[0]
+        return sub
+    return str(resource)
+
+
+SENDERS = {
+    "EmailSenderFunction": "EmailQueue",
+    "PushSenderFunction": "PushQueue",
+    "SmsSenderFunction": "SmsQueue",
+    "RealtimeSenderFunction": "RealtimeQueue",
+    "WebhookSenderFunction": "WebhookQueue",
+}
+
+
+def test_router_permissions(translated: dict[str, Any]) -> None:
+    granted = role_actions(translated, "RouterFunction")
+    expectations = {
+        "dynamodb:BatchGetItem": {"UsersTable", "PresenceTable", "SuppressionTable"},
+        "dynamodb:Query": {"UsersTable"},  # ByRole fan-out
+        "dynamodb:PutItem": {"NotificationsTable", "RateCountersTable", "IdempotencyTable"},
+        "dynamodb:UpdateItem": {"NotificationsTable", "RateCountersTable", "IdempotencyTable"},
+        "sqs:SendMessage*": {
+            "IngestQueue",
+            "EmailQueue",
+            "PushQueue",
+            "SmsQueue",
+            "RealtimeQueue",
+            "WebhookQueue",
+        },
+        "states:StartExecution": {"EscalationStateMachine"},
+        "iam:PassRole": {"SchedulerRole"},
+        "sqs:SendMessage": {"IngestDeadLetterQueue"},
+    }
+    for action, needed in expectations.items():
+        missing = needed - granted.get(action, set())
+        assert not missing, f"RouterFunction lacks {action} on {sorted(missing)} (has {granted.get(action)})"
+    assert "scheduler:CreateSchedule" in granted, "RouterFunction cannot create deferred-send schedules"
+    for table in ("UsersTable", "PresenceTable", "SuppressionTable"):
+        writes = [
+            a
+            for a in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+            if table in granted.get(a, ())
+        ]
+        assert not writes, f"RouterFunction may write {table} ({writes}); it only reads it"
+
+
+@pytest.mark.parametrize("function_id", sorted(SENDERS))
+def test_sender_permissions(translated: dict[str, Any], function_id: str) -> None:
+    granted = role_actions(translated, function_id)
+    queue = SENDERS[function_id]
+    assert granted.get("sqs:ChangeMessageVisibility") == {queue}, (
+        f"{function_id} must change visibility on its own queue {queue} only, "
+        f"has {granted.get('sqs:ChangeMessageVisibility')}"
+    )
+    for action in ("dynamodb:GetItem", "dynamodb:UpdateItem"):
+        assert "NotificationsTable" in granted.get(action, set()), (
+            f"{function_id} lacks {action} on NotificationsTable"
+        )
+    dlq = queue.replace("Queue", "DeadLetterQueue")
+    assert granted.get("sqs:SendMessage") == {dlq}, (
+        f"{function_id} must send (rejections, decision 003) to its own DLQ {dlq} only, "
+        f"has {granted.get('sqs:SendMessage')}"
+    )
+    forbidden = {
+        a
+        for a in granted
+        if (a.startswith("sqs:SendMessage") and a != "sqs:SendMessage")
+        or a in ("states:StartExecution", "scheduler:CreateSchedule", "iam:PassRole", "dynamodb:Scan")
+        or a == "dynamodb:DeleteItem"
+    }
+    assert not forbidden, (
+        f"{function_id} has permissions only the router (or nobody) needs: {sorted(forbidden)}"
+    )
+    task_answers = {a for a in granted if a.startswith("states:SendTask")}
+    if function_id in ("PushSenderFunction", "RealtimeSenderFunction"):
+        for action in ("states:SendTaskSuccess", "states:SendTaskFailure"):
+            assert granted.get(action) == {"EscalationStateMachine"}, (
+                f"{function_id} needs {action} scoped to EscalationStateMachine, has {granted.get(action)}"
+            )
+    else:
+        assert not task_answers, f"{function_id} does not take part in escalations but has {task_answers}"
+    secrets = granted.get("secretsmanager:GetSecretValue", set())
+    assert secrets, f"{function_id} cannot read its provider secret"
+
+
+def test_scheduler_role_is_limited_to_herald_queues(translated: dict[str, Any]) -> None:
+    role = props(translated["Resources"]["SchedulerRole"])
+    principals = [
+        s["Principal"]["Service"] for s in role["AssumeRolePolicyDocument"]["Statement"] if "Principal" in s
+    ]
+    assert principals == ["scheduler.amazonaws.com"], f"SchedulerRole trusts {principals}"
+    actions = {
+        a
+        for policy in role.get("Policies", [])
+        for s in as_list(policy["PolicyDocument"]["Statement"])
+        for a in as_list(s["Action"])
+    }
+    assert actions == {"sqs:SendMessage"}, f"SchedulerRole may do {actions}, only sqs:SendMessage is needed"

@@ -1,0 +1,1 @@
+"""Repository tooling shared by tests, the local stack and scripts (not deployed)."""
