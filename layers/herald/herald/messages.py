@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer
 
 from herald.models import Category, Channel, Urgency
 
@@ -50,6 +50,11 @@ class EscalationInput(BaseModel):
     primary_queue_url: str
     primary: ChannelMessage
     fallback: ChannelMessage
+
+    @field_serializer("deliver_at")
+    def _rfc3339_seconds(self, deliver_at: datetime) -> str:
+        """The Wait state's TimestampPath wants RFC 3339 with `Z`; whole seconds are the safe subset."""
+        return deliver_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def execution_input(self) -> str:
         return self.model_dump_json(exclude_none=True)

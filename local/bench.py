@@ -1,0 +1,419 @@
+"""`make bench`: Herald's performance budget (DESIGN §11), measured, never asserted in unit tests.
+
+- cold start: each function's import time against a bare `import boto3` (subprocesses, median of N);
+- AWS calls per notification on the router's happy path of each urgency (moto in-process, batches
+  of 10, batch reads amortised), and Step Functions state transitions per escalation path;
+- router CPU per notification (the pure decision, no I/O);
+- deployment package size per function (from `.aws-sam/build` when it exists);
+- a cost model: USD per million notifications per path at AWS list prices, from the above.
+
+Prints a report and writes `.local/bench.json`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+FUNCTIONS = ["router", "email_sender", "push_sender", "sms_sender", "realtime_sender", "webhook_sender"]
+IMPORT_RUNS = 5
+BATCH = 10
+
+# us-east-1 list prices (USD), arm64 Lambda. Reviewed 2026-11; see the AWS pricing pages.
+PRICES = {
+    "lambda_request": 0.20 / 1e6,
+    "lambda_gb_second_arm64": 0.0000133334,
+    "sqs_request": 0.40 / 1e6,
+    "dynamodb_write_request_unit": 0.625 / 1e6,
+    "dynamodb_read_request_unit": 0.125 / 1e6,
+    "eventbridge_event": 1.00 / 1e6,
+    "stepfunctions_transition": 25.0 / 1e6,
+    "scheduler_invocation": 1.00 / 1e6,
+    "ses_email": 0.10 / 1e3,
+}
+DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
+DYNAMODB_READS = {"GetItem", "BatchGetItem", "Query", "Scan"}
+
+
+def _env_for_imports() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'layers' / 'herald'}",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
+    )
+    from tests.support.moto_stack import ACCOUNT
+
+    for name in ("Ingest", "Email", "Push", "Sms", "Realtime", "Webhook"):
+        upper = name.upper()
+        env[f"{upper}_QUEUE_URL"] = f"https://sqs.us-east-1.amazonaws.com/{ACCOUNT}/{name}"
+        env[f"{upper}_QUEUE_ARN"] = f"arn:aws:sqs:us-east-1:{ACCOUNT}:{name}"
+        env[f"{upper}_DLQ_URL"] = f"https://sqs.us-east-1.amazonaws.com/{ACCOUNT}/{name}-dlq"
+    for variable in ("USERS", "PRESENCE", "SUPPRESSION", "NOTIFICATIONS", "RATE_COUNTERS", "IDEMPOTENCY"):
+        env[f"{variable}_TABLE"] = variable.lower()
+    env.update(_template_defaults())
+    return env
+
+
+def _template_defaults() -> dict[str, str]:
+    """Every other variable a function reads, with a plausible value (imports only; no calls)."""
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:herald/dev/x"
+    return {
+        "STAGE": "dev",
+        "ESCALATION_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:escalation",
+        "SCHEDULER_ROLE_ARN": "arn:aws:iam::123456789012:role/scheduler",
+        "SCHEDULE_GROUP": "herald-dev",
+        "RATE_LIMITS": '{"email": 20, "push": 30, "sms": 5}',
+        "EMAIL_PROVIDER": "ses",
+        "EMAIL_FAILOVER": "false",
+        "EMAIL_FROM": "notifications@example.com",
+        "EMAIL_REPLY_TO": "",
+        "SES_CONFIGURATION_SET": "herald-dev",
+        "API_BASE_URL": "https://api.example.com",
+        "SENDGRID_SECRET_ARN": arn,
+        "FCM_SECRET_ARN": arn,
+        "TWILIO_SECRET_ARN": arn,
+        "PUSHER_SECRET_ARN": arn,
+        "UNSUBSCRIBE_SECRET_ARN": arn,
+        "TWILIO_STATUS_CALLBACK_URL": "https://api.example.com/v1/webhooks/twilio",
+        "WEBHOOK_SECRET_PREFIX": "herald/dev/webhooks/",
+        "NOTIFICATION_RETENTION_DAYS": "90",
+    }
+
+
+def import_times() -> dict[str, float]:
+    """Median seconds to import each function module (fresh interpreter each run)."""
+    env = _env_for_imports()
+    probe = (
+        "import time, importlib, sys; t = time.perf_counter(); importlib.import_module(sys.argv[1]); "
+        "print(time.perf_counter() - t)"
+    )
+    results: dict[str, float] = {}
+    for label, module in [("bare boto3", "boto3")] + [(f, f"functions.{f}.app") for f in FUNCTIONS]:
+        samples = []
+        for _ in range(IMPORT_RUNS):
+            done = subprocess.run(
+                [sys.executable, "-c", probe, module],
+                env=env,
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode != 0:
+                samples = []
+                print(f"  ! {module} failed to import: {done.stderr.strip().splitlines()[-1:]}")
+                break
+            samples.append(float(done.stdout.strip()))
+        if samples:
+            results[label] = statistics.median(samples)
+    return results
+
+
+def router_calls_and_transitions() -> dict[str, Any]:
+    """The router's AWS calls per notification for each urgency, and escalation transitions."""
+    from moto import mock_aws
+
+    from tests.support.moto_stack import MOTO_CONFIG, provision
+
+    report: dict[str, Any] = {"calls_per_notification": {}, "transitions": {}}
+    scenarios = {
+        "critical": "security_alert",
+        "high": "payment_receipt",
+        "medium": "order_shipped",
+        "low": "marketing_promo",
+        "system": "order_webhook",
+    }
+    with mock_aws(config=MOTO_CONFIG):
+        stack = provision(prefix="bench-")
+        os.environ.update(stack.env)
+        calls: Counter[str] = Counter()
+        from herald.settings import router_settings
+        from herald.stores.users import UserStore
+        from herald.users import UserProfile
+
+        router_settings.cache_clear()
+        sys.modules.pop("functions.router.app", None)
+        router = importlib.import_module("functions.router.app")
+        # Count the router's own clients only: moto runs the state machine in-process too.
+        for client in (
+            router.dynamodb,
+            router.sqs,
+            router.service._dispatcher._sfn,
+            router.service._deferrer._scheduler,
+        ):
+            client.meta.events.register(
+                "before-call.*.*",
+                lambda model, **_: calls.update([f"{model.service_model.service_name}:{model.name}"]),
+            )
+        users = UserStore(stack.client("dynamodb"), stack.tables["UsersTable"])
+        for i in range(BATCH):
+            users.put_profile(
+                UserProfile(
+                    user_id=f"u{i}",
+                    email=f"u{i}@example.com",
+                    phone="+14155550100",
+                    devices={f"t{i}": {"platform": "android", "registered_at": "2026-01-01T00:00:00Z"}},
+                    preferences={"marketing_opt_in": True},
+                    webhook={"url": "https://hooks.example.com/h", "secret_name": "herald/dev/webhooks/u"},
+                )
+            )
+        for urgency, type_name in scenarios.items():
+            calls.clear()
+            event = _sqs_event(
+                [
+                    {"event_id": f"{urgency}-{i}", "type": type_name, "user_id": f"u{i}", "data": {}}
+                    for i in range(BATCH)
+                ]
+            )
+            router.lambda_handler(event, _Context())
+            report["calls_per_notification"][urgency] = {k: v / BATCH for k, v in sorted(calls.items())}
+        report["transitions"] = _escalation_transitions(stack)
+    return report
+
+
+def _escalation_transitions(stack: Any) -> dict[str, int]:
+    """State transitions of each escalation path, counted from moto's execution history."""
+    from herald.messages import parse_channel_body
+
+    sfn = stack.client("stepfunctions")
+    sqs = stack.client("sqs")
+    paths: dict[str, int] = {}
+    for path in ("acknowledged", "push undeliverable", "timeout"):
+        name = f"bench-{path.replace(' ', '-')}"
+        message = {
+            "notification_id": name,
+            "event_id": "e",
+            "user_id": "u0",
+            "type": "payment_receipt",
+            "channel": "push",
+            "urgency": "high",
+            "category": "transactional",
+            "locale": "en",
+        }
+        execution_input = {
+            "notification_id": name,
+            "user_id": "u0",
+            "deliver_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "fallback_delay_seconds": 1 if path == "timeout" else 60,
+            "primary_queue_url": stack.queue_urls["Push"],
+            "primary": message,
+            "fallback": {**message, "channel": "email", "to": "u0@example.com"},
+        }
+        arn = sfn.start_execution(
+            stateMachineArn=stack.state_machine_arn, name=name, input=json.dumps(execution_input)
+        )["executionArn"]
+        if path != "timeout":
+            token = None
+            for _ in range(100):
+                for m in sqs.receive_message(QueueUrl=stack.queue_urls["Push"], MaxNumberOfMessages=10).get(
+                    "Messages", []
+                ):
+                    body = parse_channel_body(m["Body"])
+                    if body.notification_id == name:
+                        token = body.task_token
+                if token:
+                    break
+                time.sleep(0.05)
+            if path == "acknowledged":
+                sfn.send_task_success(taskToken=token, output="{}")
+            else:
+                sfn.send_task_failure(taskToken=token, error="Herald.Undeliverable", cause="no device")
+        for _ in range(200):
+            if sfn.describe_execution(executionArn=arn)["status"] != "RUNNING":
+                break
+            time.sleep(0.05)
+        history = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+        paths[path] = sum(1 for e in history if e["type"].endswith("StateEntered"))
+    return paths
+
+
+def decision_cpu() -> float:
+    """CPU seconds per routing decision (pure function, representative mixed inputs)."""
+    from herald.catalog import load_catalog
+    from herald.models import Channel, NotificationRequest
+    from herald.routing.decision import RoutingInput, decide
+    from herald.users import UserProfile
+
+    catalog = load_catalog()
+    user = UserProfile(
+        user_id="1",
+        email="a@example.com",
+        phone="+14155550100",
+        time_zone="Europe/Paris",
+        quiet_hours={"start": "22:00", "end": "07:00"},
+        devices={"t": {"platform": "ios", "registered_at": "2026-01-01T00:00:00Z"}},
+        preferences={"marketing_opt_in": True},
+    )
+    inputs = [
+        RoutingInput(
+            NotificationRequest(event_id=f"e{i}", type=name, user_id="1"),
+            catalog.entry(name),
+            user,
+            i % 2 == 0,
+            frozenset(),
+            {Channel.PUSH: i % 40},
+            {Channel.EMAIL: 20, Channel.PUSH: 30, Channel.SMS: 5},
+            datetime(2026, 11, 22, i % 24, tzinfo=UTC),
+        )
+        for i, name in enumerate(sorted(catalog.types) * 500)
+    ]
+    start = time.process_time()
+    for given in inputs:
+        decide(given)
+    return (time.process_time() - start) / len(inputs)
+
+
+def package_sizes() -> dict[str, int]:
+    build = REPO / ".aws-sam" / "build"
+    if not build.is_dir():
+        return {}
+    return {
+        entry.name: sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
+        for entry in sorted(build.iterdir())
+        if entry.is_dir()
+    }
+
+
+def cost_per_million(calls: dict[str, float], transitions: int, lambda_ms: float, memory_mb: int) -> float:
+    """USD per million notifications on one path: the router's share plus the fixed costs."""
+    total = PRICES["eventbridge_event"]
+    total += (
+        PRICES["lambda_request"] / BATCH
+        + lambda_ms / 1000 * memory_mb / 1024 * PRICES["lambda_gb_second_arm64"]
+    )
+    for call, count in calls.items():
+        service, operation = call.split(":")
+        if service == "sqs":
+            total += count * PRICES["sqs_request"]
+        elif service == "dynamodb" and operation in DYNAMODB_WRITES:
+            total += count * PRICES["dynamodb_write_request_unit"]
+        elif service == "dynamodb" and operation in DYNAMODB_READS:
+            total += count * PRICES["dynamodb_read_request_unit"]
+        elif service == "scheduler":
+            total += count * PRICES["scheduler_invocation"]
+    total += transitions * PRICES["stepfunctions_transition"]
+    return total * 1e6
+
+
+class _Context:
+    function_name = "bench"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+    aws_request_id = "bench"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 60_000
+
+
+def _sqs_event(details: list[dict[str, Any]]) -> dict[str, Any]:
+    records = []
+    for i, detail in enumerate(details):
+        body = {
+            "version": "0",
+            "id": f"b{i}",
+            "detail-type": "NotificationRequested",
+            "source": "bench",
+            "account": "123456789012",
+            "time": "2026-11-22T12:00:00Z",
+            "region": "us-east-1",
+            "resources": [],
+            "detail": detail,
+        }
+        records.append(
+            {
+                "messageId": f"m{i}",
+                "receiptHandle": f"r{i}",
+                "body": json.dumps(body),
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": "1",
+                    "SenderId": "b",
+                    "ApproximateFirstReceiveTimestamp": "1",
+                },
+                "messageAttributes": {},
+                "md5OfBody": "0",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:bench-Ingest",
+                "awsRegion": "us-east-1",
+            }
+        )
+    return {"Records": records}
+
+
+def main() -> int:
+    sys.path[:0] = [str(REPO), str(REPO / "layers" / "herald")]
+    print("Herald benchmarks (DESIGN §11)\n")
+    print(f"Cold start: import time (median of {IMPORT_RUNS} fresh interpreters)")
+    imports = import_times()
+    base = imports.get("bare boto3", 0.0)
+    for label, seconds in imports.items():
+        extra = "" if label == "bare boto3" else f"   (+{(seconds - base) * 1000:6.0f} ms over boto3)"
+        print(f"  {label:<18} {seconds * 1000:7.0f} ms{extra}")
+
+    cpu = decision_cpu()
+    print(f"\nRouter CPU per routing decision (pure, no I/O): {cpu * 1e6:.0f} µs")
+
+    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Herald")
+    os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
+    started = time.perf_counter()
+    routed = router_calls_and_transitions()
+    elapsed = time.perf_counter() - started
+    print(f"\nRouter AWS calls per notification (batches of {BATCH}; moto in-process, {elapsed:.1f} s)")
+    for urgency, calls in routed["calls_per_notification"].items():
+        total = sum(calls.values())
+        detail = ", ".join(f"{k} {v:g}" for k, v in calls.items())
+        print(f"  {urgency:<9} {total:5.1f}  ({detail})")
+    print("\nStep Functions transitions per escalation path")
+    for path, count in routed["transitions"].items():
+        print(f"  {path:<20} {count}")
+
+    print("\nCost model: USD per million notifications, router path (senders and providers excluded)")
+    costs = {}
+    for urgency, calls in routed["calls_per_notification"].items():
+        transitions = routed["transitions"]["timeout"] if urgency == "high" else 0
+        costs[urgency] = cost_per_million(calls, transitions, lambda_ms=40, memory_mb=512)
+        print(
+            f"  {urgency:<9} ${costs[urgency]:8.2f}"
+            + ("   (escalation to email, worst case)" if transitions else "")
+        )
+
+    sizes = package_sizes()
+    if sizes:
+        print("\nDeployment package size (unzipped, .aws-sam/build)")
+        for name, size in sizes.items():
+            print(f"  {name:<26} {size / 1e6:7.1f} MB")
+    else:
+        print("\nDeployment package size: run `make build` first")
+
+    report = {
+        "imports_seconds": imports,
+        "decision_cpu_seconds": cpu,
+        **routed,
+        "cost_per_million_usd": costs,
+        "package_bytes": sizes,
+    }
+    out = REPO / ".local" / "bench.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(f"\nwrote {out.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
