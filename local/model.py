@@ -35,6 +35,8 @@ class HttpRoute:
     path: str
     authorizer: str | None  # None: no JWT required (e.g. /v1/webhooks/*: the function checks signatures)
     api_logical_id: str
+    # The route's AuthorizationScopes: the token's scope/scp must hold one of them (none: any token).
+    authorization_scopes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,191 @@
+"""moto as AWS on loopback: a `ThreadedMotoServer` with Step Functions executions enabled.
+
+    with MotoServer(port=0) as aws:          # 0: a free port; None: $HERALD_AWS_PORT or 4566
+        sqs = aws.client("sqs")               # boto3 aimed at it (us-east-1, dummy credentials)
+
+Starting it also sets `MOTO_PORT` (moto's Step Functions interpreter calls
+`localhost:$MOTO_PORT` for its service integrations); stopping it puts the old value back.
+moto keeps its state per process, not per server: two servers in one process (or a server and
+`mock_aws`) share it, and stopping a server does not clear it (`reset()` does).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import urllib.request
+from typing import Any, Self
+
+import boto3
+from botocore.config import Config
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import make_server
+
+logger = logging.getLogger("herald.local.aws")
+
+DEFAULT_PORT = 4566
+PORT_ENV = "HERALD_AWS_PORT"
+REGION = "us-east-1"
+ACCESS_KEY_ID = "testing"
+SECRET_ACCESS_KEY = "testing"  # moto accepts any credentials
+MOTO_CONFIG: dict[str, Any] = {
+    "stepfunctions": {"execute_state_machine": True},
+    "lambda": {"use_docker": False},
+}
+
+
+def port_from_env(default: int = DEFAULT_PORT) -> int:
+    value = os.environ.get(PORT_ENV, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{PORT_ENV} must be a port number, not {value!r}") from None
+
+
+def client_config(max_attempts: int = 2) -> Config:
+    return Config(retries={"max_attempts": max_attempts})
+
+
+def aws_client(
+    service: str,
+    endpoint_url: str,
+    *,
+    region: str = REGION,
+    max_attempts: int = 2,
+    **kwargs: Any,
+) -> Any:
+    """A boto3 client for `service` aimed at a moto server (dummy credentials, few retries:
+    moto answers unimplemented calls with 500, which botocore would otherwise retry 4 times)."""
+    return boto3.client(
+        service,
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id=ACCESS_KEY_ID,
+        aws_secret_access_key=SECRET_ACCESS_KEY,
+        config=kwargs.pop("config", None) or client_config(max_attempts),
+        **kwargs,
+    )
+
+
+class _QuietMotoRequestHandler(MotoRequestHandler):
+    """moto's request handler without werkzeug's per-request access log line."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+class _LoopbackMotoServer(ThreadedMotoServer):
+    """`ThreadedMotoServer` that reports a failed bind instead of waiting forever for it, and
+    closes its socket on stop."""
+
+    def __init__(self, ip_address: str, port: int) -> None:
+        super().__init__(ip_address=ip_address, port=port, verbose=False)
+        self.bind_error: BaseException | None = None
+
+    def _server_entry(self) -> None:
+        try:
+            app = DomainDispatcherApplication(create_backend_app)
+            self._server = make_server(
+                self._ip_address, self._port, app, True, request_handler=_QuietMotoRequestHandler
+            )
+        except BaseException as error:
+            self.bind_error = error
+            self._server_ready_event.set()
+            return
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        super().stop()
+        if self._server is not None:
+            self._server.server_close()
+
+
+class MotoServer:
+    """One moto server on loopback (127.0.0.1 only), configured as the local stack needs."""
+
+    def __init__(self, port: int | None = None, *, host: str = "127.0.0.1") -> None:
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError(f"the local AWS listens on loopback only, not {host!r}")
+        self.host = host
+        self.requested_port = port_from_env() if port is None else port
+        self.port: int = self.requested_port
+        self._server: _LoopbackMotoServer | None = None
+        self._previous_moto_port: str | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def start(self) -> Self:
+        with self._lock:
+            if self._server is not None:
+                return self
+            server = _LoopbackMotoServer(self.host, self.requested_port)
+            server.start()
+            if server.bind_error is not None:
+                raise OSError(
+                    f"cannot start moto on {self.host}:{self.requested_port}: {server.bind_error} "
+                    f"(set {PORT_ENV} to use another port)"
+                ) from server.bind_error
+            self._server = server
+            self.port = server.get_host_and_port()[1]
+            self._previous_moto_port = os.environ.get("MOTO_PORT")
+            os.environ["MOTO_PORT"] = str(self.port)
+        try:
+            self.configure()
+        except BaseException:
+            self.stop()
+            raise
+        logger.info("moto listening on %s", self.url)
+        return self
+
+    def configure(self, config: dict[str, Any] | None = None) -> None:
+        """`POST /moto-api/config` (by default: Step Functions executions on, Lambda without Docker)."""
+        request = urllib.request.Request(
+            f"{self.url}/moto-api/config",
+            data=json.dumps(config or MOTO_CONFIG).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+
+    def reset(self) -> None:
+        """`POST /moto-api/reset`: forget every resource (the configuration is applied again)."""
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", data=b"", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+        self.configure()
+
+    def stop(self) -> None:
+        with self._lock:
+            server, self._server = self._server, None
+            if server is None:
+                return
+            server.stop()
+            if os.environ.get("MOTO_PORT") == str(self.port):
+                if self._previous_moto_port is None:
+                    os.environ.pop("MOTO_PORT", None)
+                else:
+                    os.environ["MOTO_PORT"] = self._previous_moto_port
+            logger.info("moto on %s stopped", self.url)
+
+    def client(self, service: str, **kwargs: Any) -> Any:
+        return aws_client(service, self.url, **kwargs)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
