@@ -6,7 +6,7 @@ import json
 from typing import Any, Literal
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, SqsRecordModel
-from pydantic import BaseModel, ConfigDict, Json
+from pydantic import BaseModel, ConfigDict, Field, Json
 
 from herald.models import NotificationRequest
 
@@ -22,7 +22,13 @@ class HeraldControl(BaseModel):
 
 
 class IngestEnvelope(EventBridgeModel):
+    """EventBridge's envelope. Herald reads only `detail` (and its own `herald`); the envelope's
+    bookkeeping fields are optional so emulators that omit some (moto drops `account`) still work."""
+
     detail: NotificationRequest
+    account: str | None = None  # type: ignore[assignment]
+    region: str | None = None  # type: ignore[assignment]
+    resources: list[str] = Field(default_factory=list)
     herald: HeraldControl | None = None
 
     @property
