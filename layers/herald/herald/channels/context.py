@@ -1,0 +1,75 @@
+"""What a channel's delivery step sees, and what it may answer besides a provider result."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from herald.catalog import CatalogEntry
+from herald.channels.result import SendResult
+from herald.delivery import DeliveryState
+from herald.messages import ChannelMessage
+from herald.models import Channel
+from herald.rendering import Rendered
+from herald.users import UserProfile
+
+
+class Renderer(Protocol):
+    """`herald.rendering.TemplateRenderer`'s interface (tests may pass a fake)."""
+
+    def render(
+        self,
+        type_name: str,
+        channel: Channel | str,
+        locale: str | None,
+        data: Mapping[str, Any],
+        extra_context: Mapping[str, Any] | None = None,
+    ) -> Rendered: ...
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Not sent, decided at send time (suppressed address, no consent, no device...).
+
+    Recorded with `state` and not retried; for an escalation primary it means "undeliverable"."""
+
+    state: DeliveryState
+    reason: str
+    code: str
+
+
+_UNSET: Any = object()
+
+
+@dataclass
+class DeliveryContext:
+    message: ChannelMessage
+    entry: CatalogEntry
+    now: datetime
+    load_profile: Callable[[str], UserProfile | None]
+    # attributes the sender writes on the notification record with the outcome (e.g. `in_app`)
+    record_attributes: dict[str, Any] = field(default_factory=dict)
+    _profile: Any = field(default=_UNSET, repr=False)
+
+    def profile(self) -> UserProfile | None:
+        """The recipient's current profile (read once, consistently, only when asked for)."""
+        if self._profile is _UNSET:
+            self._profile = self.load_profile(self.message.user_id)
+        return self._profile
+
+    @property
+    def template_context(self) -> dict[str, Any]:
+        """Herald's own template variables (`herald.rendering.CONTEXT_VARIABLES`)."""
+        return {"notification_id": self.message.notification_id, "event_id": self.message.event_id}
+
+
+class ChannelDeliverer(Protocol):
+    """One channel's send step: resolve the recipient, re-check at send time, render, call the port."""
+
+    channel: Channel
+    # True only where a duplicate has no second effect (webhooks: Idempotency-Key)
+    resend_stale_claims: bool
+
+    def deliver(self, context: DeliveryContext) -> SendResult | Skip: ...

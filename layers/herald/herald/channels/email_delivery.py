@@ -1,0 +1,129 @@
+"""The email channel: recipient, send-time checks, List-Unsubscribe, render, provider (with failover)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from herald.channels.context import DeliveryContext, Renderer, Skip
+from herald.channels.ports import EmailProvider, OutgoingEmail
+from herald.channels.result import Accepted, RetryLater, SendResult
+from herald.delivery import DeliveryState
+from herald.models import Category, Channel
+from herald.stores.keys import email_address
+from herald.stores.suppression import SuppressionStore
+from herald.unsubscribe import list_unsubscribe_headers, make_token, unsubscribe_url
+
+
+class FailoverEmailProvider:
+    """Send with `primary`; when it answers retry-later, try `secondary` at once.
+
+    A permanent failure from the primary is final (the address or content is bad: another
+    provider would not help). When the secondary does not accept either, the result stays
+    retry-later with both reasons, so the message backs off and starts with the primary again."""
+
+    def __init__(self, primary: EmailProvider, secondary: EmailProvider) -> None:
+        self.primary = primary
+        self.secondary = secondary
+        self.name = primary.name
+
+    def send(self, email: OutgoingEmail) -> SendResult:
+        first = self.primary.send(email)
+        if not isinstance(first, RetryLater):
+            return first
+        second = self.secondary.send(email)
+        if isinstance(second, Accepted):
+            detail = f"failed over from {first.provider} ({first.reason})"
+            return Accepted(
+                second.provider, second.provider_message_id, detail=detail, effects=second.effects
+            )
+        return RetryLater(
+            first.provider,
+            f"{first.provider}: {first.reason}; failover {second.provider}: {second.reason}",
+            retry_after=first.retry_after,
+            code=first.code,
+            effects=first.effects | second.effects,
+        )
+
+
+@dataclass(frozen=True)
+class UnsubscribeLinks:
+    """Signed one-click unsubscribe links (RFC 8058) for marketing mail."""
+
+    api_base_url: str
+    signing_key: Callable[[], str]  # read lazily from the UnsubscribeSigningSecret
+    ttl_seconds: int
+    mailto: str | None = None
+
+    def for_recipient(self, user_id: str, category: Category, now: float) -> tuple[str, dict[str, str]]:
+        token = make_token(self.signing_key(), user_id, category.value, ttl_seconds=self.ttl_seconds, now=now)
+        url = unsubscribe_url(self.api_base_url, token)
+        return url, list_unsubscribe_headers(url, self.mailto, token)
+
+
+class EmailDeliverer:
+    channel = Channel.EMAIL
+    resend_stale_claims = False
+
+    def __init__(
+        self,
+        provider: EmailProvider,
+        renderer: Renderer,
+        suppression: SuppressionStore,
+        *,
+        sender: str,
+        unsubscribe: UnsubscribeLinks,
+        reply_to: str | None = None,
+    ) -> None:
+        self.provider = provider
+        self._renderer = renderer
+        self._suppression = suppression
+        self._sender = sender
+        self._reply_to = reply_to
+        self._unsubscribe = unsubscribe
+
+    def deliver(self, context: DeliveryContext) -> SendResult | Skip:
+        message = context.message
+        to = message.to
+        if not to:
+            profile = context.profile()
+            to = profile.email if profile else None
+        if not to:
+            return Skip(DeliveryState.NOT_DELIVERED, "the user has no email address", "no_address")
+        if self._suppression.is_suppressed(email_address(to)):
+            return Skip(
+                DeliveryState.SUPPRESSED, "the address is suppressed (bounce or complaint)", "suppressed"
+            )
+        extra = context.template_context
+        headers: dict[str, str] = {}
+        if message.category is Category.MARKETING:
+            profile = context.profile()
+            if profile is None or not profile.preferences.marketing_opt_in:
+                return Skip(
+                    DeliveryState.SUPPRESSED, "no marketing opt-in at send time", "no_marketing_opt_in"
+                )
+            if (
+                Category.MARKETING in profile.preferences.muted_categories
+                or message.type in profile.preferences.muted_types
+            ):
+                return Skip(DeliveryState.SUPPRESSED, "marketing muted at send time", "muted")
+            url, headers = self._unsubscribe.for_recipient(
+                message.user_id, message.category, context.now.timestamp()
+            )
+            extra["unsubscribe_url"] = url
+        rendered = self._renderer.render(message.type, Channel.EMAIL, message.locale, message.data, extra)
+        email = OutgoingEmail(
+            sender=self._sender,
+            to=to,
+            subject=rendered.subject or "",
+            text=rendered.text or "",
+            html=rendered.html,
+            reply_to=self._reply_to,
+            headers=headers,
+            tags={
+                "notification_id": message.notification_id,
+                "user_id": message.user_id,
+                "type": message.type,
+            },
+        )
+        return self.provider.send(email)

@@ -1,0 +1,102 @@
+"""Ports: what the channel senders need from a provider, one Protocol per channel.
+
+Adapters (`ses`, `sendgrid_email`, `fcm`, `twilio_sms`, `pusher_realtime`, `webhook_http`) implement
+them with the provider's SDK; tests use in-memory fakes. Every call returns a `SendResult` and
+never raises for what the provider answered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from herald.channels.result import SendResult
+
+
+@dataclass(frozen=True)
+class OutgoingEmail:
+    sender: str  # "Name <address>" or a bare address
+    to: str
+    subject: str
+    text: str
+    html: str | None = None
+    reply_to: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)  # e.g. List-Unsubscribe
+    tags: Mapping[str, str] = field(default_factory=dict)  # notification_id, user_id, type
+
+
+@dataclass(frozen=True)
+class PushNotification:
+    """One push, sent once per device token. `title`/`body` are what a lock screen shows."""
+
+    title: str
+    body: str
+    data: Mapping[str, str]  # the app's payload: notification_id, type (never sensitive fields)
+    android_channel: str
+    android_priority: Literal["high", "normal"]
+    apns_priority: Literal[10, 5]
+    collapse_key: str | None = None
+
+
+@dataclass(frozen=True)
+class OutgoingSms:
+    to: str  # E.164
+    body: str
+    status_callback: str | None = None
+
+
+@dataclass(frozen=True)
+class RealtimeEvent:
+    channel: str  # private-user-<id>
+    event: str  # "notification"
+    payload: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    url: str
+    body: bytes  # the exact bytes that are signed and sent
+    secret: str = field(repr=False)
+    idempotency_key: str
+    event_type: str
+
+
+@runtime_checkable
+class EmailProvider(Protocol):
+    name: str
+
+    def send(self, email: OutgoingEmail) -> SendResult: ...
+
+
+@runtime_checkable
+class PushProvider(Protocol):
+    name: str
+
+    def send(self, push: PushNotification, tokens: Sequence[str]) -> list[SendResult]:
+        """One result per token, in the order of `tokens`."""
+        ...
+
+
+@runtime_checkable
+class SmsProvider(Protocol):
+    name: str
+
+    def send(self, sms: OutgoingSms) -> SendResult: ...
+
+
+@runtime_checkable
+class RealtimeProvider(Protocol):
+    name: str
+
+    def publish(self, event: RealtimeEvent, *, only_if_occupied: bool = True) -> SendResult:
+        """Trigger the event; with `only_if_occupied`, a vacant channel is a `PermanentFailure`
+        with code `CHANNEL_VACANT` and nothing is triggered."""
+        ...
+
+
+@runtime_checkable
+class WebhookTransport(Protocol):
+    name: str
+
+    def post(self, delivery: WebhookDelivery) -> SendResult: ...

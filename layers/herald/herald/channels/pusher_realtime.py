@@ -1,0 +1,108 @@
+"""Realtime in-app events through Pusher Channels with the official SDK.
+
+Before triggering, the channel's occupancy is read (`GET /apps/{id}/channels/{name}`): on a
+vacant channel nothing is triggered and the result is a `PermanentFailure` with code
+`CHANNEL_VACANT`, which the sender records as `not_delivered` (and, for an escalation primary,
+reports to the state machine so the email goes at once). Pusher answers errors as plain text:
+400 (bad request / too much data) → permanent; 401/403 (our credentials) and 429/5xx → retry.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pusher
+from pusher.errors import PusherBadAuth, PusherBadRequest, PusherBadStatus, PusherError, PusherForbidden
+from requests.exceptions import RequestException
+
+from herald.channels.ports import RealtimeEvent
+from herald.channels.result import (
+    AUTH,
+    CHANNEL_VACANT,
+    TRANSPORT,
+    Accepted,
+    PermanentFailure,
+    RetryLater,
+    SendResult,
+    classify_http_error,
+    short,
+)
+
+PROVIDER = "pusher"
+_STATUS = re.compile(r"^\s*(\d{3})\s*:")
+
+
+def user_channel(user_id: str) -> str:
+    return f"private-user-{user_id}"
+
+
+def classify_error(error: BaseException) -> PermanentFailure | RetryLater:
+    reason = short(f"Pusher: {error}")
+    if isinstance(error, PusherBadRequest):
+        return PermanentFailure(PROVIDER, reason, code="400")
+    if isinstance(error, PusherBadAuth | PusherForbidden):
+        return RetryLater(PROVIDER, reason, code=AUTH)
+    if isinstance(error, PusherBadStatus):
+        match = _STATUS.match(str(error))
+        status = int(match.group(1)) if match else 500
+        return classify_http_error(PROVIDER, status, reason)
+    if isinstance(error, ValueError):  # the SDK refuses before sending: too much data, bad name
+        return PermanentFailure(PROVIDER, reason, code="invalid")
+    return RetryLater(PROVIDER, reason, code=TRANSPORT)
+
+
+class PusherRealtimeProvider:
+    name = PROVIDER
+
+    def __init__(
+        self,
+        app_id: str,
+        key: str,
+        secret: str,
+        *,
+        cluster: str | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        ssl: bool = True,
+        timeout: float = 5.0,
+    ) -> None:
+        options: dict[str, Any] = {"ssl": ssl, "timeout": timeout}
+        if host:
+            options["host"] = host
+        if port:
+            options["port"] = int(port)
+        if cluster:
+            options["cluster"] = cluster
+        self._client = pusher.Pusher(app_id=str(app_id), key=key, secret=secret, **options)
+
+    @classmethod
+    def from_secret(cls, secret: dict[str, Any], timeout: float = 5.0) -> PusherRealtimeProvider:
+        ssl = secret.get("ssl", True)
+        if isinstance(ssl, str):
+            ssl = ssl.strip().lower() not in ("false", "0", "no")
+        return cls(
+            str(secret["app_id"]),
+            str(secret["key"]),
+            str(secret["secret"]),
+            cluster=secret.get("cluster") or None,
+            host=secret.get("host") or None,
+            port=secret.get("port") or None,
+            ssl=bool(ssl),
+            timeout=float(timeout),
+        )
+
+    def occupied(self, channel: str) -> bool:
+        info = self._client.channel_info(channel)
+        return bool(info.get("occupied"))
+
+    def publish(self, event: RealtimeEvent, *, only_if_occupied: bool = True) -> SendResult:
+        try:
+            if only_if_occupied and not self.occupied(event.channel):
+                return PermanentFailure(
+                    PROVIDER, f"{event.channel} has no subscriber: not triggered", code=CHANNEL_VACANT
+                )
+            self._client.trigger(event.channel, event.event, dict(event.payload))
+        except (PusherError, RequestException, ValueError) as error:
+            return classify_error(error)
+        return Accepted(PROVIDER, None, detail=f"triggered {event.event} on {event.channel}")

@@ -1,0 +1,55 @@
+"""The SMS channel: phone, suppression (STOP), marketing consent at send time, render, Twilio."""
+
+from __future__ import annotations
+
+from herald.channels.context import DeliveryContext, Renderer, Skip
+from herald.channels.ports import OutgoingSms, SmsProvider
+from herald.channels.result import SendResult
+from herald.delivery import DeliveryState
+from herald.models import Category, Channel
+from herald.stores.keys import sms_address
+from herald.stores.suppression import SuppressionStore
+
+
+class SmsDeliverer:
+    channel = Channel.SMS
+    resend_stale_claims = False
+
+    def __init__(
+        self,
+        provider: SmsProvider,
+        renderer: Renderer,
+        suppression: SuppressionStore,
+        *,
+        status_callback_url: str | None = None,
+    ) -> None:
+        self.provider = provider
+        self._renderer = renderer
+        self._suppression = suppression
+        self._status_callback_url = status_callback_url
+
+    def deliver(self, context: DeliveryContext) -> SendResult | Skip:
+        message = context.message
+        to = message.to
+        if not to:
+            profile = context.profile()
+            to = profile.phone if profile else None
+        if not to:
+            return Skip(DeliveryState.NOT_DELIVERED, "the user has no phone number", "no_address")
+        if self._suppression.is_suppressed(sms_address(to)):
+            return Skip(DeliveryState.SUPPRESSED, "the phone opted out of SMS (STOP)", "suppressed")
+        if message.category is Category.MARKETING:
+            # TCPA: marketing SMS only with a consent on record now, not just at routing time
+            profile = context.profile()
+            if profile is None or profile.sms_marketing_consent is None:
+                return Skip(DeliveryState.SUPPRESSED, "no recorded SMS marketing consent", "no_consent")
+            if not profile.preferences.marketing_opt_in:
+                return Skip(
+                    DeliveryState.SUPPRESSED, "no marketing opt-in at send time", "no_marketing_opt_in"
+                )
+        rendered = self._renderer.render(
+            message.type, Channel.SMS, message.locale, message.data, context.template_context
+        )
+        return self.provider.send(
+            OutgoingSms(to=to, body=rendered.sms or "", status_callback=self._status_callback_url)
+        )

@@ -1,0 +1,324 @@
+"""Push, SMS, realtime and webhook senders end to end (moto + sandboxes), and the escalation
+primary: an undeliverable push or in-app message fails its task token, so the state machine
+(moto, really executing the ASL) sends the email fallback at once."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from herald.messages import ChannelMessage, EscalationInput
+from herald.models import Category, Channel, Urgency
+from herald.stores.keys import push_address, sms_address
+from tests.integration.channels.conftest import Env, a_message, a_profile, handle
+
+pytestmark = pytest.mark.integration
+
+
+def deliver(env: Env, queue: str, app_name: str, message: ChannelMessage, *, record: bool = True) -> dict:
+    if record:
+        env.create_record(message)
+    env.enqueue(queue, message.queue_body())
+    return handle(env, env.app(app_name), env.receive_event(queue))
+
+
+def wait_for_messages(env: Env, queue: str, timeout: float = 15.0) -> list[dict[str, Any]]:
+    sqs = env.client("sqs")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = sqs.receive_message(
+            QueueUrl=env.stack.queue_urls[queue], MaxNumberOfMessages=10, AttributeNames=["All"]
+        ).get("Messages", [])
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"nothing arrived on {queue} within {timeout}s")
+
+
+def start_escalation(env: Env, primary: ChannelMessage, queue: str) -> str:
+    fallback = primary.model_copy(
+        update={"channel": Channel.EMAIL, "to": "user42@example.com", "device_tokens": []}
+    )
+    execution = EscalationInput(
+        notification_id=primary.notification_id,
+        user_id=primary.user_id,
+        deliver_at=datetime.now(UTC),
+        fallback_delay_seconds=300,
+        primary_queue_url=env.stack.queue_urls[queue],
+        primary=primary.model_copy(update={"escalation": True}),
+        fallback=fallback,
+    )
+    return env.client("stepfunctions").start_execution(
+        stateMachineArn=env.stack.state_machine_arn,
+        name=primary.notification_id,
+        input=execution.execution_input(),
+    )["executionArn"]
+
+
+def run_primary(env: Env, queue: str, app_name: str) -> dict:
+    """Receive the state machine's task message and hand it to the sender, as Lambda would."""
+    (message,) = wait_for_messages(env, queue)
+    body = json.loads(message["Body"])
+    assert body["task_token"] and body["message"]["escalation"] is True
+    env.client("sqs").change_message_visibility(
+        QueueUrl=env.stack.queue_urls[queue], ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+    )
+    return handle(env, env.app(app_name), env.receive_event(queue))
+
+
+def execution_status(env: Env, arn: str, wanted: str, timeout: float = 10.0) -> str:
+    sfn = env.client("stepfunctions")
+    deadline = time.monotonic() + timeout
+    status = ""
+    while time.monotonic() < deadline:
+        status = sfn.describe_execution(executionArn=arn)["status"]
+        if status == wanted:
+            return status
+        time.sleep(0.1)
+    return status
+
+
+# -- push --------------------------------------------------------------------------------------
+
+
+def test_push_removes_a_dead_token_and_delivers_to_the_others(env: Env) -> None:
+    devices = {
+        t: {"platform": "android", "registered_at": "2026-01-01T00:00:00Z"} for t in ("tok-a", "tok-b")
+    }
+    env.put_profile(a_profile(devices=devices))
+    env.sandbox.fcm.mark_unregistered("tok-a")
+    message = a_message(Channel.PUSH, device_tokens=["tok-a", "tok-b"])
+    assert deliver(env, "Push", "push_sender", message) == {"batchItemFailures": []}
+    assert [e.recipient for e in env.sandbox.outbox.entries(provider="fcm")] == ["tok-b"]
+    profile = env.profile("42")
+    assert profile is not None
+    assert set(profile.devices) == {"tok-b"}
+    assert env.suppressed(push_address("tok-a"))
+    delivery = env.record(message)["deliveries"]["push"]
+    assert (delivery["state"], delivery["provider"]) == ("sent", "fcm")
+
+
+def test_push_with_every_token_dead_is_not_delivered(env: Env) -> None:
+    env.put_profile(a_profile())
+    env.sandbox.fcm.mark_unregistered("tok-42")
+    message = a_message(Channel.PUSH, device_tokens=["tok-42"])
+    assert deliver(env, "Push", "push_sender", message) == {"batchItemFailures": []}
+    assert env.record(message)["deliveries"]["push"]["state"] == "not_delivered"
+    assert env.profile("42").devices == {}  # type: ignore[union-attr]
+    # the next push to that token is stopped before FCM: it is suppressed now
+    again = a_message(Channel.PUSH, notification_id="ntf-2", device_tokens=["tok-42"])
+    deliver(env, "Push", "push_sender", again)
+    assert env.record(again)["deliveries"]["push"]["code"] == "no_live_tokens"
+
+
+def test_an_escalation_push_with_no_live_token_sends_the_email_at_once(env: Env) -> None:
+    env.put_profile(a_profile())
+    env.sandbox.fcm.mark_unregistered("tok-42")
+    primary = a_message(Channel.PUSH, device_tokens=["tok-42"])
+    env.create_record(primary)
+    arn = start_escalation(env, primary, "Push")
+    assert run_primary(env, "Push", "push_sender") == {"batchItemFailures": []}
+    (email,) = wait_for_messages(env, "Email")
+    fallback = ChannelMessage.model_validate_json(email["Body"])
+    assert (fallback.channel, fallback.notification_id, fallback.to) == (
+        Channel.EMAIL,
+        "ntf-1",
+        "user42@example.com",
+    )
+    assert execution_status(env, arn, "SUCCEEDED") == "SUCCEEDED"
+    record = env.record(primary)
+    assert record["deliveries"]["push"]["state"] == "not_delivered"
+    assert "task_token" not in record  # answered: the ack endpoint has nothing to answer
+
+
+def test_a_delivered_escalation_push_keeps_the_token_for_the_ack(env: Env) -> None:
+    env.put_profile(a_profile())
+    primary = a_message(Channel.PUSH, device_tokens=["tok-42"])
+    env.create_record(primary)
+    arn = start_escalation(env, primary, "Push")
+    assert run_primary(env, "Push", "push_sender") == {"batchItemFailures": []}
+    record = env.record(primary)
+    assert record["deliveries"]["push"]["state"] == "sent"
+    assert record["task_token"]
+    assert env.client("stepfunctions").describe_execution(executionArn=arn)["status"] == "RUNNING"
+    assert env.client("sqs").receive_message(QueueUrl=env.stack.queue_urls["Email"]).get("Messages", []) == []
+    env.client("stepfunctions").send_task_success(taskToken=record["task_token"], output="{}")  # the ack
+    assert execution_status(env, arn, "SUCCEEDED") == "SUCCEEDED"
+
+
+def test_an_escalation_push_to_a_user_who_disabled_push_fails_over(env: Env) -> None:
+    env.put_profile(a_profile(preferences={"channels": {"push": False}}))
+    primary = a_message(Channel.PUSH, device_tokens=["tok-42"])
+    env.create_record(primary)
+    start_escalation(env, primary, "Push")
+    run_primary(env, "Push", "push_sender")
+    assert wait_for_messages(env, "Email")
+    assert env.sandbox.outbox.entries(provider="fcm") == []
+    assert env.record(primary)["deliveries"]["push"]["code"] == "push_disabled"
+
+
+# -- realtime ----------------------------------------------------------------------------------
+
+
+def test_realtime_triggers_on_an_occupied_channel_and_stores_the_in_app_render(env: Env) -> None:
+    env.sandbox.pusher.occupy("private-user-42")
+    message = a_message(Channel.REALTIME)
+    assert deliver(env, "Realtime", "realtime_sender", message) == {"batchItemFailures": []}
+    (entry,) = env.sandbox.outbox.entries(provider="pusher")
+    payload = json.loads(entry.body or "{}")
+    record = env.record(message)
+    assert (entry.recipient, entry.subject) == ("private-user-42", "notification")
+    assert payload["notification_id"] == "ntf-1"
+    assert (payload["title"], payload["body"]) == (record["in_app"]["title"], record["in_app"]["body"])
+    assert record["in_app"]["title"]
+    assert record["deliveries"]["realtime"]["state"] == "sent"
+
+
+def test_realtime_does_not_trigger_on_a_vacant_channel_but_keeps_the_inbox_item(env: Env) -> None:
+    message = a_message(Channel.REALTIME)
+    assert deliver(env, "Realtime", "realtime_sender", message) == {"batchItemFailures": []}
+    assert env.sandbox.outbox.entries(provider="pusher") == []
+    record = env.record(message)
+    assert record["deliveries"]["realtime"]["state"] == "not_delivered"
+    assert record["deliveries"]["realtime"]["code"] == "channel_vacant"
+    assert record["in_app"]["title"] and record["in_app"]["body"]
+
+
+def test_an_escalation_in_app_message_to_a_vacant_channel_sends_the_email_at_once(env: Env) -> None:
+    primary = a_message(Channel.REALTIME)
+    env.create_record(primary)
+    arn = start_escalation(env, primary, "Realtime")
+    assert run_primary(env, "Realtime", "realtime_sender") == {"batchItemFailures": []}
+    assert wait_for_messages(env, "Email")
+    assert execution_status(env, arn, "SUCCEEDED") == "SUCCEEDED"
+    assert env.sandbox.outbox.entries(provider="pusher") == []
+
+
+# -- SMS ---------------------------------------------------------------------------------------
+
+
+def security_sms(**overrides: Any) -> ChannelMessage:
+    fields: dict[str, Any] = {
+        "type": "security_alert",
+        "urgency": Urgency.CRITICAL,
+        "category": Category.SECURITY,
+        "to": "+14155550100",
+        "data": {
+            "action": "New sign-in",
+            "device": "Firefox",
+            "ip_address": "203.0.113.7",
+            "location": "Lisbon",
+            "review_url": "https://app.example.com/security",
+        },
+    }
+    fields.update(overrides)
+    return a_message(Channel.SMS, **fields)
+
+
+def test_sms_goes_through_twilio_with_the_status_callback(env: Env) -> None:
+    message = security_sms()
+    assert deliver(env, "Sms", "sms_sender", message) == {"batchItemFailures": []}
+    delivery = env.record(message)["deliveries"]["sms"]
+    assert (delivery["state"], delivery["provider"]) == ("sent", "twilio")
+    sent = env.sandbox.twilio.message(delivery["provider_message_id"])
+    assert sent is not None
+    assert sent.status_callback == "https://api.example.com/v1/webhooks/twilio"
+    assert sent.to == "+14155550100"
+    assert "203.0.113.7" not in sent.body and "Lisbon" not in sent.body  # sensitive fields
+
+
+def test_twilio_21610_suppresses_the_phone(env: Env) -> None:
+    env.sandbox.twilio.mark_opted_out("+14155550100")
+    message = security_sms()
+    assert deliver(env, "Sms", "sms_sender", message) == {"batchItemFailures": []}
+    assert env.suppressed(sms_address("+14155550100"))
+    delivery = env.record(message)["deliveries"]["sms"]
+    assert (delivery["state"], delivery["code"]) == ("suppressed", "21610")
+    later = security_sms(notification_id="ntf-2")
+    deliver(env, "Sms", "sms_sender", later)
+    assert env.record(later)["deliveries"]["sms"]["code"] == "suppressed"  # stopped before Twilio
+
+
+def test_marketing_sms_needs_a_recorded_consent_at_send_time(env: Env) -> None:
+    env.put_profile(a_profile(preferences={"marketing_opt_in": True}))
+    message = security_sms(category=Category.MARKETING, urgency=Urgency.LOW)
+    deliver(env, "Sms", "sms_sender", message)
+    assert env.record(message)["deliveries"]["sms"]["code"] == "no_consent"
+    assert env.sandbox.outbox.entries(provider="twilio") == []
+    env.put_profile(
+        a_profile(
+            preferences={"marketing_opt_in": True},
+            sms_marketing_consent={"given_at": "2026-01-01T00:00:00Z", "source": "signup form"},
+        )
+    )
+    consented = security_sms(notification_id="ntf-2", category=Category.MARKETING, urgency=Urgency.LOW)
+    deliver(env, "Sms", "sms_sender", consented)
+    assert env.record(consented)["deliveries"]["sms"]["state"] == "sent"
+    assert len(env.sandbox.outbox.entries(provider="twilio")) == 1
+
+
+# -- webhooks ----------------------------------------------------------------------------------
+
+
+def webhook_message(**overrides: Any) -> ChannelMessage:
+    fields: dict[str, Any] = {
+        "type": "order_webhook",
+        "urgency": Urgency.SYSTEM,
+        "category": Category.SYSTEM,
+        "data": {"order_id": "999", "status": "shipped"},
+    }
+    fields.update(overrides)
+    return a_message(Channel.WEBHOOK, **fields)
+
+
+def subscribe(env: Env, receiver: str = "orders") -> None:
+    env.add_webhook_secret(receiver, json.dumps({"secret": env.sandbox.receivers.secret(receiver)}))
+    env.put_profile(
+        a_profile(webhook={"url": f"{env.sandbox.url}/receivers/{receiver}", "secret_name": receiver})
+    )
+
+
+def test_a_webhook_is_signed_so_the_receiver_accepts_it(env: Env) -> None:
+    subscribe(env)
+    message = webhook_message()
+    assert deliver(env, "Webhook", "webhook_sender", message) == {"batchItemFailures": []}
+    (entry,) = env.sandbox.outbox.entries(provider="webhook")
+    assert entry.provider_id == "ntf-1"  # the Idempotency-Key
+    assert entry.request["id"] == "ntf-1"
+    assert entry.request["data"] == {
+        "type": "order_webhook",
+        "event_id": "evt-1",
+        "notification_id": "ntf-1",
+        "data": {"order_id": "999", "status": "shipped"},
+    }
+    assert env.sandbox.receivers.stats()["orders"]["rejected"] == 0
+    assert env.record(message)["deliveries"]["webhook"]["state"] == "sent"
+
+
+def test_a_failing_receiver_is_retried_later(env: Env) -> None:
+    subscribe(env)
+    message = webhook_message()
+    with env.sandbox.fault("webhook", status=503):
+        result = deliver(env, "Webhook", "webhook_sender", message)
+    assert len(result["batchItemFailures"]) == 1
+    delivery = env.record(message)["deliveries"]["webhook"]
+    assert (delivery["state"], delivery["code"]) == ("retry", "503")
+
+
+def test_a_subscriber_without_an_endpoint_is_not_delivered(env: Env) -> None:
+    env.put_profile(a_profile())
+    message = webhook_message()
+    assert deliver(env, "Webhook", "webhook_sender", message) == {"batchItemFailures": []}
+    assert env.record(message)["deliveries"]["webhook"]["code"] == "no_endpoint"
+
+
+def test_a_missing_signing_secret_is_retried_not_sent_unsigned(env: Env) -> None:
+    env.put_profile(a_profile(webhook={"url": f"{env.sandbox.url}/receivers/orders", "secret_name": "nope"}))
+    message = webhook_message()
+    assert len(deliver(env, "Webhook", "webhook_sender", message)["batchItemFailures"]) == 1
+    assert env.sandbox.outbox.entries(provider="webhook") == []
+    assert env.record(message)["deliveries"]["webhook"]["code"] == "credentials_unavailable"
