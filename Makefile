@@ -52,13 +52,13 @@ build: venv
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/sam build --parallel --cached
 
 demo: venv
-	$(PY) -m local.demo
+	PYTHONPATH=.:layers/herald $(PY) -m local.demo
 
 local: venv
-	$(PY) -m local.stack
+	PYTHONPATH=.:layers/herald $(PY) -m local.stack
 
 bench: venv
-	$(PY) -m local.bench
+	PYTHONPATH=.:layers/herald $(PY) -m local.bench
 
 clean:
 	rm -rf .aws-sam .local .pytest_cache .ruff_cache

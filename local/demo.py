@@ -1,0 +1,470 @@
+"""`make demo`: Herald end to end on the local stack, through the real path.
+
+Brings the stack up (moto, sandboxes, the template provisioned, the real handlers), seeds demo
+users, puts each scenario's events on the bus exactly as a producer would, waits for the outcome,
+then prints a timeline of what happened to each notification (channel, when, why) and an outcome
+table. Exits 0 only when every scenario got its expected outcome; shuts the stack down either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from herald.stores.dynamo import from_attributes
+from herald.stores.users import UserStore
+from herald.users import UserProfile
+from local.ses_feedback import MotoDataJsonMail, RecordedSend
+from local.stack import STATE_DIR, LocalStack
+
+
+def say(*parts: Any) -> None:
+    """The demo's own output, to the terminal (the stack's logs go to .local/demo.log)."""
+    print(*parts, file=CONSOLE, flush=True)
+
+
+CONSOLE = sys.stdout
+LOG_FILE = STATE_DIR / "demo.log"
+FALLBACK_DELAY_SECONDS = 30  # the template's minimum: the "push ignored" scenario waits this long
+SETTLE_TIMEOUT_SECONDS = 90
+DEVICE = {"platform": "android", "registered_at": "2026-01-01T00:00:00Z"}
+SIGN_IN = {
+    "action": "New sign-in",
+    "device": "Firefox on Linux",
+    "ip_address": "203.0.113.7",
+    "location": "Lisbon, PT",
+    "review_url": "https://app.example.com/security",
+}
+SHIPPED = {
+    "order_id": "999",
+    "carrier": "DHL",
+    "tracking_url": "https://example.com/t/999",
+    "address": "1 Rua Augusta",
+}
+PROMO = {"headline": "Winter sale", "discount": "20%", "cta_url": "https://example.com/sale"}
+RECEIPT = {
+    "amount": "49.90",
+    "currency": "EUR",
+    "merchant": "Example Store",
+    "card_last4": "4242",
+    "receipt_url": "https://app.example.com/receipts/r-1",
+}
+
+
+@dataclass
+class Observed:
+    """Everything the demo can see through the stack's surfaces at one moment."""
+
+    outbox: list[dict[str, Any]]
+    emails: list[RecordedSend]
+    rejected: list[dict[str, Any]]
+    records: list[dict[str, Any]]
+
+    def deliveries(self, recipient: str) -> list[str]:
+        """The channels that reached `recipient` (an address, a phone, a token, a channel, a URL)."""
+        channels = [e["channel"] for e in self.outbox if recipient in (e.get("recipient") or "")]
+        channels += ["email" for m in self.emails if any(recipient in a for a in set(m.addresses()))]
+        return sorted(channels)
+
+    def records_for(self, user_id: str) -> list[dict[str, Any]]:
+        return [r for r in self.records if r["user_id"] == user_id]
+
+
+@dataclass
+class Scenario:
+    """Events to play, and what each recipient address must have received (exactly)."""
+
+    name: str
+    expectation: str
+    events: list[dict[str, Any]]
+    expected: dict[str, list[str]]
+    also: Callable[[Observed], bool] = lambda seen: True
+    prepare: Callable[[LocalStack], None] = lambda stack: None
+    users: list[str] = field(default_factory=list)
+    seen_at: float | None = None
+
+    def observed(self, seen: Observed) -> dict[str, list[str]]:
+        return {recipient: seen.deliveries(recipient) for recipient in self.expected}
+
+    def check(self, seen: Observed) -> bool:
+        return self.observed(seen) == self.expected and self.also(seen)
+
+
+def quiet_now() -> dict[str, str]:
+    """Quiet hours that cover the current time (in UTC, the demo user's zone)."""
+    now = datetime.now(UTC)
+    return {
+        "start": (now - timedelta(hours=2)).strftime("%H:00"),
+        "end": (now + timedelta(hours=3)).strftime("%H:00"),
+    }
+
+
+def demo_users(receiver_url: str) -> list[UserProfile]:
+    return [
+        UserProfile(
+            user_id="ana",
+            email="ana+success@simulator.amazonses.com",
+            phone="+14155550101",
+            devices={"ana-phone": DEVICE},
+        ),
+        UserProfile(
+            user_id="ben", email="ben+success@simulator.amazonses.com", devices={"ben-phone": DEVICE}
+        ),
+        UserProfile(
+            user_id="cleo",
+            email="cleo+success@simulator.amazonses.com",
+            devices={"cleo-phone": DEVICE},
+            preferences={"marketing_opt_in": True},
+        ),
+        UserProfile(
+            user_id="dan",
+            email="dan+success@simulator.amazonses.com",
+            phone="+14155550104",
+            devices={"dan-phone": DEVICE},
+            quiet_hours=quiet_now(),
+            time_zone="UTC",
+        ),
+        UserProfile(
+            user_id="eve",
+            email="eve+success@simulator.amazonses.com",
+            devices={"eve-phone": DEVICE},
+        ),
+        UserProfile(
+            user_id="finn", email="finn+success@simulator.amazonses.com", devices={"finn-phone": DEVICE}
+        ),
+        UserProfile(
+            user_id="gus", email="gus+success@simulator.amazonses.com", devices={"gus-phone": DEVICE}
+        ),
+        UserProfile(
+            user_id="acme",
+            webhook={"url": receiver_url, "secret_name": "acme"},
+        ),
+    ]
+
+
+def scenarios() -> list[Scenario]:
+    def go_online(stack: LocalStack) -> None:
+        """finn's app subscribes: Pusher sees the channel occupied; Herald's presence knows it."""
+        assert stack.sandbox and stack.description
+        stack.sandbox.pusher.occupy("private-user-finn")
+        # The presence webhook function is a later issue; record what it would write.
+        stack.client("dynamodb").put_item(
+            TableName=stack.description.ref("PresenceTable"),
+            Item={
+                "user_id": {"S": "finn"},
+                "occupied": {"BOOL": True},
+                "time_ms": {"N": str(int(time.time() * 1000))},
+                "expires_at": {"N": str(int(time.time()) + 3600)},
+            },
+        )
+
+    def failing_receiver(stack: LocalStack) -> None:
+        assert stack.sandbox
+        stack.sandbox.faults.add("webhook", status=503, count=2)
+
+    return [
+        Scenario(
+            "offline user, medium",
+            "push to ana's phone only",
+            [{"event_id": "demo-ship-1", "type": "order_shipped", "user_id": "ana", "data": SHIPPED}],
+            {"ana-phone": ["push"], "ana+success@": [], "+14155550101": []},
+            users=["ana"],
+        ),
+        Scenario(
+            "marketing without opt-in",
+            "skipped, with the reason",
+            [{"event_id": "demo-promo-ben", "type": "marketing_promo", "user_id": "ben", "data": PROMO}],
+            {"ben-phone": [], "ben+success@": []},
+            also=lambda seen: any(r["status"] == "skipped" for r in seen.records_for("ben")),
+            users=["ben"],
+        ),
+        Scenario(
+            "marketing with opt-in",
+            "email only",
+            [{"event_id": "demo-promo-cleo", "type": "marketing_promo", "user_id": "cleo", "data": PROMO}],
+            {"cleo+success@": ["email"], "cleo-phone": []},
+            users=["cleo"],
+        ),
+        Scenario(
+            "critical in quiet hours",
+            "push + SMS + email at once",
+            [{"event_id": "demo-signin-dan", "type": "security_alert", "user_id": "dan", "data": SIGN_IN}],
+            {"dan-phone": ["push"], "+14155550104": ["sms"], "dan+success@": ["email"]},
+            users=["dan"],
+        ),
+        Scenario(
+            "duplicate event",
+            "delivered once",
+            [
+                {
+                    "event_id": "demo-reply-1",
+                    "type": "comment_reply",
+                    "user_id": "gus",
+                    "data": {
+                        "author": "Ben",
+                        "excerpt": "Nice!",
+                        "thread_url": "https://app.example.com/t/1",
+                    },
+                }
+            ]
+            * 3,
+            {"gus-phone": ["push"]},
+            also=lambda seen: len(seen.records_for("gus")) == 1,
+            users=["gus"],
+        ),
+        Scenario(
+            "malformed event",
+            "dead-letter queue, reason shown",
+            [{"event_id": "demo-bad-1", "type": "order_shipped", "data": SHIPPED}],
+            {},
+            also=lambda seen: any(r["event_id"] == "demo-bad-1" for r in seen.rejected),
+        ),
+        Scenario(
+            "webhook receiver fails twice",
+            "delivered once, after backoff",
+            [
+                {
+                    "event_id": "demo-hook-1",
+                    "type": "order_webhook",
+                    "user_id": "acme",
+                    "data": {"order_id": "999", "status": "shipped"},
+                }
+            ],
+            {"acme": ["webhook"]},
+            prepare=failing_receiver,
+            users=["acme"],
+        ),
+        Scenario(
+            "online user, medium",
+            "in-app realtime, no push",
+            [
+                {
+                    "event_id": "demo-reply-finn",
+                    "type": "comment_reply",
+                    "user_id": "finn",
+                    "data": {
+                        "author": "Cleo",
+                        "excerpt": "Agreed",
+                        "thread_url": "https://app.example.com/t/2",
+                    },
+                }
+            ],
+            {"private-user-finn": ["realtime"], "finn-phone": []},
+            prepare=go_online,
+            users=["finn"],
+        ),
+        Scenario(
+            "push ignored, high",
+            f"push, then email after {FALLBACK_DELAY_SECONDS}s",
+            [{"event_id": "demo-pay-eve", "type": "payment_receipt", "user_id": "eve", "data": RECEIPT}],
+            {"eve-phone": ["push"], "eve+success@": ["email"]},
+            users=["eve"],
+        ),
+    ]
+
+
+# -- observing -------------------------------------------------------------------------------------
+
+
+def observe(stack: LocalStack, mail: MotoDataJsonMail, emails: list[RecordedSend]) -> Observed:
+    assert stack.sandbox and stack.description
+    emails.extend(mail.new_messages())
+    dynamodb = stack.client("dynamodb")
+    records: list[dict[str, Any]] = []
+    for page in dynamodb.get_paginator("scan").paginate(
+        TableName=stack.description.ref("NotificationsTable")
+    ):
+        records += [from_attributes(item) for item in page["Items"]]
+    return Observed(
+        outbox=[e.to_dict() for e in stack.sandbox.outbox.entries()],
+        emails=list(emails),
+        rejected=_peek_dead_letters(stack),
+        records=records,
+    )
+
+
+def _peek_dead_letters(stack: LocalStack) -> list[dict[str, Any]]:
+    assert stack.description
+    sqs = stack.client("sqs")
+    url = stack.description.ref("IngestDeadLetterQueue")
+    found = sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=0
+    ).get("Messages", [])
+    rejected = []
+    for message in found:
+        attributes = message.get("MessageAttributes", {})
+        rejected.append(
+            {
+                "event_id": attributes.get("herald_event_id", {}).get("StringValue"),
+                "reason": attributes.get("herald_rejection_reason", {}).get("StringValue"),
+            }
+        )
+    return rejected
+
+
+# -- printing --------------------------------------------------------------------------------------
+
+
+def _clock(value: str | None) -> str:
+    if not value:
+        return "        "
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC).strftime("%H:%M:%S")
+
+
+def print_timeline(scenario: Scenario, seen: Observed) -> None:
+    say(f"\n── {scenario.name} ─ expected: {scenario.expectation}")
+    for user_id in scenario.users:
+        for record in sorted(seen.records_for(user_id), key=lambda r: r["created_at"]):
+            event = record["event_id"]
+            if not any(e.get("event_id") == event for e in scenario.events):
+                continue
+            say(
+                f"  {_clock(record['created_at'])}  {record['type']} → {user_id}  [{record['urgency']}]"
+                f"  status: {record['status']}"
+            )
+            for step in record.get("decision", []):
+                if step["rule"] == "idempotency":
+                    continue
+                channel = f" {step['channel']}" if step.get("channel") else ""
+                say(f"            why: {step['rule']}{channel}: {step['verdict']} — {step['reason']}")
+            for attempt in record.get("delivery_log", []):
+                detail = attempt.get("detail") or attempt.get("provider_message_id") or ""
+                say(
+                    f"  {_clock(attempt.get('at') or attempt.get('time'))}  {attempt.get('channel')}"
+                    f" via {attempt.get('provider')}: {attempt.get('outcome')} {detail}".rstrip()
+                )
+    for rejected in seen.rejected:
+        if any(rejected["event_id"] == e.get("event_id") for e in scenario.events):
+            say(f"            dead-letter queue: {rejected['event_id']}: {rejected['reason']}")
+
+
+def print_providers(seen: Observed) -> None:
+    say("\nWhat each provider received")
+    for entry in seen.outbox:
+        title = entry.get("subject") or entry.get("title") or entry.get("body") or ""
+        say(
+            f"  {_clock(entry.get('time'))}  {entry['provider']:<9} {entry['channel']:<9} "
+            f"{entry.get('recipient', ''):<34} {title[:48]}"
+        )
+    for mail in seen.emails:
+        say(
+            f"  {'':8}  {'ses':<9} {'email':<9} {', '.join(sorted(set(mail.addresses()))):<34} "
+            f"{(mail.subject or _subject_of(mail.raw_data))[:48]}"
+        )
+
+
+def _subject_of(raw: str | None) -> str:
+    from email import message_from_string
+    from email.header import decode_header, make_header
+
+    if not raw:
+        return ""
+    return str(make_header(decode_header(message_from_string(raw).get("Subject", ""))))
+
+
+def print_outcomes(results: list[tuple[Scenario, bool]], seen: Observed, elapsed: float) -> None:
+    width = max(len(s.name) for s, _ in results)
+    say(f"\n{'scenario':<{width}}  {'expected':<34}  outcome")
+    say(f"{'-' * width}  {'-' * 34}  -------")
+    for scenario, ok in results:
+        after = f" (after {scenario.seen_at:.0f}s)" if scenario.seen_at is not None else ""
+        verdict = "ok" + after if ok else f"NOT MET: observed {scenario.observed(seen)}"
+        say(f"{scenario.name:<{width}}  {scenario.expectation:<34}  {verdict}")
+    passed = sum(ok for _, ok in results)
+    say(f"\n{passed}/{len(results)} scenarios as expected in {elapsed:.0f}s")
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+
+def run(verbose: bool = False) -> int:
+    """Functions log JSON to stdout as in Lambda: unless verbose, that goes to .local/demo.log."""
+    if verbose:
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+        return _play()
+    STATE_DIR.mkdir(exist_ok=True)
+    with LOG_FILE.open("w", encoding="utf-8") as log, contextlib.redirect_stdout(log):
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=log)
+        code = _play()
+    say(f"(the stack's own logs: {LOG_FILE.relative_to(STATE_DIR.parent)})")
+    return code
+
+
+def _play() -> int:
+    started = time.monotonic()
+    say("Starting Herald's local stack (moto, provider sandboxes, template.yaml, the real handlers)...")
+    with LocalStack(
+        aws_port=0, sandbox_port=0, api_port=0, parameters={"FallbackDelaySeconds": FALLBACK_DELAY_SECONDS}
+    ) as stack:
+        assert stack.sandbox and stack.description
+        receiver_url = f"{stack.sandbox.url}/receivers/acme"
+        stack.sandbox.receivers.add("acme")
+        stack.client("secretsmanager").create_secret(
+            Name="herald/dev/webhooks/acme",
+            SecretString=json.dumps({"secret": stack.sandbox.receivers.secret("acme")}),
+        )
+        users = UserStore(stack.client("dynamodb"), stack.description.ref("UsersTable"))
+        for profile in demo_users(receiver_url):
+            users.put_profile(profile)
+        plays = scenarios()
+        events = stack.client("events")
+        for scenario in plays:
+            scenario.prepare(stack)
+        say(
+            f"Stack up in {time.monotonic() - started:.0f}s; playing {len(plays)} scenarios on bus "
+            f"{stack.bus_name}..."
+        )
+        played = time.monotonic()
+        for scenario in plays:
+            entries = [
+                {
+                    "EventBusName": stack.bus_name,
+                    "Source": "com.example.demo",
+                    "DetailType": "NotificationRequested",
+                    "Detail": json.dumps(detail),
+                }
+                for detail in scenario.events
+            ]
+            response = events.put_events(Entries=entries)
+            if response["FailedEntryCount"]:
+                say(f"  put_events refused {scenario.name}: {response['Entries']}")
+
+        mail = MotoDataJsonMail(stack.moto.url)  # type: ignore[union-attr]
+        emails: list[RecordedSend] = []
+        deadline = played + SETTLE_TIMEOUT_SECONDS
+        while True:
+            seen = observe(stack, mail, emails)
+            for scenario in plays:
+                if scenario.seen_at is None and scenario.check(seen):
+                    scenario.seen_at = time.monotonic() - played
+            if all(s.seen_at is not None for s in plays) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        time.sleep(3)  # let late duplicates (if any) show up before judging
+        seen = observe(stack, mail, emails)
+        results = [(s, s.check(seen)) for s in plays]
+
+        say("\nTimeline")
+        for scenario in plays:
+            print_timeline(scenario, seen)
+        print_providers(seen)
+        print_outcomes(results, seen, time.monotonic() - started)
+    return 0 if all(ok for _, ok in results) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make demo", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the stack's log")
+    return run(verbose=parser.parse_args(argv).verbose)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
