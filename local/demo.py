@@ -404,60 +404,69 @@ def _play() -> int:
     with LocalStack(
         aws_port=0, sandbox_port=0, api_port=0, parameters={"FallbackDelaySeconds": FALLBACK_DELAY_SECONDS}
     ) as stack:
-        assert stack.sandbox and stack.description
-        receiver_url = f"{stack.sandbox.url}/receivers/acme"
-        stack.sandbox.receivers.add("acme")
-        stack.client("secretsmanager").create_secret(
-            Name="herald/dev/webhooks/acme",
-            SecretString=json.dumps({"secret": stack.sandbox.receivers.secret("acme")}),
-        )
-        users = UserStore(stack.client("dynamodb"), stack.description.ref("UsersTable"))
-        for profile in demo_users(receiver_url):
-            users.put_profile(profile)
-        plays = scenarios()
-        events = stack.client("events")
-        for scenario in plays:
-            scenario.prepare(stack)
         say(
-            f"Stack up in {time.monotonic() - started:.0f}s; playing {len(plays)} scenarios on bus "
-            f"{stack.bus_name}..."
+            f"Stack up in {time.monotonic() - started:.0f}s; playing the scenarios on bus {stack.bus_name}..."
         )
-        played = time.monotonic()
-        for scenario in plays:
-            entries = [
-                {
-                    "EventBusName": stack.bus_name,
-                    "Source": "com.example.demo",
-                    "DetailType": "NotificationRequested",
-                    "Detail": json.dumps(detail),
-                }
-                for detail in scenario.events
-            ]
-            response = events.put_events(Entries=entries)
-            if response["FailedEntryCount"]:
-                say(f"  put_events refused {scenario.name}: {response['Entries']}")
-
-        mail = MotoDataJsonMail(stack.moto.url)  # type: ignore[union-attr]
-        emails: list[RecordedSend] = []
-        deadline = played + SETTLE_TIMEOUT_SECONDS
-        while True:
-            seen = observe(stack, mail, emails)
-            for scenario in plays:
-                if scenario.seen_at is None and scenario.check(seen):
-                    scenario.seen_at = time.monotonic() - played
-            if all(s.seen_at is not None for s in plays) or time.monotonic() > deadline:
-                break
-            time.sleep(1)
-        time.sleep(3)  # let late duplicates (if any) show up before judging
-        seen = observe(stack, mail, emails)
-        results = [(s, s.check(seen)) for s in plays]
-
+        results, seen = play(stack)
         say("\nTimeline")
-        for scenario in plays:
+        for scenario, _ in results:
             print_timeline(scenario, seen)
         print_providers(seen)
         print_outcomes(results, seen, time.monotonic() - started)
     return 0 if all(ok for _, ok in results) else 1
+
+
+def seed(stack: LocalStack) -> None:
+    """The demo's users, and the webhook subscriber's signing secret (shared with its receiver)."""
+    assert stack.sandbox and stack.description
+    stack.sandbox.receivers.add("acme")
+    stack.client("secretsmanager").create_secret(
+        Name="herald/dev/webhooks/acme",
+        SecretString=json.dumps({"secret": stack.sandbox.receivers.secret("acme")}),
+    )
+    users = UserStore(stack.client("dynamodb"), stack.description.ref("UsersTable"))
+    for profile in demo_users(f"{stack.sandbox.url}/receivers/acme"):
+        users.put_profile(profile)
+
+
+def play(
+    stack: LocalStack, timeout: float = SETTLE_TIMEOUT_SECONDS
+) -> tuple[list[tuple[Scenario, bool]], Observed]:
+    """Seed, put every scenario's events on the bus as a producer would, wait for the outcomes."""
+    assert stack.moto
+    seed(stack)
+    plays = scenarios()
+    for scenario in plays:
+        scenario.prepare(stack)
+    events = stack.client("events")
+    played = time.monotonic()
+    for scenario in plays:
+        entries = [
+            {
+                "EventBusName": stack.bus_name,
+                "Source": "com.example.demo",
+                "DetailType": "NotificationRequested",
+                "Detail": json.dumps(detail),
+            }
+            for detail in scenario.events
+        ]
+        response = events.put_events(Entries=entries)
+        if response["FailedEntryCount"]:
+            say(f"  put_events refused {scenario.name}: {response['Entries']}")
+
+    mail = MotoDataJsonMail(stack.moto.url)
+    emails: list[RecordedSend] = []
+    while True:
+        seen = observe(stack, mail, emails)
+        for scenario in plays:
+            if scenario.seen_at is None and scenario.check(seen):
+                scenario.seen_at = time.monotonic() - played
+        if all(s.seen_at is not None for s in plays) or time.monotonic() > played + timeout:
+            break
+        time.sleep(1)
+    time.sleep(3)  # let late duplicates (if any) show up before judging
+    seen = observe(stack, mail, emails)
+    return [(s, s.check(seen)) for s in plays], seen
 
 
 def main(argv: list[str] | None = None) -> int:

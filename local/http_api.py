@@ -38,7 +38,7 @@ from werkzeug.wrappers import Request, Response
 
 from local.model import HttpRoute, JwtAuthorizer, StackDescription
 
-logger = logging.getLogger("herald.local.api")
+logger = logging.getLogger("local.api")
 
 DEFAULT_PORT = 3000
 PORT_ENV = "HERALD_API_PORT"

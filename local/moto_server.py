@@ -24,7 +24,7 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
-logger = logging.getLogger("herald.local.aws")
+logger = logging.getLogger("local.aws")
 
 DEFAULT_PORT = 4566
 PORT_ENV = "HERALD_AWS_PORT"

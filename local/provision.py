@@ -61,7 +61,7 @@ from local.sandboxes.credentials import SandboxCredentials
 from tools.cfn_yaml import load_template
 from tools.sam_translate import PLACEHOLDER_BUCKET, translate_template
 
-logger = logging.getLogger("herald.local.provision")
+logger = logging.getLogger("local.provision")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TEMPLATE = REPO_ROOT / "template.yaml"

@@ -1,0 +1,72 @@
+"""One local stack for the whole e2e session, driven only through its public surfaces."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from local.stack import LocalStack
+
+FALLBACK_DELAY_SECONDS = 30
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    state = tmp_path_factory.mktemp("local") / "stack.json"
+    with LocalStack(
+        aws_port=0,
+        sandbox_port=0,
+        api_port=0,
+        parameters={"FallbackDelaySeconds": FALLBACK_DELAY_SECONDS},
+        state_file=state,
+    ) as running:
+        yield running
+
+
+def http_json(
+    url: str, *, method: str = "GET", body: Any = None, headers: dict[str, str] | None = None
+) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        text = response.read().decode()
+    return json.loads(text) if text else None
+
+
+def outbox(stack: LocalStack, **filters: str) -> list[dict[str, Any]]:
+    """The sandboxes' outbox, over HTTP (`GET /_outbox`)."""
+    assert stack.sandbox
+    query = urllib.parse.urlencode(filters)
+    entries = http_json(f"{stack.sandbox.url}/_outbox" + (f"?{query}" if query else ""))
+    return entries if isinstance(entries, list) else entries["entries"]
+
+
+def wait_until[T](probe: Callable[[], T], timeout: float = 30.0, interval: float = 0.5) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+def put_event(stack: LocalStack, detail: dict[str, Any]) -> None:
+    response = stack.client("events").put_events(
+        Entries=[
+            {
+                "EventBusName": stack.bus_name,
+                "Source": "tests.e2e",
+                "DetailType": "NotificationRequested",
+                "Detail": json.dumps(detail),
+            }
+        ]
+    )
+    assert response["FailedEntryCount"] == 0, response
