@@ -16,8 +16,9 @@ from local.stack import LocalStack
 FALLBACK_DELAY_SECONDS = 30
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """Module-scoped: stopped (threads joined, moto's in-process state reset) before other suites run."""
     state = tmp_path_factory.mktemp("local") / "stack.json"
     with LocalStack(
         aws_port=0,
@@ -27,6 +28,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         state_file=state,
     ) as running:
         yield running
+        assert running.moto
+        running.moto.reset()
 
 
 def http_json(
