@@ -142,10 +142,12 @@ def router_calls_and_transitions() -> dict[str, Any]:
         stack = provision(prefix="bench-")
         os.environ.update(stack.env)
         calls: Counter[str] = Counter()
+        from herald.catalog import load_catalog
         from herald.settings import router_settings
         from herald.stores.users import UserStore
         from herald.users import UserProfile
 
+        catalog = load_catalog()
         router_settings.cache_clear()
         sys.modules.pop("functions.router.app", None)
         router = importlib.import_module("functions.router.app")
@@ -176,7 +178,12 @@ def router_calls_and_transitions() -> dict[str, Any]:
             calls.clear()
             event = _sqs_event(
                 [
-                    {"event_id": f"{urgency}-{i}", "type": type_name, "user_id": f"u{i}", "data": {}}
+                    {
+                        "event_id": f"{urgency}-{i}",
+                        "type": type_name,
+                        "user_id": f"u{i}",
+                        "data": catalog.entry(type_name).sample_data,
+                    }
                     for i in range(BATCH)
                 ]
             )

@@ -141,6 +141,13 @@ def demo_users(receiver_url: str) -> list[UserProfile]:
             user_id="finn", email="finn+success@simulator.amazonses.com", devices={"finn-phone": DEVICE}
         ),
         UserProfile(
+            user_id="42",
+            email="42+success@simulator.amazonses.com",
+            phone="+14155550142",
+            devices={"phone-42": DEVICE},
+            roles=["admin"],
+        ),
+        UserProfile(
             user_id="gus", email="gus+success@simulator.amazonses.com", devices={"gus-phone": DEVICE}
         ),
         UserProfile(

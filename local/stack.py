@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=VALUE",
         help="override a template parameter (e.g. FallbackDelaySeconds=30)",
     )
+    parser.add_argument("--no-seed", action="store_true", help="do not seed the demo users (42, ana, ...)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -151,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopped.set())
     with LocalStack(parameters=parameters) as stack:
+        if not args.no_seed:
+            from local.demo import seed
+
+            seed(stack)
         endpoints = stack.endpoints()
         print("\nHerald local stack is up (Ctrl-C to stop)")
         print(f"  AWS (moto)     {endpoints['aws']}   region us-east-1, any credentials")
@@ -158,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  sandboxes      {endpoints['sandboxes']}   /_outbox /_faults /_token")
         print(f"  event bus      {endpoints['bus']}")
         print(f"  resources      {endpoints['stack.json']}")
+        if not args.no_seed:
+            print("  demo users     42, ana, ben, cleo, dan, eve, finn, gus (local/demo.py), acme (webhooks)")
         print("\n  Produce events exactly as on AWS (README, 'The local stack'): put-events on the bus above")
         print(f"  with --endpoint-url {endpoints['aws']}, then watch {endpoints['sandboxes']}/_outbox\n")
         stopped.wait()

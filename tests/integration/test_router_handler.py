@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
+from herald.catalog import load_catalog
 from herald.messages import parse_channel_body
 from herald.stores.keys import email_address
 from herald.stores.suppression import SuppressionStore
@@ -73,6 +74,10 @@ def add_users(stack: MotoStack, *profiles: UserProfile) -> None:
 
 
 def envelope(detail: dict[str, Any]) -> str:
+    """An EventBridge envelope; `data` defaults to the catalog's sample data for the type."""
+    types = load_catalog().types
+    if "data" not in detail and detail.get("type") in types:
+        detail = {**detail, "data": types[detail["type"]].sample_data}
     return json.dumps(
         {
             "version": "0",
@@ -163,7 +168,7 @@ def test_the_notification_record_carries_the_decision_trace(stack: MotoStack, ro
     add_users(stack, a_profile("42", preferences={"channels": {"sms": False}}))
 
     router.lambda_handler(
-        sqs_event(envelope({"event_id": "sec-1", "type": "security_alert", "user_id": "42", "data": {}})),
+        sqs_event(envelope({"event_id": "sec-1", "type": "security_alert", "user_id": "42"})),
         FakeContext(),
     )
 
@@ -192,6 +197,7 @@ def test_an_invalid_record_goes_to_the_dlq_alone_with_its_reason(
         envelope({"event_id": "ok-1", "type": "comment_reply", "user_id": "1"}),
         envelope({"event_id": "bad-1", "type": "comment_reply"}),  # neither user_id nor audience
         envelope({"event_id": "bad-2", "type": "no_such_type", "user_id": "2"}),
+        envelope({"event_id": "bad-3", "type": "comment_reply", "user_id": "2", "data": {"author": "A"}}),
         "this is not JSON",
         envelope({"event_id": "ok-2", "type": "comment_reply", "user_id": "2"}),
     )
@@ -207,12 +213,13 @@ def test_an_invalid_record_goes_to_the_dlq_alone_with_its_reason(
         ]["StringValue"]
         for m in rejected
     }
-    assert set(reasons) == {"bad-1", "bad-2", "unknown"}
+    assert set(reasons) == {"bad-1", "bad-2", "bad-3", "unknown"}
+    assert reasons["bad-3"] == "comment_reply requires data fields ['excerpt', 'thread_url']"
     assert "exactly one of 'user_id' and 'audience' is required" in reasons["bad-1"]
     assert "unknown notification type 'no_such_type'" in reasons["bad-2"]
     assert "this is not JSON" in [m["Body"] for m in rejected]
     logged = {r.event_id: r.reason for r in caplog.records if r.getMessage() == "record rejected"}
-    assert set(logged) == {"bad-1", "bad-2", None}
+    assert set(logged) == {"bad-1", "bad-2", "bad-3", None}
     assert "exactly one of 'user_id' and 'audience' is required" in logged["bad-1"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -125,3 +126,27 @@ def test_catalog_yaml_round_trip() -> None:
     )
 
     assert catalog.entry("ping").channels == {Channel.WEBHOOK}
+
+
+def test_templates_only_use_required_data_so_a_valid_event_always_renders() -> None:
+    from jinja2 import Environment, meta
+
+    from herald.rendering import CONTEXT_VARIABLES, TEMPLATES_DIR
+
+    environment = Environment()
+    catalog = load_catalog()
+    for template in Path(TEMPLATES_DIR).rglob("*.j2"):
+        parts = template.relative_to(TEMPLATES_DIR).parts
+        if len(parts) < 3:
+            continue  # shared layouts
+        used = meta.find_undeclared_variables(environment.parse(template.read_text(encoding="utf-8")))
+        undeclared = used - catalog.entry(parts[1]).required_data - CONTEXT_VARIABLES
+        undeclared -= {"button_url", "button_label"}  # set by the templates themselves for the layout
+        assert not undeclared, f"{template}: uses {sorted(undeclared)} which the catalog does not require"
+
+
+def test_missing_required_data_is_named() -> None:
+    entry = load_catalog().entry("order_shipped")
+
+    assert entry.missing_data({"order_id": "1", "carrier": "", "tracking_url": "u"}) == ["address", "carrier"]
+    assert entry.missing_data(entry.sample_data) == []

@@ -24,6 +24,7 @@ class CatalogEntry(BaseModel):
     category: Category
     urgency: Urgency
     channels: frozenset[Channel] = Field(min_length=1)
+    required_data: frozenset[str] = frozenset()
     sensitive_fields: frozenset[str] = frozenset()
     android_channel: str
     sample_data: dict[str, Any] = Field(default_factory=dict)
@@ -34,10 +35,15 @@ class CatalogEntry(BaseModel):
             raise ValueError(f"{self.name}: system notifications go by webhook only")
         if self.category is Category.MARKETING and self.urgency not in (Urgency.LOW, Urgency.MEDIUM):
             raise ValueError(f"{self.name}: marketing cannot be {self.urgency} urgency")
-        unknown = self.sensitive_fields - set(self.sample_data)
-        if unknown:
-            raise ValueError(f"{self.name}: sensitive fields missing from sample_data: {sorted(unknown)}")
+        for kind, fields in (("sensitive", self.sensitive_fields), ("required", self.required_data)):
+            unknown = fields - set(self.sample_data)
+            if unknown:
+                raise ValueError(f"{self.name}: {kind} fields missing from sample_data: {sorted(unknown)}")
         return self
+
+    def missing_data(self, data: dict[str, Any]) -> list[str]:
+        """Required fields an event's `data` lacks (or leaves empty)."""
+        return sorted(f for f in self.required_data if data.get(f) in (None, ""))
 
 
 class Catalog(BaseModel):

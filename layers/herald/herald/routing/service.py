@@ -153,6 +153,9 @@ class RouterService:
             entry = self._catalog.entry(request.type)
         except UnknownNotificationType as error:
             raise RejectedRecord(str(error), request.event_id) from error
+        missing = entry.missing_data(request.data)
+        if missing:
+            raise RejectedRecord(f"{request.type} requires data fields {missing}", request.event_id)
         now = self._clock()
         if self._waits_for_send_at(envelope, now):
             return self._defer_until_send_at(envelope)
