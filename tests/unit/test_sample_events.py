@@ -1,0 +1,40 @@
+"""events/: one sample event per function, valid for `sam local invoke -e` and for the handlers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from herald.ingest import IngestRecord
+from herald.messages import parse_channel_body
+from herald.models import Channel
+from tests.support.aws import REPO_ROOT, template
+
+pytestmark = pytest.mark.unit
+
+FUNCTIONS = {
+    resource["Properties"]["CodeUri"].strip("/").split("/")[-1]: logical_id
+    for logical_id, resource in template()["Resources"].items()
+    if resource["Type"] == "AWS::Serverless::Function"
+}
+
+
+def test_every_function_has_a_sample_event() -> None:
+    missing = [name for name in FUNCTIONS if not (REPO_ROOT / "events" / f"{name}.json").is_file()]
+
+    assert missing == []
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_the_sample_event_is_what_the_function_consumes(name: str) -> None:
+    event = json.loads((REPO_ROOT / "events" / f"{name}.json").read_text())
+
+    assert event["Records"], "an SQS event with at least one record"
+    for record in event["Records"]:
+        assert record["eventSource"] == "aws:sqs"
+        if name == "router":
+            IngestRecord.model_validate(record)
+        else:
+            message = parse_channel_body(record["body"])
+            assert message.channel is Channel(name.removesuffix("_sender"))
