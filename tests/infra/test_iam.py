@@ -205,6 +205,9 @@ def test_sender_permissions(translated: dict[str, Any], function_id: str) -> Non
         assert not task_answers, f"{function_id} does not take part in escalations but has {task_answers}"
     secrets = granted.get("secretsmanager:GetSecretValue", set())
     assert secrets, f"{function_id} cannot read its provider secret"
+    # Every sender renders templates, and TEMPLATE_BUCKET (a global) makes the renderer read S3.
+    for action in ("s3:GetObject", "s3:ListBucket"):
+        assert granted.get(action), f"{function_id} renders templates but cannot {action} the template bucket"
 
 
 def test_scheduler_role_is_limited_to_herald_queues(translated: dict[str, Any]) -> None:

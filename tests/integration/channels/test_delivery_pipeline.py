@@ -258,3 +258,21 @@ def test_an_unexpected_error_releases_the_claim_for_a_retry(sendgrid_env: Env) -
     assert record["delivery_log"][0]["outcome"] == "error"
     assert "RuntimeError" in record["delivery_log"][0]["detail"]
     assert RetryLaterError  # the retry itself is SQS's: the record handler re-raises
+
+
+def test_no_send_starts_when_the_invocation_deadline_is_too_near(
+    sendgrid_env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = sendgrid_env
+    app = env.app("email_sender")
+    message = a_message(Channel.EMAIL, to="ana@example.com")
+    env.create_record(message)
+    env.enqueue("Email", message.queue_body())
+    event = env.receive_event("Email")
+    monkeypatch.setattr(env.context, "get_remaining_time_in_millis", lambda: 5_000)
+
+    response = handle(env, app, event)
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert sendgrid_entries(env) == []
+    assert "email" not in env.record(message).get("deliveries", {})  # not claimed: nothing uncertain

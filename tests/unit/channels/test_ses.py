@@ -84,9 +84,10 @@ def test_accepted_with_the_ses_message_id(client) -> None:
     ("code", "status", "kind"),
     [
         ("MessageRejected", 400, PermanentFailure),
-        ("AccountSendingPausedException", 400, PermanentFailure),
-        ("SendingPausedException", 400, PermanentFailure),
-        ("MailFromDomainNotVerifiedException", 400, PermanentFailure),
+        ("AccountSendingPausedException", 400, RetryLater),
+        ("SendingPausedException", 400, RetryLater),
+        ("MailFromDomainNotVerifiedException", 400, RetryLater),
+        ("ConfigurationSetDoesNotExistException", 404, RetryLater),
         ("TooManyRequestsException", 429, RetryLater),
         ("Throttling", 400, RetryLater),
         ("LimitExceededException", 400, RetryLater),

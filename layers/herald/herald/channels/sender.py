@@ -162,8 +162,10 @@ class ChannelSender:
         metrics: MetricsSink | None = None,
         backoff: Backoff | None = None,
         clock: Callable[[], datetime] = utc_now,
+        deadline_margin_seconds: float = 25.0,
     ) -> None:
         self.deliverer = deliverer
+        self._deadline_margin_ms = deadline_margin_seconds * 1000
         self.channel = deliverer.channel
         self._ledger = ledger
         self._users = users
@@ -184,6 +186,14 @@ class ChannelSender:
         if message.channel != self.channel:
             raise RejectedRecord(f"a {message.channel} message on the {self.channel} queue", message.event_id)
         receive_count = _receive_count(record)
+        if (
+            lambda_context is not None
+            and lambda_context.get_remaining_time_in_millis() < self._deadline_margin_ms
+        ):
+            # Too close to the invocation's deadline for a provider call to finish: a call cut off by
+            # the Lambda timeout would leave an unknowable ("uncertain") delivery. Hand it back unclaimed.
+            self._back_off(record, 1)
+            raise RetryLaterError("the invocation's deadline is too near to start a send", 1)
         wait = self._seconds_until(message.not_before)
         if wait > 0:
             delay = min(wait, SQS_MAX_VISIBILITY_SECONDS)

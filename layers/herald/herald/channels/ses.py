@@ -36,16 +36,10 @@ from herald.channels.result import (
 
 PROVIDER = "ses"
 
-# The message or the account cannot send: retrying the same request will not help.
+# This message can never be sent as it is: retrying the same request will not help.
 PERMANENT_CODES = frozenset(
     {
         "MessageRejected",
-        "AccountSendingPausedException",
-        "AccountSuspendedException",
-        "SendingPausedException",
-        "MailFromDomainNotVerifiedException",
-        "ConfigurationSetDoesNotExistException",
-        "ConfigurationSetSendingPausedException",
         "BadRequestException",
         "InvalidParameterValue",
         "ValidationException",
@@ -65,6 +59,19 @@ TRANSIENT_CODES = frozenset(
         "InternalServiceError",
         "RequestTimeout",
         "RequestTimeoutException",
+    }
+)
+# The account or its setup cannot send right now (paused, suspended, identity or configuration set
+# missing): every message would fail the same way. Retried, then dead-lettered, so an operator can
+# redrive them once the account is fixed, rather than recorded as failed one by one.
+ACCOUNT_CODES = frozenset(
+    {
+        "AccountSendingPausedException",
+        "AccountSuspendedException",
+        "SendingPausedException",
+        "MailFromDomainNotVerifiedException",
+        "ConfigurationSetDoesNotExistException",
+        "ConfigurationSetSendingPausedException",
     }
 )
 AUTH_CODES = frozenset(
@@ -146,6 +153,8 @@ def classify_client_error(error: ClientError) -> PermanentFailure | RetryLater:
         return PermanentFailure(PROVIDER, message, code=code)
     if code in AUTH_CODES:
         return RetryLater(PROVIDER, message, code=AUTH)
+    if code in ACCOUNT_CODES:
+        return RetryLater(PROVIDER, message, code=code)
     if code in TRANSIENT_CODES or status >= 500 or status == 429:
         return RetryLater(PROVIDER, message, code=code)
     if 400 <= status < 500:

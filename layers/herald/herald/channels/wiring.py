@@ -54,6 +54,8 @@ def sender_for(
         sfn=sfn,
         metrics=metrics,
         backoff=Backoff(settings.retry_base_seconds, settings.retry_max_seconds),
+        # A send may take a few provider calls (e.g. Pusher's occupancy check, then the trigger).
+        deadline_margin_seconds=3 * settings.provider_timeout_seconds + 2,
     )
 
 
