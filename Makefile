@@ -31,6 +31,7 @@ fmt: venv
 # Full suite: lint, unit, integration, infrastructure checks, end-to-end. Exit 5 (no tests) fails.
 test: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest
 
 unit: venv

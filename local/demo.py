@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 from herald.stores.dynamo import from_attributes
@@ -157,6 +158,15 @@ def demo_users(receiver_url: str) -> list[UserProfile]:
     ]
 
 
+def failed_twice_then_sent_after_backoff(seen: Observed, user_id: str) -> bool:
+    """The delivery log reads retry, retry, sent, each retry waited out (SQS visibility backoff)."""
+    log = [entry for record in seen.records_for(user_id) for entry in record.get("delivery_log", [])]
+    if [entry.get("outcome") for entry in log] != ["retry", "retry", "sent"]:
+        return False
+    times = [datetime.fromisoformat(entry["at"]) for entry in log]
+    return all(later - earlier >= timedelta(seconds=1) for earlier, later in pairwise(times))
+
+
 def scenarios() -> list[Scenario]:
     def go_online(stack: LocalStack) -> None:
         """finn's app subscribes: Pusher sees the channel occupied; Herald's presence knows it."""
@@ -246,6 +256,7 @@ def scenarios() -> list[Scenario]:
                 }
             ],
             {"acme": ["webhook"]},
+            also=lambda seen: failed_twice_then_sent_after_backoff(seen, "acme"),
             prepare=failing_receiver,
             users=["acme"],
         ),

@@ -38,7 +38,12 @@ service = RouterService(
     catalog=load_catalog(),
     metrics=metrics,
 )
-idempotency_config = IdempotencyConfig(event_key_jmespath="key", raise_on_no_idempotency_key=True)
+# Records outlive every way a message can come back: SQS retention (4 days), EventBridge retries
+# (24 h) and a redrive from the DLQ (14 days).
+IDEMPOTENCY_SECONDS = 15 * 24 * 3600
+idempotency_config = IdempotencyConfig(
+    event_key_jmespath="key", raise_on_no_idempotency_key=True, expires_after_seconds=IDEMPOTENCY_SECONDS
+)
 persistence = DynamoDBPersistenceLayer(table_name=settings.tables.idempotency, boto3_client=dynamodb)
 processor = RejectingBatchProcessor(
     model=IngestRecord,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -449,3 +450,68 @@ def test_an_acknowledged_push_ends_the_escalation_without_email(stack: MotoStack
         time.sleep(0.2)
     assert status == "SUCCEEDED"
     assert bodies(stack, "Email") == []
+
+
+# -- repeats and retries replay the first decision -------------------------------------------------
+
+
+def test_a_repeat_after_the_idempotency_record_expired_replays_the_first_decision(
+    stack: MotoStack, router: Any
+) -> None:
+    add_users(stack, a_profile("42"))
+    body = envelope({"event_id": "late-dup-1", "type": "order_shipped", "user_id": "42"})
+    router.lambda_handler(sqs_event(body), FakeContext())
+    assert [m["channel"] for m in direct(bodies(stack, "Push"))] == ["push"]
+    dynamodb = stack.client("dynamodb")
+    for item in dynamodb.scan(TableName=stack.tables["IdempotencyTable"])["Items"]:
+        dynamodb.delete_item(TableName=stack.tables["IdempotencyTable"], Key={"id": item["id"]})
+    dynamodb.put_item(  # the user came online meanwhile: a fresh decision would pick in-app
+        TableName=stack.tables["PresenceTable"],
+        Item={
+            "user_id": {"S": "42"},
+            "occupied": {"BOOL": True},
+            "time_ms": {"N": str(int(time.time() * 1000))},
+        },
+    )
+
+    router.lambda_handler(sqs_event(body), FakeContext())
+
+    assert [m["channel"] for m in direct(bodies(stack, "Push"))] == ["push"]  # the same plan again
+    assert bodies(stack, "Realtime") == []
+    [record] = notification(stack, "42")
+    assert [s["rule"] for s in record["decision"]].count("presence") == 1
+    [counter] = dynamodb.scan(TableName=stack.tables["RateCountersTable"])["Items"]
+    assert counter["count"] == {"N": "1"}  # counted once
+
+
+@pytest.mark.parametrize(
+    ("type_name", "urgency", "reason"),
+    [
+        ("order_shipped", "system", "order_shipped (transactional) cannot be sent with urgency system"),
+        ("order_webhook", "high", "order_webhook (system) cannot be sent with urgency high"),
+        ("marketing_promo", "critical", "marketing_promo is marketing: urgency critical is not allowed"),
+    ],
+)
+def test_an_urgency_override_the_type_cannot_take_is_rejected(
+    stack: MotoStack, router: Any, type_name: str, urgency: str, reason: str
+) -> None:
+    body = envelope({"event_id": "u-1", "type": type_name, "user_id": "42", "urgency": urgency})
+
+    router.lambda_handler(sqs_event(body), FakeContext())
+
+    [rejected] = stack.drain("IngestDeadLetter")
+    assert rejected["MessageAttributes"]["herald_rejection_reason"]["StringValue"] == reason
+
+
+def test_a_malformed_stored_presence_item_does_not_fail_the_batch(stack: MotoStack, router: Any) -> None:
+    add_users(stack, a_profile("42"))
+    stack.client("dynamodb").put_item(
+        TableName=stack.tables["PresenceTable"], Item={"user_id": {"S": "42"}, "occupied": {"S": "maybe"}}
+    )
+
+    response = router.lambda_handler(
+        sqs_event(envelope({"event_id": "p-1", "type": "order_shipped", "user_id": "42"})), FakeContext()
+    )
+
+    assert response == {"batchItemFailures": []}
+    assert [m["channel"] for m in direct(bodies(stack, "Push"))] == ["push"]  # treated as offline

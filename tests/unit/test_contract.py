@@ -150,3 +150,8 @@ def test_missing_required_data_is_named() -> None:
 
     assert entry.missing_data({"order_id": "1", "carrier": "", "tracking_url": "u"}) == ["address", "carrier"]
     assert entry.missing_data(entry.sample_data) == []
+
+
+def test_event_ids_cannot_contain_the_fan_out_separator() -> None:
+    with pytest.raises(ValidationError, match="event_id"):
+        NotificationRequest(event_id="x#42", type="order_shipped", user_id="42")

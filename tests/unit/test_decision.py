@@ -331,14 +331,36 @@ def test_unknown_user_is_skipped_with_a_reason() -> None:
     assert decision.trace[-1].reason == "no profile for user 'nobody'"
 
 
-def test_the_trace_records_each_rule_in_order() -> None:
-    decision = route("order_shipped", a_user(quiet_hours=QUIET), now=LISBON_MIDNIGHT)
-    rules = [s.rule for s in decision.trace]
+def test_the_trace_records_each_rule_in_design_order() -> None:
+    user = a_user(quiet_hours=QUIET, preferences={"channels": {"sms": False}})
+    suppressed = frozenset({email_address("ana@example.com")})
 
-    assert rules[0] == "idempotency"
-    assert rules[-1] == "urgency_table"
-    order = ["idempotency", "preferences", "presence", "quiet_hours", "urgency_table"]
-    assert [r for r in rules if r in order] == sorted((r for r in rules if r in order), key=order.index)
+    decision = route(
+        "order_shipped", user, suppressed=suppressed, usage={Channel.PUSH: 99}, now=LISBON_MIDNIGHT
+    )
+
+    rules = [s.rule for s in decision.trace]
+    design_order = [
+        "idempotency",
+        "preferences",
+        "suppression",
+        "presence",
+        "quiet_hours",
+        "rate_limit",
+        "urgency_table",
+    ]
+    assert [r for r in dict.fromkeys(rules)] == design_order
+    critical = route("security_alert", user, suppressed=suppressed, now=LISBON_MIDNIGHT)
+    assert [r for r in dict.fromkeys(s.rule for s in critical.trace)] == [
+        "idempotency",
+        "preferences",
+        "channel_opt_in",
+        "suppression",
+        "presence",
+        "quiet_hours",
+        "rate_limit",
+        "urgency_table",
+    ]
 
 
 def test_notification_ids_are_deterministic_per_recipient() -> None:

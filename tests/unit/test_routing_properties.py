@@ -129,7 +129,12 @@ def routing_inputs(draw: st.DrawFn) -> RoutingInput:
         preferences={
             "channels": draw(st.dictionaries(st.sampled_from(list(Channel)), st.booleans())),
             "marketing_opt_in": draw(st.booleans()),
+            "muted_categories": draw(st.lists(st.sampled_from(["transactional", "marketing", "security"]))),
+            "muted_types": draw(st.lists(st.sampled_from(sorted(CATALOG.types)))),
         },
+        sms_marketing_consent=draw(
+            st.sampled_from([None, {"given_at": "2026-01-01T00:00:00Z", "source": "signup"}])
+        ),
         webhook=draw(st.sampled_from([None, {"url": "https://h.example.com", "secret_name": "s"}])),
     )
     addresses = [email_address("u@example.com"), sms_address("+14155550100")] + [
@@ -166,8 +171,16 @@ def test_never_a_channel_the_user_opted_out_of_or_is_suppressed_on(given_input: 
     if decision.escalation:
         planned += [decision.escalation.primary, decision.escalation.fallback]
 
+    entry = given_input.entry
+    if planned and entry.category.value in ("transactional", "marketing"):
+        assert entry.category not in user.preferences.muted_categories
+        assert entry.name not in user.preferences.muted_types
+    if planned and (entry.category.value == "marketing" or decision.urgency.value == "low"):
+        assert user.preferences.marketing_opt_in
     for delivery in planned:
         assert user.preferences.channel_enabled(delivery.channel), delivery
+        if delivery.channel is Channel.SMS and entry.category.value == "marketing":
+            assert user.sms_marketing_consent is not None
         assert delivery.channel in given_input.entry.channels
         if delivery.channel is Channel.EMAIL:
             assert email_address(delivery.to or "") not in given_input.suppressed

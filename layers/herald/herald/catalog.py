@@ -41,6 +41,14 @@ class CatalogEntry(BaseModel):
                 raise ValueError(f"{self.name}: {kind} fields missing from sample_data: {sorted(unknown)}")
         return self
 
+    def urgency_problem(self, urgency: Urgency) -> str | None:
+        """Why a producer's urgency override cannot apply to this type (None when it can)."""
+        if (urgency is Urgency.SYSTEM) != (self.category is Category.SYSTEM):
+            return f"{self.name} ({self.category}) cannot be sent with urgency {urgency}"
+        if self.category is Category.MARKETING and urgency not in (Urgency.LOW, Urgency.MEDIUM):
+            return f"{self.name} is marketing: urgency {urgency} is not allowed"
+        return None
+
     def missing_data(self, data: dict[str, Any]) -> list[str]:
         """Required fields an event's `data` lacks (or leaves empty)."""
         return sorted(f for f in self.required_data if data.get(f) in (None, ""))

@@ -19,6 +19,7 @@ from herald.settings import ChannelQueues
 
 SQS_MAX_DELAY_SECONDS = 900
 SQS_BATCH_SIZE = 10
+SQS_BATCH_BYTES = 256 * 1024  # the whole SendMessageBatch request's payload
 
 
 class DispatchError(RuntimeError):
@@ -33,9 +34,9 @@ class DispatchReport:
 
 
 def send_batches(sqs: Any, queue_url: str, bodies: Sequence[tuple[str, int]]) -> None:
-    """SendMessageBatch in chunks of 10; `bodies` are (body, delay seconds). Raises on any failure."""
-    for start in range(0, len(bodies), SQS_BATCH_SIZE):
-        chunk = bodies[start : start + SQS_BATCH_SIZE]
+    """SendMessageBatch in chunks of at most 10 messages and 256 KiB; `bodies` are (body, delay seconds).
+    Raises on any failure."""
+    for chunk in _chunks(bodies):
         entries = [
             {"Id": str(i), "MessageBody": body, **({"DelaySeconds": delay} if delay else {})}
             for i, (body, delay) in enumerate(chunk)
@@ -44,6 +45,19 @@ def send_batches(sqs: Any, queue_url: str, bodies: Sequence[tuple[str, int]]) ->
         if response.get("Failed"):
             reasons = "; ".join(f"{f.get('Code')}: {f.get('Message')}" for f in response["Failed"])
             raise DispatchError(f"{len(response['Failed'])} message(s) refused by {queue_url}: {reasons}")
+
+
+def _chunks(bodies: Sequence[tuple[str, int]]) -> list[list[tuple[str, int]]]:
+    chunks: list[list[tuple[str, int]]] = []
+    size = 0
+    for item in bodies:
+        item_size = len(item[0].encode())
+        if not chunks or len(chunks[-1]) == SQS_BATCH_SIZE or size + item_size > SQS_BATCH_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item)
+        size += item_size
+    return chunks
 
 
 class Deferrer:

@@ -17,7 +17,14 @@ from herald.catalog import Catalog, UnknownNotificationType
 from herald.dispatch import Deferrer, Dispatcher, send_batches
 from herald.ingest import HeraldControl, IngestEnvelope, decode_cursor, encode_cursor
 from herald.models import Channel, Urgency
-from herald.routing.decision import Decision, RoutingInput, decide
+from herald.routing.decision import (
+    Decision,
+    EscalationPlan,
+    PlannedDelivery,
+    RoutingInput,
+    TraceStep,
+    decide,
+)
 from herald.settings import RouterSettings
 from herald.stores.dynamo import batch_get
 from herald.stores.keys import email_address, push_address, rate_counter_key, sms_address
@@ -53,6 +60,19 @@ def contact_addresses(profile: UserProfile) -> list[str]:
     if profile.phone:
         addresses.append(sms_address(profile.phone))
     return addresses
+
+
+def replay(record: NotificationRecord, fresh: Decision) -> Decision:
+    """The decision stored on `record`, to dispatch again exactly as first decided."""
+    deliveries = [PlannedDelivery.model_validate(p) for p in record.plan if "escalation" not in p]
+    escalations = [EscalationPlan.model_validate(p["escalation"]) for p in record.plan if "escalation" in p]
+    return fresh.model_copy(
+        update={
+            "deliveries": tuple(deliveries),
+            "escalation": escalations[0] if escalations else None,
+            "trace": tuple(TraceStep.model_validate(step) for step in record.decision),
+        }
+    )
 
 
 class RouterService:
@@ -94,13 +114,34 @@ class RouterService:
 
     def prefetch(self, envelopes: Iterable[IngestEnvelope]) -> RoutingSnapshot:
         """Two BatchGetItem rounds for the whole batch: (users, presence, rate counters), then the
-        suppression entries of the contacts those profiles hold."""
+        suppression entries of the contacts those profiles hold. Replaces the batch's snapshot."""
+        self._snapshot = self._read(envelopes)
+        return self._snapshot
+
+    def _snapshot_with(self, envelope: IngestEnvelope) -> RoutingSnapshot:
+        """The batch's snapshot, extended with a recipient it did not know (a `send_at` that fell due
+        between the batch read and its routing) without dropping what the batch already read."""
+        user_id = envelope.request.user_id
+        if user_id in self._snapshot.loaded_users:
+            return self._snapshot
+        extra = self._read([envelope], force=True)
+        snapshot = self._snapshot
+        snapshot.profiles.update(extra.profiles)
+        snapshot.broken_profiles.update(extra.broken_profiles)
+        snapshot.presence.update(extra.presence)
+        snapshot.suppressed |= extra.suppressed
+        for key, count in extra.rate_usage.items():
+            snapshot.rate_usage.setdefault(key, count)
+        snapshot.loaded_users |= extra.loaded_users
+        return snapshot
+
+    def _read(self, envelopes: Iterable[IngestEnvelope], force: bool = False) -> RoutingSnapshot:
         now = self._clock()
         user_ids = sorted(
             {
                 e.request.user_id
                 for e in envelopes
-                if e.request.user_id and not self._waits_for_send_at(e, now)
+                if e.request.user_id and (force or not self._waits_for_send_at(e, now))
             }
         )
         snapshot = RoutingSnapshot(loaded_users=frozenset(user_ids))
@@ -108,7 +149,6 @@ class RouterService:
             self._load_users_presence_counters(snapshot, user_ids, now)
             addresses = [a for p in snapshot.profiles.values() for a in contact_addresses(p)]
             snapshot.suppressed = self._suppression.suppressed_among(addresses)
-        self._snapshot = snapshot
         return snapshot
 
     def _load_users_presence_counters(
@@ -133,11 +173,18 @@ class RouterService:
             except ValidationError as error:
                 snapshot.broken_profiles[user_id] = str(error)
         for item in found[tables.presence]:
-            presence = presence_from_item(item)
+            try:
+                presence = presence_from_item(item)
+            except ValidationError:
+                logger.warning("malformed presence item ignored (offline)", extra={"item": str(item)[:300]})
+                continue
             snapshot.presence[presence.user_id] = presence
         for item in found[tables.rate_counters]:
-            user_id, channel, _hour = item["pk"].rsplit("#", 2)
-            snapshot.rate_usage[(user_id, Channel(channel))] = int(item.get("count", 0))
+            try:
+                user_id, channel, _hour = item["pk"].rsplit("#", 2)
+                snapshot.rate_usage[(user_id, Channel(channel))] = int(item.get("count", 0))
+            except (ValueError, TypeError):
+                logger.warning("malformed rate counter ignored", extra={"item": str(item)[:300]})
 
     # -- one record --------------------------------------------------------------------------------
 
@@ -156,6 +203,9 @@ class RouterService:
         missing = entry.missing_data(request.data)
         if missing:
             raise RejectedRecord(f"{request.type} requires data fields {missing}", request.event_id)
+        problem = entry.urgency_problem(request.urgency) if request.urgency else None
+        if problem:
+            raise RejectedRecord(problem, request.event_id)
         now = self._clock()
         if self._waits_for_send_at(envelope, now):
             return self._defer_until_send_at(envelope)
@@ -219,7 +269,7 @@ class RouterService:
         request = envelope.request
         user_id = request.user_id
         assert user_id is not None
-        snapshot = self._snapshot if user_id in self._snapshot.loaded_users else self.prefetch([envelope])
+        snapshot = self._snapshot_with(envelope)
         if user_id in snapshot.broken_profiles:
             raise RejectedRecord(f"profile of user {user_id} is invalid: {snapshot.broken_profiles[user_id]}")
         presence = snapshot.presence.get(user_id)
@@ -237,9 +287,14 @@ class RouterService:
                 recipient_key=envelope.recipient_key,
             )
         )
-        self._record(decision, envelope, now)
+        existing = self._record(decision, envelope, now)
+        if existing is not None:
+            # An earlier attempt decided already (a retry after a partial dispatch, or a repeat after
+            # the idempotency record expired): dispatch what was decided then, never a new decision.
+            decision = replay(existing, decision)
         report = self._dispatcher.dispatch(decision, request, entry)
-        self._count_sends(decision, snapshot, now)
+        if existing is None:
+            self._count_sends(decision, snapshot, now)
         self._metrics.add_metric(name=f"Routed_{decision.status}", unit=MetricUnit.Count, value=1)
         logger.info(
             "notification routed",
@@ -259,7 +314,11 @@ class RouterService:
             "channels": sorted(c.value for c in decision.planned_channels),
         }
 
-    def _record(self, decision: Decision, envelope: IngestEnvelope, now: datetime) -> None:
+    def _record(
+        self, decision: Decision, envelope: IngestEnvelope, now: datetime
+    ) -> NotificationRecord | None:
+        """Write the notification; None when written now, the stored record when it already existed."""
+        """Write the notification; None when written now, the stored record when it already existed."""
         request = envelope.request
         plan = [d.model_dump(mode="json", exclude_none=True) for d in decision.deliveries]
         if decision.escalation:
@@ -281,10 +340,13 @@ class RouterService:
             expires_at=int((now + timedelta(days=self._settings.notification_retention_days)).timestamp()),
             **(NotificationRecord.digest_fields(decision.digest_due_at) if decision.digest_due_at else {}),
         )
-        if not self._notifications.create(record):
-            logger.info(
-                "notification record already written", extra={"notification_id": record.notification_id}
-            )
+        if self._notifications.create(record):
+            return None
+        logger.info(
+            "notification already decided: replaying its plan",
+            extra={"notification_id": record.notification_id},
+        )
+        return self._notifications.get(record.user_id, record.notification_id) or record
 
     def _count_sends(self, decision: Decision, snapshot: RoutingSnapshot, now: datetime) -> None:
         """Count what was planned against the user's hourly limits. Critical is exempt; an escalation
