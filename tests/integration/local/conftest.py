@@ -3,9 +3,11 @@ free loopback ports (one of each per test module)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
 
 from local.moto_server import MotoServer
@@ -27,6 +29,20 @@ def aws() -> Iterator[MotoServer]:
             server.reset()
         finally:
             server.stop()
+
+
+@pytest.fixture(scope="module")
+def endpoint(aws: MotoServer) -> str:
+    return aws.url
+
+
+@pytest.fixture
+def clients(endpoint: str) -> Callable[[str], Any]:
+    """boto3 clients on the module's moto server (dummy credentials, us-east-1)."""
+    session = boto3.session.Session(
+        region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    return lambda service: session.client(service, endpoint_url=endpoint)
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,12 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 
 from local.model import FunctionSpec, QueueSource, ScheduleSource, StackDescription
 from local.runner import Runner, batch_item_failures, sqs_record
@@ -36,23 +34,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def clients(endpoint: str) -> Callable[[str], Any]:
-    session = boto3.session.Session(region_name=REGION, **CREDENTIALS)
-    return lambda service: session.client(service, endpoint_url=endpoint)
 
 
 class FakeClock:
