@@ -36,6 +36,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from local.model import ScheduleSource
+from local.periodic import PeriodicWorker
 
 logger = logging.getLogger("local.schedules")
 
@@ -420,12 +421,14 @@ def _epoch(value: Any) -> float | None:
     return datetime.fromisoformat(str(value)).timestamp()
 
 
-class Schedules:
+class Schedules(PeriodicWorker):
     """Fires due EventBridge Scheduler schedules and the scheduled rules of functions.
 
     `tick()` does one pass (and returns how many deliveries it made); `start()` runs it every
     `interval_seconds` in a thread until `stop()`.
     """
+
+    name = "schedules"
 
     def __init__(
         self,
@@ -439,28 +442,22 @@ class Schedules:
         clock: Clock = time.time,
         interval_seconds: float = 0.5,
     ) -> None:
+        super().__init__(interval_seconds, logger)
         self._scheduler = scheduler
         self._delivery = delivery
         self._account = account
         self._region = region
         self._invoke = invoke
         self._clock = clock
-        self._interval = interval_seconds
         self._tracked: dict[str, _Tracked] = {}
         self._function_schedules: list[_FunctionSchedule] = []
         self._pending_function_schedules = list(function_schedules)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._tick_lock = threading.Lock()
-        self._failing = False
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
-        if self._thread is not None:
+        if not self.start_thread():
             return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="local-schedules", daemon=True)
-        self._thread.start()
         logger.info(
             "schedules: watching EventBridge Scheduler every %.1fs; %d scheduled rule(s) of functions",
             self._interval,
@@ -468,25 +465,10 @@ class Schedules:
         )
 
     def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                logger.warning("schedules: thread still busy after %.0fs", timeout)
-            self._thread = None
+        self.stop_thread(timeout)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick()
-                if self._failing:
-                    logger.info("schedules: Scheduler reachable again")
-                    self._failing = False
-            except Exception as error:
-                if not self._failing:
-                    logger.warning("schedules: pass failed (%s); retrying", error)
-                    self._failing = True
-            self._stop.wait(self._interval)
+    def work(self) -> object:
+        return self.tick()
 
     # -- one pass ---------------------------------------------------------------------------
     def tick(self) -> int:

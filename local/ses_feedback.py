@@ -48,6 +48,8 @@ from email.utils import format_datetime, getaddresses, parseaddr
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from local.periodic import PeriodicWorker
+
 logger = logging.getLogger("local.ses_feedback")
 
 Clock = Callable[[], float]
@@ -667,13 +669,15 @@ def moto_sent_mail(aws_endpoint: str, *, account: str, region: str) -> SentMailS
 # ---------------------------------------------------------------------------------------------
 
 
-class SesFeedback:
+class SesFeedback(PeriodicWorker):
     """Turns new SES sends to simulator addresses into SES events on the default bus.
 
     `poll()` does one pass and returns the events it put; `start()` skips the sends moto already
     holds, installs `capture` on boto3's default session and polls every `interval_seconds` in a
     thread until `stop()`.
     """
+
+    name = "ses"
 
     def __init__(
         self,
@@ -694,14 +698,11 @@ class SesFeedback:
         self._source = source
         self._account = account
         self._region = region
+        super().__init__(interval_seconds, logger)
         self._clock = clock
-        self._interval = interval_seconds
         self._event_types = event_types
         self.capture = capture if capture is not None else SendCapture()
         self._bus = event_bus
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._failing = False
 
     def start(self) -> None:
         if self._thread is not None:
@@ -714,9 +715,7 @@ class SesFeedback:
         else:
             if skipped:
                 logger.info("ses: ignoring %d send(s) made before the start", skipped)
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="local-ses-feedback", daemon=True)
-        self._thread.start()
+        self.start_thread()
         logger.info(
             "ses: mailbox simulator feedback every %.1fs from %s onto the %s bus",
             self._interval,
@@ -725,28 +724,15 @@ class SesFeedback:
         )
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                logger.warning("ses: thread still busy after %.0fs", timeout)
-            self._thread = None
+        self.stop_thread(timeout)
         self.capture.uninstall()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.poll()
-                if self._failing:
-                    logger.info("ses: moto reachable again")
-                    self._failing = False
-            except Exception as error:
-                if not self._failing:
-                    logger.warning("ses: poll failed (%s); retrying", error)
-                    self._failing = True
-            # data.json serialises all of moto: never spend more than ~10% of the time on it.
-            cost = getattr(self._source, "poll_cost_seconds", 0.0)
-            self._stop.wait(max(self._interval, 10 * cost))
+    def work(self) -> object:
+        return self.poll()
+
+    def wait_seconds(self) -> float:
+        # data.json serialises all of moto: never spend more than ~10% of the time on it.
+        return max(self._interval, 10 * getattr(self._source, "poll_cost_seconds", 0.0))
 
     def _identity(self, source: str) -> tuple[str, str | None]:
         """(verified identity used, its default configuration set)."""

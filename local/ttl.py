@@ -9,13 +9,14 @@ more than five years in the past. DynamoDB deletes within days; this within a se
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from botocore.exceptions import ClientError
+
+from local.periodic import PeriodicWorker
 
 logger = logging.getLogger("local.ttl")
 
@@ -36,8 +37,10 @@ def ttl_expired(value: Mapping[str, Any] | None, now: float) -> bool:
     return Decimal(str(now)) - MAX_PAST_SECONDS <= expires <= Decimal(str(now))
 
 
-class TtlReaper:
+class TtlReaper(PeriodicWorker):
     """Deletes expired items from the TTL-enabled tables (all tables, or only `tables`)."""
+
+    name = "ttl"
 
     def __init__(
         self,
@@ -47,43 +50,21 @@ class TtlReaper:
         interval_seconds: float = 1.0,
         tables: Iterable[str] | None = None,
     ) -> None:
+        super().__init__(interval_seconds, logger)
         self._dynamodb = dynamodb
         self._clock = clock
-        self._interval = interval_seconds
         self._only = set(tables) if tables is not None else None
         self._keys: dict[str, list[str]] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._failing = False
 
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="local-ttl", daemon=True)
-        self._thread.start()
-        logger.info("ttl: expiring DynamoDB items every %.1fs", self._interval)
+        if self.start_thread():
+            logger.info("ttl: expiring DynamoDB items every %.1fs", self._interval)
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                logger.warning("ttl: thread still busy after %.0fs", timeout)
-            self._thread = None
+        self.stop_thread(timeout)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.sweep()
-                if self._failing:
-                    logger.info("ttl: DynamoDB reachable again")
-                    self._failing = False
-            except Exception as error:
-                if not self._failing:
-                    logger.warning("ttl: sweep failed (%s); retrying", error)
-                    self._failing = True
-            self._stop.wait(self._interval)
+    def work(self) -> object:
+        return self.sweep()
 
     def _tables(self) -> list[str]:
         names: list[str] = []
