@@ -4,10 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test unit integration e2e infra lint fmt demo local bench build schema clean
+.PHONY: venv test unit integration e2e infra lint fmt demo local bench soak build schema clean
 
 # The venv is Python 3.13 (pyenv), so `sam build` for python3.13 works without a container.
-$(STAMP): requirements-dev.txt layers/herald/requirements.txt $(wildcard functions/*/requirements.txt)
+$(STAMP): requirements-dev.txt layers/herald/requirements.txt $(wildcard functions/*/requirements.txt) pyproject.toml
 	@if [ ! -x $(PY) ]; then \
 	  if command -v pyenv >/dev/null 2>&1 && pyenv versions --bare | grep -qx '$(PYTHON_VERSION)'; then \
 	    PYENV_VERSION=$(PYTHON_VERSION) pyenv exec python -m venv $(VENV); \
@@ -16,6 +16,8 @@ $(STAMP): requirements-dev.txt layers/herald/requirements.txt $(wildcard functio
 	fi
 	$(PY) -m pip install -q --upgrade pip 2>/dev/null || true
 	$(PY) -m pip install -q -r requirements-dev.txt $(foreach f,$(wildcard functions/*/requirements.txt),-r $(f))
+	# The operator CLI (`herald redrive ...`) as a console script; its dependencies are pinned above.
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -60,6 +62,10 @@ local: venv
 
 bench: venv
 	PYTHONPATH=.:layers/herald $(PY) -m local.bench
+
+# The reliability suite at full size (burst of 5,000, duplicate storm, outages, poison): docs/reliability.md
+soak: venv
+	PYTHONPATH=.:layers/herald $(PY) -m local.soak
 
 clean:
 	rm -rf .aws-sam .local .pytest_cache .ruff_cache

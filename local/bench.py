@@ -7,12 +7,15 @@
 - deployment package size per function (from `.aws-sam/build` when it exists);
 - a cost model: USD per million notifications per path at AWS list prices, from the above.
 
-Prints a report and writes `.local/bench.json`.
+Prints a report and writes `.local/bench.json`; what the handlers themselves print while measured
+(logs, EMF metrics) goes to `.local/bench-handlers.log`, not into the report.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import json
 import os
 import statistics
@@ -25,8 +28,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-FUNCTIONS = ["router", "email_sender", "push_sender", "sms_sender", "realtime_sender", "webhook_sender"]
 IMPORT_RUNS = 5
+# The handlers run for their AWS calls, not their output: warnings and errors only, no EMF metric
+# lines (what they still print goes to .local/bench-handlers.log; the report is the output).
+QUIET_HANDLERS = {"POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
 BATCH = 10
 
 # us-east-1 list prices (USD), arm64 Lambda. Reviewed 2026-11; see the AWS pricing pages.
@@ -45,65 +50,48 @@ DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "Tra
 DYNAMODB_READS = {"GetItem", "BatchGetItem", "Query", "Scan"}
 
 
-def _env_for_imports() -> dict[str, str]:
+def _functions_as_provisioned() -> dict[str, tuple[str, dict[str, str]]]:
+    """Each function of template.yaml: label (its folder) -> (module, its environment as the
+    template wires it), from the tests' in-process provisioning (moto, no AWS call)."""
+    from moto import mock_aws
+
+    from tests.support.stack import MOTO_CONFIG, provision
+
+    with mock_aws(config=MOTO_CONFIG):
+        stack = provision(stack_name="bench")
+    functions = {}
+    for logical_id, spec in stack.functions.items():
+        label = spec.code_uri.strip("/").rsplit("/", 1)[-1] or logical_id
+        functions[label] = (spec.module, stack.function_env(logical_id))
+    return functions
+
+
+def _env_for_import(function_env: dict[str, str]) -> dict[str, str]:
+    """A fresh interpreter's environment: the function's own, fake credentials (an import makes
+    no AWS call), the repository on the path."""
     env = dict(os.environ)
+    env.update(function_env)
     env.update(
         {
             "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'layers' / 'herald'}",
-            "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_ACCESS_KEY_ID": "bench",
             "AWS_SECRET_ACCESS_KEY": "bench",
-            "POWERTOOLS_TRACE_DISABLED": "true",
         }
     )
-    from tests.support.moto_stack import ACCOUNT
-
-    for name in ("Ingest", "Email", "Push", "Sms", "Realtime", "Webhook"):
-        upper = name.upper()
-        env[f"{upper}_QUEUE_URL"] = f"https://sqs.us-east-1.amazonaws.com/{ACCOUNT}/{name}"
-        env[f"{upper}_QUEUE_ARN"] = f"arn:aws:sqs:us-east-1:{ACCOUNT}:{name}"
-        env[f"{upper}_DLQ_URL"] = f"https://sqs.us-east-1.amazonaws.com/{ACCOUNT}/{name}-dlq"
-    for variable in ("USERS", "PRESENCE", "SUPPRESSION", "NOTIFICATIONS", "RATE_COUNTERS", "IDEMPOTENCY"):
-        env[f"{variable}_TABLE"] = variable.lower()
-    env.update(_template_defaults())
     return env
-
-
-def _template_defaults() -> dict[str, str]:
-    """Every other variable a function reads, with a plausible value (imports only; no calls)."""
-    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:herald/dev/x"
-    return {
-        "STAGE": "dev",
-        "ESCALATION_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:escalation",
-        "SCHEDULER_ROLE_ARN": "arn:aws:iam::123456789012:role/scheduler",
-        "SCHEDULE_GROUP": "herald-dev",
-        "RATE_LIMITS": '{"email": 20, "push": 30, "sms": 5}',
-        "EMAIL_PROVIDER": "ses",
-        "EMAIL_FAILOVER": "false",
-        "EMAIL_FROM": "notifications@example.com",
-        "EMAIL_REPLY_TO": "",
-        "SES_CONFIGURATION_SET": "herald-dev",
-        "API_BASE_URL": "https://api.example.com",
-        "SENDGRID_SECRET_ARN": arn,
-        "FCM_SECRET_ARN": arn,
-        "TWILIO_SECRET_ARN": arn,
-        "PUSHER_SECRET_ARN": arn,
-        "UNSUBSCRIBE_SECRET_ARN": arn,
-        "TWILIO_STATUS_CALLBACK_URL": "https://api.example.com/v1/webhooks/twilio",
-        "WEBHOOK_SECRET_PREFIX": "herald/dev/webhooks/",
-        "NOTIFICATION_RETENTION_DAYS": "90",
-    }
 
 
 def import_times() -> dict[str, float]:
     """Median seconds to import each function module (fresh interpreter each run)."""
-    env = _env_for_imports()
+    functions = _functions_as_provisioned()
     probe = (
         "import time, importlib, sys; t = time.perf_counter(); importlib.import_module(sys.argv[1]); "
         "print(time.perf_counter() - t)"
     )
     results: dict[str, float] = {}
-    for label, module in [("bare boto3", "boto3")] + [(f, f"functions.{f}.app") for f in FUNCTIONS]:
+    targets = [("bare boto3", "boto3", _env_for_import({}))]
+    targets += [(label, module, _env_for_import(env)) for label, (module, env) in functions.items()]
+    for label, module, env in targets:
         samples = []
         for _ in range(IMPORT_RUNS):
             done = subprocess.run(
@@ -128,7 +116,7 @@ def router_calls_and_transitions() -> dict[str, Any]:
     """The router's AWS calls per notification for each urgency, and escalation transitions."""
     from moto import mock_aws
 
-    from tests.support.moto_stack import MOTO_CONFIG, provision
+    from tests.support.stack import MOTO_CONFIG, provision
 
     report: dict[str, Any] = {"calls_per_notification": {}, "transitions": {}}
     scenarios = {
@@ -139,8 +127,8 @@ def router_calls_and_transitions() -> dict[str, Any]:
         "system": "order_webhook",
     }
     with mock_aws(config=MOTO_CONFIG):
-        stack = provision(prefix="bench-")
-        os.environ.update(stack.env)
+        stack = provision(stack_name="bench")
+        os.environ.update({**stack.env, **QUIET_HANDLERS})
         calls: Counter[str] = Counter()
         from herald.catalog import load_catalog
         from herald.settings import router_settings
@@ -376,10 +364,12 @@ def main() -> int:
     cpu = decision_cpu()
     print(f"\nRouter CPU per routing decision (pure, no I/O): {cpu * 1e6:.0f} µs")
 
-    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Herald")
-    os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
     started = time.perf_counter()
-    routed = router_calls_and_transitions()
+    # The handlers' own stdout (their loggers bind it when the module is imported here; powertools
+    # prints the ColdStart metric even with metrics disabled) goes to a file, not into the table.
+    handlers_output = io.StringIO()
+    with contextlib.redirect_stdout(handlers_output):
+        routed = router_calls_and_transitions()
     elapsed = time.perf_counter() - started
     print(f"\nRouter AWS calls per notification (batches of {BATCH}; moto in-process, {elapsed:.1f} s)")
     for urgency, calls in routed["calls_per_notification"].items():
@@ -418,7 +408,10 @@ def main() -> int:
     out = REPO / ".local" / "bench.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(f"\nwrote {out.relative_to(REPO)}")
+    log = out.with_name("bench-handlers.log")
+    log.write_text(handlers_output.getvalue())
+    lines = handlers_output.getvalue().count("\n")
+    print(f"\nwrote {out.relative_to(REPO)}; the handlers' output: {log.relative_to(REPO)} ({lines} lines)")
     return 0
 
 

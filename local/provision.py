@@ -2,6 +2,10 @@
 
     description = provision("template.yaml", aws_endpoint="http://127.0.0.1:4566", sandbox=host)
 
+`aws_endpoint=None` provisions into moto's in-process `mock_aws` instead of a server (the
+integration tests do): the same resources, and the functions' environment without
+`AWS_ENDPOINT_URL` or credentials (boto3 finds the mock by itself).
+
 The template goes through the SAM transform offline (`tools.sam_translate`), then every resource
 of the translated template is handled in dependency order (Ref / Fn::GetAtt / Fn::Sub /
 DependsOn):
@@ -26,6 +30,7 @@ the local API endpoint wherever it appears in resolved values.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import logging
@@ -36,6 +41,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import boto3
 from botocore.exceptions import ClientError
 
 from local.intrinsics import (
@@ -56,7 +62,7 @@ from local.model import (
     ScheduleSource,
     StackDescription,
 )
-from local.moto_server import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, aws_client
+from local.moto_server import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, aws_client, client_config
 from local.sandboxes.credentials import SandboxCredentials
 from tools.cfn_yaml import load_template
 from tools.sam_translate import PLACEHOLDER_BUCKET, translate_template
@@ -75,6 +81,10 @@ PROVIDER_SECRETS: dict[str, str] = {
     "FcmSecret": "fcm",
     "PusherSecret": "pusher",
 }
+
+# Settings only the local stack gives its functions (template.yaml never sets them): the webhook
+# sender may call the sandbox receivers on loopback, over http too (decision 009).
+LOCAL_ONLY_ENVIRONMENT = {"WEBHOOK_ALLOW_LOOPBACK": "true"}
 
 # Parameters that name the SES sender identity: verified in SES (v1 and v2) after provisioning.
 SES_SENDER_PARAMETERS = ("EmailFromAddress",)
@@ -114,6 +124,30 @@ _FUNCTION_IN_URI = re.compile(r"/functions/(.+?)/invocations$")
 
 class ProvisionError(RuntimeError):
     """The template asks for something the local stack cannot provide faithfully."""
+
+
+@functools.cache
+def in_process_session() -> boto3.session.Session:
+    """One boto3 session for every in-process provisioning: its loader keeps the service models
+    between runs (`mock_aws` resets boto3's default session each time it starts)."""
+    return boto3.session.Session(
+        region_name=REGION, aws_access_key_id=ACCESS_KEY_ID, aws_secret_access_key=SECRET_ACCESS_KEY
+    )
+
+
+@functools.cache
+def _in_process_client(service: str, region: str) -> Any:
+    """The provisioner's client of `service` for `mock_aws` (moto intercepts a client made before
+    the mock starts, and each mock starts empty: reusing them across runs is safe)."""
+    return in_process_session().client(service, region_name=region, config=client_config())
+
+
+def _require_mock_aws() -> None:
+    """Refuse in-process provisioning outside `mock_aws`: boto3 would aim at real AWS."""
+    from moto.core.models import MockAWS
+
+    if getattr(MockAWS, "_nested_count", 0) < 1:
+        raise ProvisionError("aws_endpoint=None provisions into moto's mock_aws: start it first")
 
 
 class UnsupportedResourceType(ProvisionError):
@@ -256,7 +290,7 @@ class Provisioner:
         self,
         template: Mapping[str, Any],
         *,
-        aws_endpoint: str,
+        aws_endpoint: str | None,
         parameters: Mapping[str, str],
         parameter_values: Mapping[str, Any],
         secrets: Mapping[str, Any] | None = None,
@@ -266,7 +300,10 @@ class Provisioner:
         region: str = REGION,
     ) -> None:
         self.template = template
-        self.aws_endpoint = aws_endpoint.rstrip("/")
+        if aws_endpoint is None:
+            _require_mock_aws()
+        # "" = moto in this process (mock_aws); otherwise a moto server's URL.
+        self.aws_endpoint = (aws_endpoint or "").rstrip("/")
         self.api_endpoint = api_endpoint.rstrip("/")
         self.stack_name = stack_name
         self.region = region
@@ -298,7 +335,11 @@ class Provisioner:
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
-            self._clients[service] = aws_client(service, self.aws_endpoint, region=self.region)
+            self._clients[service] = (
+                aws_client(service, self.aws_endpoint, region=self.region)
+                if self.aws_endpoint
+                else _in_process_client(service, self.region)
+            )
         return self._clients[service]
 
     def arn(self, service: str, resource: str, *, region: bool = True, account: bool = True) -> str:
@@ -899,18 +940,24 @@ class Provisioner:
             environment[key] = scalar_string(value, f"{logical_id} environment {key}")
         memory = int(props.get("MemorySize", 128))
         log_group = (props.get("LoggingConfig") or {}).get("LogGroup") or f"/aws/lambda/{name}"
+        if self.aws_endpoint:
+            environment.update(
+                {
+                    "AWS_ENDPOINT_URL": self.aws_endpoint,
+                    "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
+                    "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
+                }
+            )
         environment.update(
             {
-                "AWS_ENDPOINT_URL": self.aws_endpoint,
                 "AWS_DEFAULT_REGION": self.region,
                 "AWS_REGION": self.region,
-                "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
-                "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
                 "AWS_LAMBDA_FUNCTION_NAME": name,
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory),
                 "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
                 "AWS_LAMBDA_LOG_GROUP_NAME": str(log_group),
                 "POWERTOOLS_TRACE_DISABLED": "true",
+                **LOCAL_ONLY_ENVIRONMENT,
             }
         )
         self.description.functions[logical_id] = FunctionSpec(
@@ -1087,20 +1134,23 @@ def unhandled_types(template: Mapping[str, Any]) -> dict[str, list[str]]:
 def provision(
     template_path: str | Path = DEFAULT_TEMPLATE,
     *,
-    aws_endpoint: str,
+    aws_endpoint: str | None,
     sandbox: Any = None,
     parameters: Mapping[str, Any] | None = None,
     api_endpoint: str = DEFAULT_API_ENDPOINT,
     stack_name: str = DEFAULT_STACK_NAME,
     region: str = REGION,
+    translate: Callable[..., dict[str, Any]] = translate_template,
 ) -> StackDescription:
     """Create every resource of the SAM template at `template_path` in the moto server at
-    `aws_endpoint` and describe the stack.
+    `aws_endpoint` (None: moto's `mock_aws` in this process) and describe the stack.
 
     `sandbox` (a `SandboxHost`, `SandboxCredentials` or a dict of provider secrets) supplies the
     provider secrets' values and, unless `parameters` set them, the JwtIssuer / JwtAudience
     parameters. `api_endpoint` is where the local HTTP API will listen (its execute-api URL is
-    rewritten to it). Raises `UnsupportedResourceType` or `ProvisionError`.
+    rewritten to it). `translate` is `tools.sam_translate.translate_template` or a cached
+    equivalent (the tests translate once per process). Raises `UnsupportedResourceType` or
+    `ProvisionError`.
     """
     template_path = Path(template_path)
     secrets, jwt, sandbox_endpoint = sandbox_settings(sandbox)
@@ -1115,7 +1165,7 @@ def provision(
     overrides.update(parameters or {})
     raw, values = resolve_parameters(declared, overrides, unchecked_patterns=frozenset(local_overrides))
     # SAM resolves a few parameter references itself: give it the final values.
-    template = translate_template(template_path, region=region, parameter_values=raw)
+    template = translate(template_path, region=region, parameter_values=raw)
     provisioner = Provisioner(
         template,
         aws_endpoint=aws_endpoint,

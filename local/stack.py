@@ -56,6 +56,7 @@ class LocalStack:
         sandbox_port: int | None = None,
         api_port: int | None = None,
         parameters: dict[str, Any] | None = None,
+        runner_options: dict[str, Any] | None = None,
         state_file: Path | None = STATE_DIR / "stack.json",
     ) -> None:
         self.aws_port = _port("HERALD_AWS_PORT", 4566) if aws_port is None else aws_port
@@ -63,6 +64,7 @@ class LocalStack:
         requested_api = _port("HERALD_API_PORT", 3000) if api_port is None else api_port
         self.api_port = requested_api or _free_port()
         self.parameters = parameters or {}
+        self.runner_options = runner_options or {}  # Runner's keyword arguments (local/runner.py)
         self.state_file = state_file
         self.moto: MotoServer | None = None
         self.sandbox: SandboxHost | None = None
@@ -86,7 +88,7 @@ class LocalStack:
                 parameters=self.parameters,
                 api_endpoint=f"http://127.0.0.1:{self.api_port}",
             )
-            self.runner = Runner(self.description)
+            self.runner = Runner(self.description, **self.runner_options)
             self.runner.start()
             self._exit.callback(self.runner.stop)
             self.api = LocalHttpApi(self.description, self.runner.invoke, port=self.api_port).start()

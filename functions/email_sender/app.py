@@ -3,33 +3,31 @@ marketing mail. Thin: the work is herald.channels (email_delivery, sender)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.utilities.batch import process_partial_response
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.metrics import EphemeralMetrics
 
 from herald.channels.credentials import SecretBacked, SecretSource
 from herald.channels.email_delivery import EmailDeliverer, FailoverEmailProvider, UnsubscribeLinks
+from herald.channels.handler import sender_handler
 from herald.channels.lazy import LazyEmailProvider
 from herald.channels.ports import EmailProvider
-from herald.channels.sender import ChannelRecord
 from herald.channels.sendgrid_email import SendGridEmailProvider
-from herald.channels.ses import SesEmailProvider
-from herald.channels.settings import EmailSenderSettings, load_settings
+from herald.channels.ses import SesEmailProvider, send_client
+from herald.channels.settings import EmailSenderSettings
 from herald.channels.wiring import processor_for, sender_for, stores_for
 from herald.rendering import default_renderer
+from herald.settings import load
 from herald.unsubscribe import key_from_secret
 
 logger = Logger()
 tracer = Tracer()
-metrics = Metrics()
+metrics = EphemeralMetrics()  # its own state: the local stack runs every sender in one process
 
-settings = load_settings(EmailSenderSettings)
+settings = load(EmailSenderSettings)
 dynamodb = boto3.client("dynamodb")
 sqs = boto3.client("sqs")
-sesv2 = boto3.client("sesv2")
+sesv2 = send_client(timeout=settings.provider_timeout_seconds)  # one attempt: never resends after a timeout
 secrets = SecretSource(max_age=settings.secrets_max_age_seconds)
 
 
@@ -68,18 +66,6 @@ deliverer = EmailDeliverer(
     ),
 )
 sender = sender_for(deliverer, settings, stores, sqs=sqs, metrics=metrics)
-processor = processor_for(settings, sqs=sqs, logger=logger, channel="email", metrics=metrics)
+processor = processor_for(settings, sqs=sqs, logger=logger, metrics=metrics)
 
-
-@tracer.capture_method
-def send_one(record: ChannelRecord, lambda_context: LambdaContext | None = None) -> dict[str, Any]:
-    return sender.handle_record(record, lambda_context)
-
-
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics(capture_cold_start_metric=True)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(
-        event=event, record_handler=send_one, processor=processor, context=context
-    )
+lambda_handler = sender_handler(sender, processor, logger=logger, tracer=tracer, metrics=metrics)

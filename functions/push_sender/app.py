@@ -4,27 +4,25 @@ herald.channels (push_delivery, sender)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.utilities.batch import process_partial_response
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.metrics import EphemeralMetrics
 
 from herald.channels.credentials import SecretBacked, SecretSource
 from herald.channels.fcm import FcmPushProvider
+from herald.channels.handler import sender_handler
 from herald.channels.lazy import LazyPushProvider
 from herald.channels.push_delivery import PushDeliverer
-from herald.channels.sender import ChannelRecord
-from herald.channels.settings import PushSenderSettings, load_settings
+from herald.channels.settings import PushSenderSettings
 from herald.channels.wiring import processor_for, sender_for, stores_for
 from herald.rendering import default_renderer
+from herald.settings import load
 
 logger = Logger()
 tracer = Tracer()
-metrics = Metrics()
+metrics = EphemeralMetrics()  # its own state: the local stack runs every sender in one process
 
-settings = load_settings(PushSenderSettings)
+settings = load(PushSenderSettings)
 dynamodb = boto3.client("dynamodb")
 sqs = boto3.client("sqs")
 sfn = boto3.client("stepfunctions")
@@ -41,18 +39,6 @@ fcm = LazyPushProvider(
 )
 deliverer = PushDeliverer(fcm, default_renderer(), stores.suppression)
 sender = sender_for(deliverer, settings, stores, sqs=sqs, sfn=sfn, metrics=metrics)
-processor = processor_for(settings, sqs=sqs, logger=logger, channel="push", metrics=metrics)
+processor = processor_for(settings, sqs=sqs, logger=logger, metrics=metrics)
 
-
-@tracer.capture_method
-def send_one(record: ChannelRecord, lambda_context: LambdaContext | None = None) -> dict[str, Any]:
-    return sender.handle_record(record, lambda_context)
-
-
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics(capture_cold_start_metric=True)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(
-        event=event, record_handler=send_one, processor=processor, context=context
-    )
+lambda_handler = sender_handler(sender, processor, logger=logger, tracer=tracer, metrics=metrics)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import boto3
@@ -48,7 +47,7 @@ persistence = DynamoDBPersistenceLayer(table_name=settings.tables.idempotency, b
 processor = RejectingBatchProcessor(
     model=IngestRecord,
     sqs=sqs,
-    dead_letter_queue_url=lambda: os.environ["INGEST_DLQ_URL"],
+    dead_letter_queue_url=lambda: settings.ingest_dlq_url,
     logger=logger,
     event_id_of=peek_event_id,
     on_rejected=lambda reason: metrics.add_metric(name="RecordsRejected", unit="Count", value=1),

@@ -4,27 +4,25 @@ herald.channels (sms_delivery, sender)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.utilities.batch import process_partial_response
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.metrics import EphemeralMetrics
 
 from herald.channels.credentials import SecretBacked, SecretSource
+from herald.channels.handler import sender_handler
 from herald.channels.lazy import LazySmsProvider
-from herald.channels.sender import ChannelRecord
-from herald.channels.settings import SmsSenderSettings, load_settings
+from herald.channels.settings import SmsSenderSettings
 from herald.channels.sms_delivery import SmsDeliverer
 from herald.channels.twilio_sms import TwilioSmsProvider
 from herald.channels.wiring import processor_for, sender_for, stores_for
 from herald.rendering import default_renderer
+from herald.settings import load
 
 logger = Logger()
 tracer = Tracer()
-metrics = Metrics()
+metrics = EphemeralMetrics()  # its own state: the local stack runs every sender in one process
 
-settings = load_settings(SmsSenderSettings)
+settings = load(SmsSenderSettings)
 dynamodb = boto3.client("dynamodb")
 sqs = boto3.client("sqs")
 secrets = SecretSource(max_age=settings.secrets_max_age_seconds)
@@ -42,18 +40,6 @@ deliverer = SmsDeliverer(
     twilio, default_renderer(), stores.suppression, status_callback_url=settings.status_callback_url
 )
 sender = sender_for(deliverer, settings, stores, sqs=sqs, metrics=metrics)
-processor = processor_for(settings, sqs=sqs, logger=logger, channel="sms", metrics=metrics)
+processor = processor_for(settings, sqs=sqs, logger=logger, metrics=metrics)
 
-
-@tracer.capture_method
-def send_one(record: ChannelRecord, lambda_context: LambdaContext | None = None) -> dict[str, Any]:
-    return sender.handle_record(record, lambda_context)
-
-
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics(capture_cold_start_metric=True)
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(
-        event=event, record_handler=send_one, processor=processor, context=context
-    )
+lambda_handler = sender_handler(sender, processor, logger=logger, tracer=tracer, metrics=metrics)

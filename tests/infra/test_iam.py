@@ -181,9 +181,9 @@ def test_sender_permissions(translated: dict[str, Any], function_id: str) -> Non
             f"{function_id} lacks {action} on NotificationsTable"
         )
     dlq = queue.replace("Queue", "DeadLetterQueue")
-    assert granted.get("sqs:SendMessage") == {dlq}, (
-        f"{function_id} must send (rejections, decision 003) to its own DLQ {dlq} only, "
-        f"has {granted.get('sqs:SendMessage')}"
+    assert granted.get("sqs:SendMessage") == {dlq, queue}, (
+        f"{function_id} must send to its own DLQ {dlq} (rejections and outages, decisions 003 and "
+        f"010) and renew waiting messages on its own queue {queue} only, has {granted.get('sqs:SendMessage')}"
     )
     forbidden = {
         a

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from herald.channels.outage import template_max_receive_count
 from tests.infra.conftest import REPO_ROOT, SAMCONFIG_PATH
 from tests.infra.helpers import as_list, props, resources_of, target_id, walk
 
@@ -16,6 +17,7 @@ pytestmark = pytest.mark.infra
 
 DLQ_RETENTION = 14 * 24 * 3600
 FUTURE_CONSUMER_TIMEOUTS = {"FeedbackQueue": 30}  # consumers not in the template yet
+CHANNEL_QUEUES = {"EmailQueue", "PushQueue", "SmsQueue", "RealtimeQueue", "WebhookQueue"}
 
 FUNCTIONS = {  # docs/contracts.md, Functions
     "RouterFunction": ("functions/router/", "IngestQueue"),
@@ -212,8 +214,10 @@ def test_every_queue_has_a_dead_letter_queue_and_encryption(template: dict[str, 
             continue
         redrive = p.get("RedrivePolicy")
         assert redrive, f"{queue_id} has no RedrivePolicy: poison messages would retry until they expire"
-        assert redrive.get("maxReceiveCount") == 5, (
-            f"{queue_id} maxReceiveCount {redrive.get('maxReceiveCount')} != 5"
+        # Channel queues: sized from the outage tolerance (tests/infra/test_outage_sizing.py).
+        expected_receives = template_max_receive_count() if queue_id in CHANNEL_QUEUES else 5
+        assert redrive.get("maxReceiveCount") == expected_receives, (
+            f"{queue_id} maxReceiveCount {redrive.get('maxReceiveCount')} != {expected_receives}"
         )
         dlq = target_id(redrive["deadLetterTargetArn"])
         assert dlq == queue_id.replace("Queue", "DeadLetterQueue"), f"{queue_id} redrives to {dlq}"

@@ -21,7 +21,7 @@ from herald.stores.suppression import SuppressionStore
 from herald.stores.users import UserStore
 from herald.users import UserProfile
 from tests.support.aws import REPO_ROOT
-from tests.support.moto_stack import MOTO_CONFIG, MotoStack, provision
+from tests.support.stack import MOTO_CONFIG, MotoStack, provision
 
 pytestmark = pytest.mark.integration
 
@@ -119,10 +119,22 @@ def sqs_event(*bodies: str) -> dict[str, Any]:
 
 
 def bodies(stack: MotoStack, queue: str) -> list[dict[str, Any]]:
-    """Channel messages on a queue; the escalation's primary (sent by Step Functions) is unwrapped."""
-    return [
-        parse_channel_body(m["Body"]).model_dump(mode="json", exclude_none=True) for m in stack.drain(queue)
-    ]
+    """Channel messages on a queue as the sender sees them once it has claimed: the escalation's
+    primary (sent by Step Functions) unwrapped, each reference filled from its notification record
+    (data, address, device tokens). The raw bodies never carry data."""
+    from herald.stores.dynamo import from_attributes
+
+    messages = []
+    for raw in stack.drain(queue):
+        message = parse_channel_body(raw["Body"])
+        assert message.is_reference, "channel messages are references to the notification record"
+        item = stack.client("dynamodb").get_item(
+            TableName=stack.tables["NotificationsTable"],
+            Key={"user_id": {"S": message.user_id}, "notification_id": {"S": message.notification_id}},
+            ConsistentRead=True,
+        )["Item"]
+        messages.append(message.hydrated(from_attributes(item)).model_dump(mode="json", exclude_none=True))
+    return messages
 
 
 def direct(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -304,12 +316,44 @@ def test_send_at_beyond_fifteen_minutes_becomes_a_schedule_on_the_ingest_queue(
     assert schedule["ScheduleExpression"] == f"at({send_at.strftime('%Y-%m-%dT%H:%M:%S')})"
     assert schedule["Target"]["Arn"] == stack.env["INGEST_QUEUE_ARN"]
     released = json.loads(schedule["Target"]["Input"])
-    assert released["herald"] == {"phase": "release"}
+    # the schedule holds a reference: the request (with its data) waits in the notifications table
+    assert released["herald"] == {"v": 1, "phase": "release", "held": summary["Name"]}
+    assert released["detail"]["data"] == {}
+    sample = load_catalog().types["order_shipped"].sample_data
+    assert not any(
+        str(value) in schedule["Target"]["Input"] for value in sample.values() if len(str(value)) > 3
+    )
     assert bodies(stack, "Push") == [] and notification(stack, "42") == []
 
     router.lambda_handler(sqs_event(schedule["Target"]["Input"]), FakeContext())  # the schedule fires
 
-    assert [m["type"] for m in bodies(stack, "Push")] == ["order_shipped"]
+    [push] = bodies(stack, "Push")
+    assert (push["type"], push["data"]) == ("order_shipped", sample)
+    [record] = notification(stack, "42")
+    assert record["data"] == sample
+
+
+def test_a_fired_schedule_whose_held_request_is_gone_goes_to_the_dlq_with_the_reason(
+    stack: MotoStack, router: Any
+) -> None:
+    send_at = datetime.now(UTC) + timedelta(days=2)
+    body = envelope(
+        {"event_id": "later-2", "type": "order_shipped", "user_id": "42", "send_at": send_at.isoformat()}
+    )
+    router.lambda_handler(sqs_event(body), FakeContext())
+    scheduler = stack.client("scheduler")
+    [summary] = scheduler.list_schedules(GroupName=stack.env["SCHEDULE_GROUP"])["Schedules"]
+    schedule = scheduler.get_schedule(Name=summary["Name"], GroupName=stack.env["SCHEDULE_GROUP"])
+    stack.client("dynamodb").delete_item(
+        TableName=stack.tables["NotificationsTable"],
+        Key={"user_id": {"S": f"#held#{summary['Name']}"}, "notification_id": {"S": "request"}},
+    )
+
+    router.lambda_handler(sqs_event(schedule["Target"]["Input"]), FakeContext())
+
+    [dead] = stack.drain("IngestDeadLetter")
+    assert "held request" in dead["MessageAttributes"]["herald_rejection_reason"]["StringValue"]
+    assert bodies(stack, "Push") == []
 
 
 def test_send_at_within_fifteen_minutes_uses_an_sqs_delay(stack: MotoStack, router: Any) -> None:

@@ -4,7 +4,8 @@ A record that can never succeed (it does not validate, names an unknown type, ..
 logged with its event id and the reason, and moved to the queue's DLQ at once with the reason as
 message attributes, so an operator sees why without digging through logs and the record does not
 burn `maxReceiveCount` retries. Anything else that fails is reported as a batch item failure and
-retried by SQS (then redriven to the DLQ after `maxReceiveCount`).
+retried by SQS (then redriven to the DLQ after `maxReceiveCount`). The attribute names, shared with
+the channel senders' outage dead-letters and the `herald redrive` CLI, are in `herald.dead_letter`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from pydantic import ValidationError
 
-REJECTION_ATTRIBUTE = "herald_rejection_reason"
+from herald.dead_letter import (
+    EVENT_ID_ATTRIBUTE,
+    MESSAGE_ID_ATTRIBUTE,
+    REJECTION_ATTRIBUTE,
+    string_attribute,
+)
+
+__all__ = ["REJECTION_ATTRIBUTE", "RejectedRecord", "RejectingBatchProcessor", "rejection_reason"]
 
 
 class RejectedRecord(Exception):
@@ -28,12 +36,16 @@ class RejectedRecord(Exception):
         self.event_id = event_id
 
 
+def problems(error: ValidationError, limit: int = 10) -> str:
+    """What failed validation, by field path and message, without the offending values."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in error.errors()[:limit]
+    )
+
+
 def rejection_reason(error: BaseException) -> str:
     if isinstance(error, ValidationError):
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in error.errors()[:10]
-        )
-        return f"invalid event: {problems}"
+        return f"invalid event: {problems(error)}"
     return str(error)
 
 
@@ -73,9 +85,9 @@ class RejectingBatchProcessor(BatchProcessor):
                 QueueUrl=self._dead_letter_queue_url(),
                 MessageBody=raw.get("body") or "",
                 MessageAttributes={
-                    REJECTION_ATTRIBUTE: {"DataType": "String", "StringValue": reason[:4000]},
-                    "herald_event_id": {"DataType": "String", "StringValue": event_id or "unknown"},
-                    "herald_message_id": {"DataType": "String", "StringValue": message_id or "unknown"},
+                    REJECTION_ATTRIBUTE: string_attribute(reason),
+                    EVENT_ID_ATTRIBUTE: string_attribute(event_id or "unknown"),
+                    MESSAGE_ID_ATTRIBUTE: string_attribute(message_id or "unknown"),
                 },
             )
         except Exception:  # the DLQ is unreachable: let SQS retry and redrive instead

@@ -15,28 +15,43 @@ States of `deliveries.<channel>`:
 | state           | meaning                                                    | next message  |
 |-----------------|------------------------------------------------------------|---------------|
 | `sending`       | claimed; a provider call is (or was) in flight             | see below     |
-| `retry`         | a transient failure was recorded; SQS redelivers later     | claims again  |
+| `retry`         | not taken, and we know it (**); SQS redelivers later (*)   | claims again  |
 | `sent`          | the provider accepted it                                   | no-op         |
 | `failed`        | a permanent failure (bad address, rejected content, ...)   | no-op         |
 | `suppressed`    | blocked at send time (suppression list, consent, opt-out)  | no-op         |
 | `not_delivered` | nobody to deliver to now (vacant channel, no live device)  | no-op         |
-| `uncertain`     | a claim went stale: the provider may or may not have it    | no-op         |
+| `uncertain`     | the provider may or may not have it (***)                  | no-op         |
+
+(*) with the retry run, `failing_since` and `failures`: the outage budget (decision 010).
+(**) the provider answered a transient error (throttling, 5xx, our credentials refused), or the
+request provably never left: connection refused, connect timeout, DNS, TLS handshake, our
+credentials unreadable.
+(***) a stale claim (below), or a call that may have reached the provider with no answer back: a
+read timeout, a connection reset or closed after the request was written, an unexpected exception
+once the adapter passed its point of no return (decision 007, `herald.channels.transport`).
 
 A message that finds the channel `sending` with an unexpired claim is retried later (the holder is
 still working; acknowledging the duplicate could delete the only copy of the message if the holder
 then crashes). The claim lasts for the rest of the invocation plus a margin, so once it expires
 its holder is certainly dead.
 
-**Stale claims** (a crash, e.g. a Lambda timeout, between claiming and recording). Whether the
-provider got the message is unknown:
+**Possible receipt is uncertain** (decision 007). Whether the provider got the message is unknown
+after a stale claim (a crash, e.g. a Lambda timeout, between claiming and recording) and after a
+call that may have reached it without an answer (the adapter's `Uncertain` result, or an exception
+after its point of no return):
 
-- webhooks resend (`resend_stale=True`): the receiver deduplicates on `Idempotency-Key`
-  (= notification id), so a second POST has no second effect;
-- every other channel records `uncertain` (with a delivery-log entry) and does not send again:
-  email, push, SMS and realtime have no idempotency key at the provider, and a duplicate SMS or
-  push in someone's pocket is worse than a rare unknown. The sender emits a `DeliveryUncertain`
-  metric so operators can alarm on it. An escalation primary left uncertain keeps its task
-  token: if the app never acknowledges, the state machine's timeout still sends the email.
+- webhooks resend (`resend_stale=True`; an uncertain call is recorded as `retry`): the receiver
+  deduplicates on `Idempotency-Key` (= notification id), so a second POST has no second effect;
+- every other channel records `uncertain` (with a delivery-log entry saying why) and does not
+  send again, nor through the other email provider: email, push, SMS and realtime have no
+  idempotency key at the provider, and a duplicate SMS or push in someone's pocket is worse than a
+  rare unknown. The adapters also switch off their SDKs' own resends after a possible receipt
+  (botocore's and firebase-admin's read retries). The sender emits a `DeliveryUncertain` metric so
+  operators can alarm on it. An escalation primary left uncertain keeps its task token: if the
+  app never acknowledges, the state machine's timeout still sends the email.
+
+A push goes to each device token separately: any device accepting makes it `sent` (the detail
+counts the uncertain devices); none accepting but one uncertain makes it `uncertain`.
 """
 
 from __future__ import annotations
@@ -92,6 +107,44 @@ class Claim:
     claim_id: str
     expires_at: int
     took_over_stale: bool = False
+    # The notification record as it was just before the claim (the claim's UpdateItem returns it:
+    # no extra read). A reference message takes its data from it. None when the claim created it.
+    record: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    # The retry run the channel was in when claimed (None: no provider failure yet, or a fresh run).
+    run: RetryRun | None = None
+
+    def run_after_failure(self, now: datetime) -> RetryRun:
+        """The run once this attempt is recorded as `retry` (the outage budget, decision 010)."""
+        if self.run is None:
+            return RetryRun(failing_since=now, failures=1)
+        return RetryRun(failing_since=self.run.failing_since, failures=self.run.failures + 1)
+
+
+@dataclass(frozen=True)
+class RetryRun:
+    """Consecutive `retry` outcomes of one channel: when the first failed and how many did.
+
+    Kept on `deliveries.<channel>` (`failing_since`, `failures`) while the state is `retry`; a
+    message dead-lettered past the outage tolerance ends its run (`end_retry_run`), so a redriven
+    copy starts a fresh one."""
+
+    failing_since: datetime
+    failures: int
+
+    def fields(self) -> dict[str, Any]:
+        return {"failing_since": self.failing_since.isoformat(), "failures": self.failures}
+
+    @classmethod
+    def of(cls, delivery: Mapping[str, Any]) -> RetryRun | None:
+        """The run recorded on a `deliveries.<channel>` map in state `retry` (None otherwise)."""
+        if delivery.get("state") != DeliveryState.RETRY.value or not delivery.get("failing_since"):
+            return None
+        try:
+            since = datetime.fromisoformat(str(delivery["failing_since"]))
+            failures = int(delivery.get("failures") or 1)
+        except (TypeError, ValueError):
+            return None
+        return cls(since if since.tzinfo else since.replace(tzinfo=UTC), max(1, failures))
 
 
 @dataclass(frozen=True)
@@ -189,8 +242,9 @@ class DeliveryLedger:
         for _ in range(3):
             outcome = self._try_claim(message, claim, now, resend_stale)
             if outcome is _MISSING:
-                if self._create_with_claim(message, claim, now):
-                    return claim
+                created = self._create_with_claim(message, claim, now)
+                if created is not None:
+                    return created
             elif outcome is not _AGAIN:
                 return outcome  # type: ignore[return-value]
         raise RuntimeError(
@@ -227,7 +281,7 @@ class DeliveryLedger:
                 ConditionExpression=f"attribute_exists(#d) AND ({condition})",
                 ExpressionAttributeNames={"#d": "deliveries", "#ch": message.channel.value, "#st": "state"},
                 ExpressionAttributeValues=to_attributes(values),
-                ReturnValues="UPDATED_OLD",
+                ReturnValues="ALL_OLD",  # the whole record: a reference message reads its data here
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
@@ -240,19 +294,28 @@ class DeliveryLedger:
                     Key=self._key(message.user_id, message.notification_id),
                     ConsistentRead=True,
                 ).get("Item")
-            return self._refused(message, from_attributes(item) if item else None, now, resend_stale)
+            return self._refused(message, claim, from_attributes(item) if item else None, now, resend_stale)
         old = from_attributes(response.get("Attributes") or {})
         previous = (old.get("deliveries") or {}).get(message.channel.value) or {}
         took_over = previous.get("state") == DeliveryState.SENDING.value
-        return replace(claim, took_over_stale=took_over)
+        return replace(claim, took_over_stale=took_over, record=old, run=RetryRun.of(previous))
 
     def _refused(
-        self, message: ChannelMessage, record: dict[str, Any] | None, now: datetime, resend_stale: bool
+        self,
+        message: ChannelMessage,
+        claim: Claim,
+        record: dict[str, Any] | None,
+        now: datetime,
+        resend_stale: bool,
     ) -> ClaimResult | object:
         if record is None or not isinstance(record.get("deliveries"), dict):
             return _MISSING
         current = record["deliveries"].get(message.channel.value) or {}
         state = current.get("state")
+        if state == DeliveryState.SENDING.value and current.get("claim_id") == claim.claim_id:
+            # our own write: it was applied but its answer was lost, and botocore's retry of it (or
+            # our next try) found the claim we had just taken. The previous state is gone with it.
+            return replace(claim, record=record)
         if state == DeliveryState.SENDING.value:
             expires_at = int(current.get("claim_expires_at") or 0)
             left = expires_at - int(now.timestamp())
@@ -303,22 +366,26 @@ class DeliveryLedger:
             raise
         return True
 
-    def _create_with_claim(self, message: ChannelMessage, claim: Claim, now: datetime) -> bool:
+    def _create_with_claim(self, message: ChannelMessage, claim: Claim, now: datetime) -> Claim | None:
         """The record has no `deliveries` map (or does not exist): write it with our claim.
 
         The router writes the record before it queues anything; this covers messages from other
-        producers (and keeps the inbox item complete when it does not exist)."""
+        producers (and keeps the inbox item complete when it does not exist). A reference message
+        carries no data: `data` is then not written at all (never an empty map standing in for the
+        real one), and the sender records the reference as unresolved. Returns the claim with the
+        record as it was before (None if it did not exist), or None when someone created it meanwhile."""
         identity = {
             "event_id": message.event_id,
             "type": message.type,
             "category": message.category.value,
             "urgency": message.urgency.value,
             "locale": message.locale,
-            "data": message.data,
+            "data": message.data,  # None for a reference: left out below
             "created_at": now.isoformat(),
             "status": "created_by_sender",
             "expires_at": int((now + self._retention).timestamp()),
         }
+        identity = {name: value for name, value in identity.items() if value is not None}
         names = {"#d": "deliveries"}
         values: dict[str, Any] = {":deliveries": {message.channel.value: self._claim_map(claim, now)}}
         sets = ["#d = :deliveries"]
@@ -330,19 +397,21 @@ class DeliveryLedger:
             sets.append("task_token = :task_token")
             values[":task_token"] = message.task_token
         try:
-            self._client.update_item(
+            response = self._client.update_item(
                 TableName=self._table,
                 Key=self._key(message.user_id, message.notification_id),
                 UpdateExpression="SET " + ", ".join(sets),
                 ConditionExpression="attribute_not_exists(#d)",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=to_attributes(values),
+                ReturnValues="ALL_OLD",
             )
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False  # someone created it meanwhile: claim again normally
+                return None  # someone created it meanwhile: claim again normally
             raise
-        return True
+        old = response.get("Attributes")
+        return replace(claim, record=from_attributes(old) if old else None)
 
     # -- outcome -----------------------------------------------------------------------------
 
@@ -357,9 +426,14 @@ class DeliveryLedger:
         code: str | None = None,
         set_attributes: Mapping[str, Any] | None = None,
         remove_task_token: bool = False,
+        run: RetryRun | None = None,
+        provider_attempt: bool = True,
     ) -> bool:
         """Record the outcome of our claim and append `entry` to the delivery log.
 
+        A `retry` carries the retry run on (`run`, else `claim.run_after_failure`); a retry that was
+        no provider attempt (`provider_attempt=False`: a crash before any answer) keeps the run as
+        it was, so it spends none of the outage budget.
         Returns False when the claim was no longer ours (it went stale and was taken over); the
         log entry is appended anyway, since the attempt did happen."""
         now = self._clock()
@@ -371,6 +445,10 @@ class DeliveryLedger:
             "code": code,
             "updated_at": now.isoformat(),
         }
+        if state is DeliveryState.RETRY:
+            carried = run or (claim.run_after_failure(now) if provider_attempt else claim.run)
+            if carried is not None:
+                delivery |= carried.fields()
         values: dict[str, Any] = {
             ":state": {k: v for k, v in delivery.items() if v is not None},
             ":entry": [entry.item(now)],
@@ -399,6 +477,35 @@ class DeliveryLedger:
             if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
             self.append_log(claim.user_id, claim.notification_id, entry)
+            return False
+        return True
+
+    def end_retry_run(self, message: ChannelMessage, run: RetryRun, entry: LogEntry) -> bool:
+        """The message was dead-lettered past the outage tolerance: forget its run (a redriven copy
+        gets a fresh budget) and log why. Leaves the state `retry`, so the copy may claim. False
+        when the channel moved on meanwhile (another copy claimed, sent or started a new run)."""
+        now = self._clock()
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key(message.user_id, message.notification_id),
+                UpdateExpression="SET #d.#ch.dead_lettered_at = :now, delivery_log = list_append("
+                "if_not_exists(delivery_log, :empty), :entry) REMOVE #d.#ch.failing_since, #d.#ch.failures",
+                ConditionExpression="#d.#ch.#st = :retry AND #d.#ch.failing_since = :since",
+                ExpressionAttributeNames={"#d": "deliveries", "#ch": message.channel.value, "#st": "state"},
+                ExpressionAttributeValues=to_attributes(
+                    {
+                        ":now": now.isoformat(),
+                        ":entry": [entry.item(now)],
+                        ":empty": [],
+                        ":retry": DeliveryState.RETRY.value,
+                        ":since": run.failing_since.isoformat(),
+                    }
+                ),
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
             return False
         return True
 

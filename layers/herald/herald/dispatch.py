@@ -1,4 +1,7 @@
-"""Turns a routing decision into queue messages, deferred schedules and an escalation execution."""
+"""Turns a routing decision into queue messages, deferred schedules and an escalation execution.
+
+Every channel message is a reference to the notification record (`herald.messages`): what travels
+through SQS, EventBridge Scheduler and Step Functions names the notification, never its data."""
 
 from __future__ import annotations
 
@@ -96,14 +99,6 @@ class Deferrer:
             if error.response["Error"]["Code"] != "ConflictException":
                 raise  # a ConflictException means an earlier attempt already scheduled it
 
-    def defer(self, name: str, at: datetime, queue_url: str, queue_arn: str, body: str) -> bool:
-        """Returns True when a schedule was created, False when an SQS delay sufficed."""
-        if self.needs_schedule(at):
-            self.schedule(name, at, queue_arn, body)
-            return True
-        send_batches(self._sqs, queue_url, [(body, self.delay_seconds(at))])
-        return False
-
 
 class Dispatcher:
     def __init__(
@@ -130,6 +125,9 @@ class Dispatcher:
         planned: PlannedDelivery,
         escalation: bool = False,
     ) -> ChannelMessage:
+        """A reference message: no `data`, address or device tokens (the sender reads them from the
+        notification record, written before anything is dispatched), so neither Scheduler inputs
+        nor the escalation's execution history ever hold them (decision 008)."""
         return ChannelMessage(
             notification_id=decision.notification_id,
             event_id=request.event_id,
@@ -139,9 +137,6 @@ class Dispatcher:
             urgency=decision.urgency,
             category=decision.category,
             locale=decision.locale,
-            data=request.data,
-            to=planned.to,
-            device_tokens=list(planned.device_tokens),
             not_before=planned.not_before,
             escalation=escalation,
         )

@@ -12,13 +12,18 @@ from herald.models import NotificationRequest
 
 
 class HeraldControl(BaseModel):
-    """Set only on envelopes Herald itself re-enqueues (EventBridge never lets a producer set it)."""
+    """Set only on envelopes Herald itself re-enqueues (EventBridge never lets a producer set it).
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    An internal message: unknown fields are ignored and `v` is its schema version (the rule in
+    `herald.messages`)."""
 
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    v: int = Field(default=1, ge=1)
     phase: Literal["release"] | None = None
     fanout_cursor: str | None = None
     fanout_of: str | None = None
+    held: str | None = Field(default=None, description="the request is held in DynamoDB under this name")
 
 
 class IngestEnvelope(EventBridgeModel):

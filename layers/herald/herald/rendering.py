@@ -48,9 +48,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from herald.catalog import Catalog, CatalogEntry, load_catalog
 from herald.models import Category, Channel
+from herald.settings import DEFAULT_TEMPLATE_TTL_SECONDS, TemplateSettings, load
 
 DEFAULT_LOCALE = "en"
-DEFAULT_TEMPLATE_TTL_SECONDS = 300.0
 SMS_MAX_CHARS = 320
 """Longest SMS a shipped template may produce (two concatenated segments); enforced by tests.
 The renderer itself never truncates."""
@@ -543,23 +543,12 @@ def default_renderer() -> TemplateRenderer:
     """The renderer of this execution environment: S3 overrides when ``TEMPLATE_BUCKET`` is set
     (``TEMPLATE_PREFIX``, ``TEMPLATE_CACHE_TTL_SECONDS``), else the packaged templates only (and
     boto3 is never imported)."""
-    bucket = os.environ.get("TEMPLATE_BUCKET", "").strip()
-    if not bucket:
+    settings = load(TemplateSettings)
+    if not settings.bucket:
         return TemplateRenderer()
-    from herald.settings import ConfigurationError
-
-    raw_ttl = os.environ.get("TEMPLATE_CACHE_TTL_SECONDS", "").strip() or str(DEFAULT_TEMPLATE_TTL_SECONDS)
-    try:
-        ttl = float(raw_ttl)
-        if ttl < 0:
-            raise ValueError(raw_ttl)
-    except ValueError:
-        raise ConfigurationError(
-            f"TEMPLATE_CACHE_TTL_SECONDS must be a number >= 0, not {raw_ttl!r}"
-        ) from None
 
     import boto3  # lazily: only functions configured for S3 templates pay for it
 
     return TemplateRenderer.from_s3(
-        boto3.client("s3"), bucket, os.environ.get("TEMPLATE_PREFIX", ""), ttl_seconds=ttl
+        boto3.client("s3"), settings.bucket, settings.prefix, ttl_seconds=settings.cache_ttl_seconds
     )

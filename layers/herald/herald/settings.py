@@ -1,13 +1,19 @@
-"""Configuration from the environment, validated once at cold start (fails loudly, not mid-request)."""
+"""Configuration from the environment, validated once at cold start (fails loudly, not mid-request).
+
+Each model is a `pydantic-settings` `BaseSettings` whose field aliases are the environment variable
+names the template sets (docs/contracts.md); a missing or malformed variable raises
+`ConfigurationError` naming it when the function's module is imported.
+"""
 
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from herald.models import Channel
 
@@ -16,9 +22,57 @@ class ConfigurationError(RuntimeError):
     """A required environment variable is missing or malformed."""
 
 
-class Tables(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class HeraldSettings(BaseSettings):
+    """Base of every function's settings: read from the environment, immutable, extras ignored."""
 
+    model_config = SettingsConfigDict(frozen=True, populate_by_name=True, extra="ignore", case_sensitive=True)
+
+
+def load[T: HeraldSettings](model: type[T], environ: Mapping[str, str] | None = None) -> T:
+    """`model` from the process environment (or from `environ` alone, for tests); raises
+    ConfigurationError naming every variable that is missing or malformed."""
+    try:
+        if environ is None:
+            return model()
+        given = dict(environ)
+        for name, field in model.model_fields.items():  # nested settings read the same mapping
+            nested = field.annotation
+            if isinstance(nested, type) and issubclass(nested, HeraldSettings) and name not in given:
+                given[name] = nested.model_validate(dict(environ))
+        return model.model_validate(given)
+    except ValidationError as error:
+        problems = ", ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<settings>'}: {e['msg']}" for e in error.errors()
+        )
+        raise ConfigurationError(f"{model.__name__}: invalid or missing configuration: {problems}") from error
+    except SettingsError as error:  # a complex value (JSON) that does not parse
+        raise ConfigurationError(f"{model.__name__}: {error}") from error
+
+
+DEFAULT_TEMPLATE_TTL_SECONDS = 300.0
+
+
+class TemplateSettings(HeraldSettings):
+    """Where templates come from: the packaged set, overridden from S3 when a bucket is set."""
+
+    bucket: str = Field(default="", alias="TEMPLATE_BUCKET")
+    prefix: str = Field(default="", alias="TEMPLATE_PREFIX")
+    cache_ttl_seconds: float = Field(
+        default=DEFAULT_TEMPLATE_TTL_SECONDS, alias="TEMPLATE_CACHE_TTL_SECONDS", ge=0
+    )
+
+    @field_validator("bucket", "prefix", mode="before")
+    @classmethod
+    def _strip(cls, raw: Any) -> Any:
+        return raw.strip() if isinstance(raw, str) else raw
+
+    @field_validator("cache_ttl_seconds", mode="before")
+    @classmethod
+    def _blank_is_default(cls, raw: Any) -> Any:
+        return DEFAULT_TEMPLATE_TTL_SECONDS if isinstance(raw, str) and not raw.strip() else raw
+
+
+class Tables(HeraldSettings):
     users: str = Field(alias="USERS_TABLE")
     presence: str = Field(alias="PRESENCE_TABLE")
     suppression: str = Field(alias="SUPPRESSION_TABLE")
@@ -27,9 +81,7 @@ class Tables(BaseModel):
     idempotency: str = Field(alias="IDEMPOTENCY_TABLE")
 
 
-class ChannelQueues(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class ChannelQueues(HeraldSettings):
     email_url: str = Field(alias="EMAIL_QUEUE_URL")
     push_url: str = Field(alias="PUSH_QUEUE_URL")
     sms_url: str = Field(alias="SMS_QUEUE_URL")
@@ -48,14 +100,13 @@ class ChannelQueues(BaseModel):
         return getattr(self, f"{channel.value}_arn")
 
 
-class RouterSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
-
+class RouterSettings(HeraldSettings):
     stage: str = Field(alias="STAGE")
-    tables: Tables
-    queues: ChannelQueues
+    tables: Tables = Field(default_factory=Tables)
+    queues: ChannelQueues = Field(default_factory=ChannelQueues)
     ingest_queue_url: str = Field(alias="INGEST_QUEUE_URL")
     ingest_queue_arn: str = Field(alias="INGEST_QUEUE_ARN")
+    ingest_dlq_url: str = Field(alias="INGEST_DLQ_URL")
     escalation_state_machine_arn: str = Field(alias="ESCALATION_STATE_MACHINE_ARN")
     scheduler_role_arn: str = Field(alias="SCHEDULER_ROLE_ARN")
     schedule_group: str = Field(alias="SCHEDULE_GROUP")
@@ -72,25 +123,11 @@ class RouterSettings(BaseModel):
         return json.loads(raw) if isinstance(raw, str) else raw
 
 
-def _from_environment[T: BaseModel](model: type[T], nested: dict[str, type[BaseModel]]) -> T:
-    env = dict(os.environ)
-    payload: dict[str, Any] = dict(env)
-    try:
-        for field_name, nested_model in nested.items():
-            payload[field_name] = nested_model.model_validate(env)
-        return model.model_validate(payload)
-    except ValidationError as error:
-        missing = [".".join(str(p) for p in e["loc"]) for e in error.errors()]
-        raise ConfigurationError(f"invalid or missing configuration: {missing}: {error}") from error
-    except json.JSONDecodeError as error:
-        raise ConfigurationError(f"a JSON environment variable is malformed: {error}") from error
-
-
 @cache
 def tables_from_environment() -> Tables:
-    return _from_environment(Tables, {})
+    return load(Tables)
 
 
 @cache
 def router_settings() -> RouterSettings:
-    return _from_environment(RouterSettings, {"tables": Tables, "queues": ChannelQueues})
+    return load(RouterSettings)

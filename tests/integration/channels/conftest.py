@@ -1,11 +1,11 @@
-"""Fixtures for the channel senders' integration tests: moto as AWS (tables from template.yaml,
-queues with DLQs, the escalation state machine), provider secrets aimed at the loopback
-sandboxes, and helpers to feed real SQS records to the real handlers."""
+"""Fixtures for the channel senders' integration tests: moto as AWS with template.yaml's
+resources and the functions' environment provisioned from it (tests/support/stack.py), the
+provider secrets holding the loopback sandboxes' credentials, and helpers to feed real SQS
+records to the real handlers."""
 
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,12 +22,18 @@ from herald.stores.dynamo import from_attributes
 from herald.stores.notifications import NotificationRecord, NotificationStore
 from herald.stores.users import UserStore
 from herald.users import UserProfile
+from local.provision import PROVIDER_SECRETS
 from local.sandboxes import SandboxHost, google_auth_on_loopback
-from tests.support.moto_stack import ACCOUNT, MOTO_CONFIG, REGION, MotoStack, provision
+from tests.support.stack import ACCOUNT, MOTO_CONFIG, REGION, MotoStack, provision
 
-FROM_ADDRESS = "notifications@example.com"
-WEBHOOK_SECRET_PREFIX = "herald/dev/webhooks/"
-SENDER_APPS = ("email_sender", "push_sender", "sms_sender", "realtime_sender", "webhook_sender")
+FROM_ADDRESS = "notifications@example.com"  # the template's EmailFromAddress in these tests
+# Not in the template: code defaults tightened so retries and timeouts take seconds here.
+TEST_SETTINGS = {
+    "RETRY_BASE_SECONDS": "1",
+    "RETRY_MAX_SECONDS": "1",
+    "PROVIDER_TIMEOUT_SECONDS": "5",
+    "WEBHOOK_TIMEOUT_SECONDS": "2",
+}
 
 
 class FakeLambdaContext:
@@ -60,8 +66,8 @@ def _fresh_caches() -> Iterator[None]:
     parameters.clear_caches()
     yield
     parameters.clear_caches()
-    for name in SENDER_APPS:
-        sys.modules.pop(f"functions.{name}.app", None)
+    for name in [m for m in sys.modules if m.startswith("functions.") and m.endswith(".app")]:
+        sys.modules.pop(name, None)
 
 
 @dataclass
@@ -70,6 +76,7 @@ class Env:
 
     stack: MotoStack
     sandbox: SandboxHost
+    # Provider secrets by provider ("sendgrid", ...), other secrets by logical id.
     secret_arns: dict[str, str] = field(default_factory=dict)
     context: FakeLambdaContext = field(default_factory=FakeLambdaContext)
 
@@ -114,9 +121,13 @@ class Env:
             TableName=self.stack.tables["SuppressionTable"], Key={"address": {"S": address}}
         )
 
+    def secret_value(self, key: str) -> str:
+        """The value of one of the stack's secrets (a `secret_arns` key)."""
+        return self.client("secretsmanager").get_secret_value(SecretId=self.secret_arns[key])["SecretString"]
+
     def add_webhook_secret(self, name: str, value: str) -> str:
         return self.client("secretsmanager").create_secret(
-            Name=f"{WEBHOOK_SECRET_PREFIX}{name}", SecretString=value
+            Name=f"{self.stack.env['WEBHOOK_SECRET_PREFIX']}{name}", SecretString=value
         )["ARN"]
 
     # -- SQS ---------------------------------------------------------------------------------
@@ -171,41 +182,15 @@ class Env:
 @pytest.fixture
 def env(sandbox: SandboxHost, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
     with mock_aws(config=MOTO_CONFIG):
-        stack = provision()
-        for name, value in stack.env.items():
+        # The provisioner fills the provider secrets with the sandboxes' credentials and
+        # verifies the From address in SES, as on the local stack.
+        stack = provision(sandbox=sandbox, parameters={"EmailFromAddress": FROM_ADDRESS})
+        for name, value in {**stack.env, **TEST_SETTINGS}.items():
             monkeypatch.setenv(name, value)
-        context = Env(stack=stack, sandbox=sandbox)
-        secrets_manager = stack.client("secretsmanager")
-        for provider, value in sandbox.credentials.secrets().items():
-            context.secret_arns[provider] = secrets_manager.create_secret(
-                Name=f"herald/dev/{provider}", SecretString=json.dumps(value)
-            )["ARN"]
-        context.secret_arns["unsubscribe"] = secrets_manager.create_secret(
-            Name="herald/dev/unsubscribe", SecretString="u" * 64
-        )["ARN"]
-        stack.client("sesv2").create_email_identity(EmailIdentity=FROM_ADDRESS)
-        settings = {
-            "EMAIL_PROVIDER": "ses",
-            "EMAIL_FAILOVER": "false",
-            "EMAIL_FROM": FROM_ADDRESS,
-            "EMAIL_REPLY_TO": "",
-            "SES_CONFIGURATION_SET": "herald-dev",
-            "SENDGRID_SECRET_ARN": context.secret_arns["sendgrid"],
-            "UNSUBSCRIBE_SECRET_ARN": context.secret_arns["unsubscribe"],
-            "API_BASE_URL": "https://api.example.com",
-            "FCM_SECRET_ARN": context.secret_arns["fcm"],
-            "TWILIO_SECRET_ARN": context.secret_arns["twilio"],
-            "TWILIO_STATUS_CALLBACK_URL": "https://api.example.com/v1/webhooks/twilio",
-            "PUSHER_SECRET_ARN": context.secret_arns["pusher"],
-            "WEBHOOK_SECRET_PREFIX": WEBHOOK_SECRET_PREFIX,
-            "RETRY_BASE_SECONDS": "1",
-            "RETRY_MAX_SECONDS": "1",
-            "PROVIDER_TIMEOUT_SECONDS": "5",
-            "WEBHOOK_TIMEOUT_SECONDS": "2",
+        secret_arns = {
+            PROVIDER_SECRETS.get(logical_id, logical_id): arn for logical_id, arn in stack.secrets.items()
         }
-        for name, value in settings.items():
-            monkeypatch.setenv(name, value)
-        yield context
+        yield Env(stack=stack, sandbox=sandbox, secret_arns=secret_arns)
 
 
 def a_profile(user_id: str = "42", **overrides: Any) -> UserProfile:

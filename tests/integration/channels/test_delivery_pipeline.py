@@ -13,10 +13,11 @@ import pytest
 
 from herald.channels.context import DeliveryContext, Skip
 from herald.channels.result import SendResult
-from herald.channels.sender import ChannelSender, RetryLaterError
-from herald.channels.settings import EmailSenderSettings, load_settings
+from herald.channels.sender import ChannelSender
+from herald.channels.settings import EmailSenderSettings
 from herald.channels.wiring import sender_for, stores_for
 from herald.models import Channel
+from herald.settings import load
 from herald.stores.dynamo import to_attributes
 from tests.integration.channels.conftest import Env, a_message, a_profile, handle
 
@@ -96,25 +97,39 @@ def test_retry_later_backs_off_through_sqs_then_succeeds(sendgrid_env: Env) -> N
     assert all(e["channel"] == "email" and e["provider"] == "sendgrid" and e["at"] for e in log)
 
 
-def test_after_max_receive_count_the_message_goes_to_the_dlq(sendgrid_env: Env) -> None:
+def test_past_the_outage_tolerance_the_message_goes_to_the_dlq_with_the_reason(
+    sendgrid_env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
     env = sendgrid_env
+    monkeypatch.setenv("PROVIDER_OUTAGE_TOLERANCE_SECONDS", "3")  # decision 010: a budget in time
     app = env.app("email_sender")
     message = a_message(Channel.EMAIL, to="ana@example.com")
     env.create_record(message)
     env.enqueue("Email", message.queue_body())
     sqs = env.client("sqs")
+    started = time.monotonic()
     with env.sandbox.fault("sendgrid", status=503):
-        for receive in range(1, 6):
+        for receive in range(1, 10):
             event = env.receive_event("Email")
             assert event["Records"][0]["attributes"]["ApproximateReceiveCount"] == str(receive)
-            assert len(handle(env, app, event)["batchItemFailures"]) == 1
+            if handle(env, app, event)["batchItemFailures"] == []:
+                break  # dead-lettered: the record succeeded
+            assert time.monotonic() - started < 3 + 1  # retried while within the tolerance
             time.sleep(1.2)
+        assert time.monotonic() - started >= 3, "dead-lettered before the tolerance was spent"
         assert sqs.receive_message(QueueUrl=env.stack.queue_urls["Email"]).get("Messages", []) == []
-    dead = sqs.receive_message(QueueUrl=env.stack.dlq_urls["Email"]).get("Messages", [])
+    dead = sqs.receive_message(QueueUrl=env.stack.dlq_urls["Email"], MessageAttributeNames=["All"])[
+        "Messages"
+    ]
     assert [json.loads(m["Body"])["notification_id"] for m in dead] == ["ntf-1"]
+    reason = dead[0]["MessageAttributes"]["herald_dead_letter_reason"]["StringValue"]
+    assert "past the outage tolerance of 3 s" in reason and "503" in reason
     assert sendgrid_entries(env) == []
     record = env.record(message)
-    assert [e["outcome"] for e in record["delivery_log"]] == ["retry"] * 5
+    outcomes = [e["outcome"] for e in record["delivery_log"]]
+    assert outcomes == ["retry"] * receive + ["dead_lettered"]
+    assert record["deliveries"]["email"]["state"] == "retry"  # a redriven copy may claim it...
+    assert "failing_since" not in record["deliveries"]["email"]  # ...with a fresh budget
 
 
 def test_a_permanent_failure_is_recorded_and_not_retried(sendgrid_env: Env) -> None:
@@ -148,7 +163,9 @@ def test_a_stale_claim_is_recorded_uncertain_and_not_resent(
     assert record["deliveries"]["email"]["state"] == "uncertain"
     assert [e["outcome"] for e in record["delivery_log"]] == ["uncertain"]
     metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
-    assert any("DeliveryUncertain_email" in m for m in metrics)
+    assert any(m.get("channel") == "email" and "DeliveryUncertain" in m for m in metrics), (
+        "DeliveryUncertain with the channel dimension"
+    )
 
 
 def test_a_claim_held_by_another_invocation_is_retried_after_it_expires(sendgrid_env: Env) -> None:
@@ -245,7 +262,7 @@ class Exploding:
 
 def test_an_unexpected_error_releases_the_claim_for_a_retry(sendgrid_env: Env) -> None:
     env = sendgrid_env
-    settings = load_settings(EmailSenderSettings)
+    settings = load(EmailSenderSettings)
     sender: ChannelSender = sender_for(
         Exploding(), settings, stores_for(settings, env.client("dynamodb")), sqs=env.client("sqs")
     )
@@ -257,7 +274,8 @@ def test_an_unexpected_error_releases_the_claim_for_a_retry(sendgrid_env: Env) -
     assert record["deliveries"]["email"]["state"] == "retry"
     assert record["delivery_log"][0]["outcome"] == "error"
     assert "RuntimeError" in record["delivery_log"][0]["detail"]
-    assert RetryLaterError  # the retry itself is SQS's: the record handler re-raises
+    # a crash is no provider answer: it starts no retry run (spends none of the outage budget)
+    assert "failing_since" not in record["deliveries"]["email"]
 
 
 def test_no_send_starts_when_the_invocation_deadline_is_too_near(

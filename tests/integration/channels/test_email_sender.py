@@ -64,7 +64,8 @@ def test_marketing_mail_is_raw_mime_with_one_click_unsubscribe(env: Env) -> None
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     link = str(parsed["List-Unsubscribe"]).strip().removeprefix("<").split(">")[0]
     assert link.startswith("https://api.example.com/v1/unsubscribe?token=")
-    claim = verify_token("u" * 64, parse_qs(urlsplit(link).query)["token"][0])
+    key = env.secret_value("UnsubscribeSigningSecret")
+    claim = verify_token(key, parse_qs(urlsplit(link).query)["token"][0])
     assert (claim.user_id, claim.category) == ("42", "marketing")
     assert [p.get_content_type() for p in parsed.iter_parts()] == ["text/plain", "text/html"]
     assert link in parsed.get_body(("plain",)).get_content()  # the footer link is the same one

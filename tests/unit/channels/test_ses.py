@@ -5,13 +5,12 @@ from __future__ import annotations
 from email import message_from_bytes
 from email.policy import default
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 
 from herald.channels.ports import OutgoingEmail
 from herald.channels.result import AUTH, Accepted, PermanentFailure, RetryLater
-from herald.channels.ses import SesEmailProvider, build_mime, tag_value
+from herald.channels.ses import SesEmailProvider, build_mime, send_client, tag_value
 
 pytestmark = pytest.mark.unit
 
@@ -32,7 +31,7 @@ UNSUBSCRIBE = {
 
 @pytest.fixture
 def client():
-    client = boto3.client("sesv2", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    client = send_client(region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
     with Stubber(client) as stubber:
         client.stubber = stubber
         yield client

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from herald.channels.context import DeliveryContext, Renderer, Skip
 from herald.channels.ports import EmailProvider, OutgoingEmail
-from herald.channels.result import Accepted, RetryLater, SendResult
+from herald.channels.result import Accepted, RetryLater, SendResult, Uncertain
+from herald.channels.transport import request_answered
 from herald.delivery import DeliveryState
 from herald.models import Category, Channel
 from herald.stores.keys import email_address
@@ -18,9 +19,15 @@ from herald.unsubscribe import list_unsubscribe_headers, make_token, unsubscribe
 class FailoverEmailProvider:
     """Send with `primary`; when it answers retry-later, try `secondary` at once.
 
-    A permanent failure from the primary is final (the address or content is bad: another
-    provider would not help). When the secondary does not accept either, the result stays
-    retry-later with both reasons, so the message backs off and starts with the primary again."""
+    Only a retry-later that proves the primary did not take the message fails over: throttling,
+    503, our credentials or account refused, or a request that provably never left (refused,
+    connect timeout, DNS, TLS, credentials unreadable). A 500, 502 or 504 may come after the
+    provider took the message: it is retried later on the same provider, never failed over. After an
+    `Uncertain` result (a read timeout, a reset after the request was written) the primary may have it: no
+    failover, the result stands (a second copy through another provider is as much a duplicate). A permanent
+    failure from the primary is final too (the address or content is bad: another provider would not help).
+    When the secondary does not accept either, the result stays retry-later with both reasons, so the message
+    backs off and starts with the primary again; an uncertain secondary is uncertain."""
 
     def __init__(self, primary: EmailProvider, secondary: EmailProvider) -> None:
         self.primary = primary
@@ -29,13 +36,21 @@ class FailoverEmailProvider:
 
     def send(self, email: OutgoingEmail) -> SendResult:
         first = self.primary.send(email)
-        if not isinstance(first, RetryLater):
+        if not isinstance(first, RetryLater) or not first.proves_not_accepted:
             return first
+        request_answered()
         second = self.secondary.send(email)
         if isinstance(second, Accepted):
             detail = f"failed over from {first.provider} ({first.reason})"
             return Accepted(
                 second.provider, second.provider_message_id, detail=detail, effects=second.effects
+            )
+        if isinstance(second, Uncertain):
+            return Uncertain(
+                second.provider,
+                f"{second.reason} (failed over from {first.provider}: {first.reason})",
+                code=second.code,
+                effects=first.effects | second.effects,
             )
         return RetryLater(
             first.provider,

@@ -1,15 +1,27 @@
 """Push through Firebase Cloud Messaging (HTTP v1) with firebase-admin.
 
-One message per device token (`send_each`, which makes one HTTP call per token, concurrently).
-The visible part (`notification` title/body) is the push render, which never contains the
+One message per device token, one HTTP call each (concurrently, as firebase-admin's `send_each`
+does). The visible part (`notification` title/body) is the push render, which never contains the
 catalog's sensitive fields; the data payload carries only identifiers (`notification_id`, type)
 so the app fetches the rest from the inbox over an authenticated call.
 
-Errors: `UNREGISTERED` (404), `SENDER_ID_MISMATCH` and an invalid registration token (400
+Answers: `UNREGISTERED` (404), `SENDER_ID_MISMATCH` and an invalid registration token (400
 INVALID_ARGUMENT about the token) → the token is dead: permanent for that token plus a
 `dead_tokens` effect (the sender deletes it from the profile and suppresses it);
-`QUOTA_EXCEEDED` (429), `UNAVAILABLE` (503), `INTERNAL` (500), timeouts → retry later; any other
+`QUOTA_EXCEEDED` (429), `UNAVAILABLE` (503), `INTERNAL` (500) → retry later; any other
 INVALID_ARGUMENT (the payload) → permanent.
+
+No answer (docs/decisions/007): firebase-admin's HTTP session retries a *read* error once by
+default (`DEFAULT_RETRY_CONFIG`: `read=1`, for POST too), which resends a push FCM may already
+have delivered. The session's adapters are replaced with `SEND_RETRY`: connection errors (the
+request never left) and 500/503 answers are still retried inside the SDK, read errors never. A
+token whose request provably never left (connect timeout, refused, DNS, TLS handshake, the OAuth
+token could not be fetched) is retried later; one whose request may have reached FCM (read
+timeout, reset after writing, an unexpected error) is `Uncertain` and never resent.
+
+Each token's outcome is kept on its own: firebase-admin's `send_each` turns any error it does not
+expect in one thread into an error for the whole batch, losing the tokens that were accepted, so
+the calls are made here, one `send` per token.
 """
 
 from __future__ import annotations
@@ -17,10 +29,16 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
 
 import firebase_admin
+import google.auth.exceptions
+import requests
 from firebase_admin import credentials, exceptions, messaging
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from herald.channels.ports import PushNotification
 from herald.channels.result import (
@@ -32,16 +50,36 @@ from herald.channels.result import (
     PermanentFailure,
     RetryLater,
     SendResult,
+    Uncertain,
     header,
     parse_retry_after,
     short,
 )
+from herald.channels.transport import request_may_leave, requests_not_sent
 
 PROVIDER = "fcm"
 FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequest"
-MAX_BATCH = 500
+MAX_CONCURRENT_CALLS = 16
 _app_names = itertools.count(1)
+# firebase-admin's DEFAULT_RETRY_CONFIG without its read retry: reconnect once when the connection
+# could not be opened, retry 500/503 answers with backoff; never resend after a read error (read
+# timeout, reset after the request was written) nor after any other error once the request left.
+SEND_RETRY = Retry(
+    total=None,
+    connect=1,
+    read=False,
+    redirect=0,
+    status=4,
+    other=0,
+    status_forcelist=(500, 503),
+    raise_on_status=False,
+    backoff_factor=0.5,
+    allowed_methods=None,
+    # urllib3 would sleep for as long as a Retry-After says (hours): past the invocation's deadline
+    # the send would end as a stale claim. The sender's own backoff honours Retry-After instead.
+    respect_retry_after_header=False,
+)
 
 
 def build_message(push: PushNotification, token: str) -> messaging.Message:
@@ -91,10 +129,19 @@ def _about_the_token(error: exceptions.FirebaseError, body: dict[str, Any]) -> b
     return "registration token" in text and ("not a valid" in text or "invalid" in text)
 
 
-def classify_error(error: BaseException, token: str) -> PermanentFailure | RetryLater:
-    """One token's send error from firebase-admin, as a result."""
+def classify_error(error: BaseException, token: str) -> PermanentFailure | RetryLater | Uncertain:
+    """One token's send error from firebase-admin (or google-auth), as a result."""
+    if isinstance(error, google.auth.exceptions.GoogleAuthError):
+        # the OAuth token could not be had: the FCM request was never made
+        code = AUTH if isinstance(error, google.auth.exceptions.RefreshError) else TRANSPORT
+        return RetryLater(PROVIDER, f"FCM access token unavailable: {short(error)}", code=code)
     if not isinstance(error, exceptions.FirebaseError):
-        return RetryLater(PROVIDER, f"FCM call failed: {short(error)}", code=TRANSPORT)
+        return Uncertain(
+            PROVIDER, f"FCM may have the push (unexpected error after sending): {short(repr(error))}"
+        )
+    cause = error.cause
+    if isinstance(cause, requests.RequestException) and cause.response is None:
+        return _without_answer(cause)  # firebase-admin wrapped a requests error: no answer from FCM
     body = _error_body(error)
     code = _fcm_error_code(body) or str(error.code)
     reason = short(f"{code}: {error}")
@@ -127,6 +174,13 @@ def classify_error(error: BaseException, token: str) -> PermanentFailure | Retry
     return PermanentFailure(PROVIDER, reason, code=code)
 
 
+def _without_answer(cause: requests.RequestException) -> RetryLater | Uncertain:
+    """No answer from FCM: did the request leave?"""
+    if requests_not_sent(cause):
+        return RetryLater(PROVIDER, f"FCM unreachable: {short(cause)}", code=TRANSPORT)
+    return Uncertain(PROVIDER, f"FCM may have the push (no answer after sending): {short(cause)}")
+
+
 class FcmPushProvider:
     name = PROVIDER
 
@@ -150,27 +204,54 @@ class FcmPushProvider:
 
     def _service(self) -> Any:
         service = messaging._get_messaging_service(self._app)
+        if getattr(service, "_herald_configured", False):
+            return service
         if self._fcm_url:
             # firebase-admin has no endpoint option: aim this app's service at the configured URL
             service._fcm_url = self._fcm_url
+        without_read_retries(service._client.session, service._fcm_url)
+        service._herald_configured = True
         return service
 
     def send(self, push: PushNotification, tokens: Sequence[str]) -> list[SendResult]:
-        results: list[SendResult] = []
+        if not tokens:
+            return []
         service = self._service()
-        for start in range(0, len(tokens), MAX_BATCH):
-            chunk = list(tokens[start : start + MAX_BATCH])
+        messages = []
+        for token in tokens:
+            message = build_message(push, token)
             try:
-                batch = service.send_each([build_message(push, token) for token in chunk])
-            except exceptions.FirebaseError as error:  # the whole batch failed (e.g. OAuth token)
-                results += [classify_error(error, token) for token in chunk]
-                continue
-            for token, response in zip(chunk, batch.responses, strict=True):
-                if response.success:
-                    results.append(Accepted(PROVIDER, response.message_id))
-                else:
-                    results.append(classify_error(response.exception, token))
-        return results
+                messaging._MessagingService.encode_message(message)
+            except ValueError as error:  # the SDK refuses the payload before sending anything
+                return [PermanentFailure(PROVIDER, short(error), code="INVALID_ARGUMENT") for _ in tokens]
+            messages.append(message)
+        request_may_leave(PROVIDER)
+        workers = min(MAX_CONCURRENT_CALLS, len(messages))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fcm") as pool:
+            futures = [pool.submit(service.send, message) for message in messages]
+        return [self._outcome(future, token) for future, token in zip(futures, tokens, strict=True)]
+
+    @staticmethod
+    def _outcome(future: Any, token: str) -> SendResult:
+        """One token's result; an exception there concerns that token alone."""
+        try:
+            return Accepted(PROVIDER, future.result())
+        except Exception as error:  # classified: an error Herald does not know is Uncertain
+            return classify_error(error, token)
 
     def close(self) -> None:
         firebase_admin.delete_app(self._app)
+
+
+def without_read_retries(session: requests.Session, fcm_url: str | None = None) -> None:
+    """Replace every adapter firebase-admin mounted on `session` (`http://`, `https://`, and its
+    pooled one for `https://fcm.googleapis.com`) by one that never retries after a read error."""
+    prefixes = set(session.adapters)
+    if fcm_url:
+        parts = urlsplit(fcm_url)
+        prefixes.add(f"{parts.scheme}://{parts.netloc}")
+    for prefix in prefixes:
+        session.mount(
+            prefix,
+            HTTPAdapter(pool_connections=10, pool_maxsize=100, max_retries=SEND_RETRY),
+        )

@@ -14,6 +14,7 @@ from herald.channels.result import (
     PermanentFailure,
     RetryLater,
     SendResult,
+    Uncertain,
 )
 from herald.delivery import DeliveryState
 from herald.models import Channel, Urgency
@@ -26,17 +27,25 @@ URGENT = frozenset({Urgency.CRITICAL, Urgency.HIGH})
 def combine(provider: str, tokens: Sequence[str], results: Sequence[SendResult]) -> SendResult:
     """One result for the notification from one result per device token.
 
-    Any device accepting it makes the notification sent (tokens that failed transiently are not
-    retried: resending would duplicate it on the devices that have it). With none accepted, any
-    transient failure makes it retry-later; otherwise it failed, as `DEAD_TOKEN` when every token
-    was dead. Effects (dead tokens) are kept whatever the outcome.
+    The channel has one state per notification, so the first of these that applies decides:
+
+    1. any device accepted it → sent (the other devices' failures are not retried: resending
+       would duplicate it on the devices that have it); the detail counts the uncertain ones;
+    2. none accepted, but one may have it (`Uncertain`) → uncertain: resending to the others
+       could still reach that one twice, so nothing is resent;
+    3. a transient failure on a device whose request provably never left → retry later;
+    4. otherwise failed, as `DEAD_TOKEN` when every token was dead.
+
+    Effects (dead tokens) are kept whatever the outcome.
     """
     effects = reduce(lambda a, b: a | b, (r.effects for r in results), NO_EFFECTS)
     accepted = [r for r in results if isinstance(r, Accepted)]
+    uncertain = [r for r in results if isinstance(r, Uncertain)]
     retry = [r for r in results if isinstance(r, RetryLater)]
     permanent = [r for r in results if isinstance(r, PermanentFailure)]
     summary = (
         f"{len(accepted)} of {len(tokens)} device(s) accepted"
+        + (f", {len(uncertain)} uncertain" if uncertain else "")
         + (f", {len(effects.dead_tokens)} dead" if effects.dead_tokens else "")
         + (f", {len(retry)} transient failure(s)" if retry else "")
     )
@@ -44,6 +53,10 @@ def combine(provider: str, tokens: Sequence[str], results: Sequence[SendResult])
         ids = ",".join(r.provider_message_id or "?" for r in accepted)
         return Accepted(
             provider, accepted[0].provider_message_id, detail=f"{summary} ({ids})", effects=effects
+        )
+    if uncertain:
+        return Uncertain(
+            provider, f"{uncertain[0].reason} [{summary}]", code=uncertain[0].code, effects=effects
         )
     if retry:
         waits = [r.retry_after for r in retry if r.retry_after is not None]

@@ -5,10 +5,17 @@ vacant channel nothing is triggered and the result is a `PermanentFailure` with 
 `CHANNEL_VACANT`, which the sender records as `not_delivered` (and, for an escalation primary,
 reports to the state machine so the email goes at once). Pusher answers errors as plain text:
 400 (bad request / too much data) → permanent; 401/403 (our credentials) and 429/5xx → retry.
+
+Transport errors (requests, whose session retries nothing): the occupancy read triggers nothing,
+so any failure there is retried later. For the trigger, a failure that proves the request never
+left (connect timeout, refused, DNS, TLS handshake) is retried later; a read timeout or a
+connection reset/closed after the request was written is `Uncertain`: the app may already show
+the event, so it is never triggered again (docs/decisions/007).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -25,9 +32,11 @@ from herald.channels.result import (
     PermanentFailure,
     RetryLater,
     SendResult,
+    Uncertain,
     classify_http_error,
     short,
 )
+from herald.channels.transport import request_may_leave, requests_not_sent
 
 PROVIDER = "pusher"
 _STATUS = re.compile(r"^\s*(\d{3})\s*:")
@@ -37,7 +46,11 @@ def user_channel(user_id: str) -> str:
     return f"private-user-{user_id}"
 
 
-def classify_error(error: BaseException) -> PermanentFailure | RetryLater:
+def classify_error(
+    error: BaseException, *, triggered: bool = False
+) -> PermanentFailure | RetryLater | Uncertain:
+    """An error from the SDK; `triggered` when it came from the trigger request (not the
+    occupancy read before it)."""
     reason = short(f"Pusher: {error}")
     if isinstance(error, PusherBadRequest):
         return PermanentFailure(PROVIDER, reason, code="400")
@@ -47,9 +60,17 @@ def classify_error(error: BaseException) -> PermanentFailure | RetryLater:
         match = _STATUS.match(str(error))
         status = int(match.group(1)) if match else 500
         return classify_http_error(PROVIDER, status, reason)
+    if isinstance(error, json.JSONDecodeError):  # a 200 whose body is not JSON: after the trigger
+        return _possibly_triggered(reason) if triggered else RetryLater(PROVIDER, reason, code="bad_answer")
     if isinstance(error, ValueError):  # the SDK refuses before sending: too much data, bad name
         return PermanentFailure(PROVIDER, reason, code="invalid")
+    if triggered and not (isinstance(error, RequestException) and requests_not_sent(error)):
+        return _possibly_triggered(reason)
     return RetryLater(PROVIDER, reason, code=TRANSPORT)
+
+
+def _possibly_triggered(reason: str) -> Uncertain:
+    return Uncertain(PROVIDER, f"the event may have been triggered (no answer after sending): {reason}")
 
 
 class PusherRealtimeProvider:
@@ -102,7 +123,11 @@ class PusherRealtimeProvider:
                 return PermanentFailure(
                     PROVIDER, f"{event.channel} has no subscriber: not triggered", code=CHANNEL_VACANT
                 )
+        except (PusherError, RequestException, ValueError) as error:
+            return classify_error(error)  # a read: nothing was triggered
+        request_may_leave(PROVIDER)
+        try:
             self._client.trigger(event.channel, event.event, dict(event.payload))
         except (PusherError, RequestException, ValueError) as error:
-            return classify_error(error)
+            return classify_error(error, triggered=True)
         return Accepted(PROVIDER, None, detail=f"triggered {event.event} on {event.channel}")

@@ -10,42 +10,81 @@ Outcomes and SQS:
 - a body that is not a ChannelMessage for this queue's channel is rejected: moved to the DLQ at
   once with the reason (`herald.batch.RejectingBatchProcessor`), never retried;
 - sent / failed / suppressed / not delivered: recorded, the record succeeds (SQS deletes it);
-- retry later: recorded as `retry` (which releases the claim), the message's visibility is set
-  to an exponential backoff with full jitter over its `ApproximateReceiveCount` (or the
-  provider's Retry-After when longer), and `RetryLaterError` is raised so the powertools
-  BatchProcessor reports a batch item failure: SQS redelivers after the backoff and moves the
-  message to the DLQ after the queue's `maxReceiveCount`;
+- uncertain (the request may have reached the provider: a read timeout, a reset after writing, an
+  exception once an adapter marked its point of no return, `herald.channels.transport`): recorded
+  with `DeliveryUncertain`, the record succeeds and the channel is final, never sent again;
+  webhooks retry instead (receivers deduplicate on Idempotency-Key);
+- retry later: recorded as `retry` (which releases the claim and carries the retry run on), then
+  budgeted in time (`herald.channels.outage`, decision 010): within `ProviderOutageToleranceSeconds`
+  of the run's first failure the message waits a full-jitter exponential backoff over the run's
+  failures (or the provider's Retry-After when longer); past it, it goes to the DLQ with the
+  reason as message attributes, the run ends (a redriven copy starts a fresh budget) and
+  `OutageToleranceExceeded` is counted;
 - a duplicate (the channel is already final) is a no-op; one whose claim is still held by another
   invocation is retried after the claim expires.
+
+Waiting (a backoff, a claim held elsewhere, `not_before` or `herald_retry_at` in the future, a
+deadline hand-back) sets the message's visibility and raises `RetryLaterError`, so the powertools
+BatchProcessor reports a batch item failure and SQS redelivers it later. A message that has used
+all but `RESERVED_RECEIVES` of the queue's `maxReceiveCount`, or must wait longer than a visibility
+change allows, is renewed instead: a copy is sent to the queue (delayed, `herald_retry_at` beyond 15
+minutes) and the original succeeds, so SQS never dead-letters a message within its budget. Only
+records that crash (no provider answer) reach the DLQ through `maxReceiveCount`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from botocore.exceptions import ClientError
-from pydantic import ValidationError, field_validator
+from pydantic import ValidationError, field_validator, model_validator
 
 from herald.batch import RejectedRecord
 from herald.catalog import Catalog, UnknownNotificationType
 from herald.channels.context import ChannelDeliverer, DeliveryContext, Skip
+from herald.channels.outage import (
+    MAX_VISIBILITY_STEP_SECONDS,
+    SQS_MAX_DELAY_SECONDS,
+    Backoff,
+    GiveUp,
+    OutageBudget,
+    must_renew,
+)
+from herald.channels.outage import SQS_MAX_VISIBILITY_SECONDS as SQS_MAX_VISIBILITY_SECONDS
 from herald.channels.result import (
     CHANNEL_VACANT,
     DEAD_TOKEN,
+    UNEXPECTED_ERROR,
     Accepted,
     Effects,
     PermanentFailure,
     RetryLater,
     SendResult,
+    Uncertain,
     short,
+)
+from herald.channels.transport import provider_may_have_it, send_attempt
+from herald.dead_letter import (
+    DEAD_LETTER_REASON_ATTRIBUTE,
+    EVENT_ID_ATTRIBUTE,
+    FAILING_SINCE_ATTRIBUTE,
+    FAILURES_ATTRIBUTE,
+    MESSAGE_ID_ATTRIBUTE,
+    NOTIFICATION_ID_ATTRIBUTE,
+    RENEWALS_ATTRIBUTE,
+    RETRY_AT_ATTRIBUTE,
+    from_lambda_event,
+    number_attribute,
+    string_attribute,
+    with_attributes,
+    without_bookkeeping,
 )
 from herald.delivery import (
     UNDELIVERED_STATES,
@@ -55,8 +94,9 @@ from herald.delivery import (
     DeliveryState,
     InFlight,
     LogEntry,
+    RetryRun,
 )
-from herald.messages import ChannelMessage, parse_channel_body
+from herald.messages import ChannelMessage, UnresolvedReference, parse_channel_body
 from herald.rendering import TemplateRenderError, TemplateSourceError
 from herald.stores.keys import push_address, sms_address
 from herald.stores.suppression import SuppressionStore
@@ -65,7 +105,6 @@ from herald.users import UserProfile
 
 logger = Logger(child=True)
 
-SQS_MAX_VISIBILITY_SECONDS = 43200
 DEFAULT_LEASE_SECONDS = 300
 LEASE_MARGIN_SECONDS = 30
 ESCALATION_ERROR = "Herald.PrimaryUndeliverable"
@@ -94,6 +133,17 @@ class ChannelRecord(SqsRecordModel):
     moves it to the queue's DLQ at once with the reason (it could never succeed)."""
 
     body: ChannelMessage  # type: ignore[assignment]
+    # The body exactly as received: a renewed or dead-lettered copy keeps fields this release
+    # does not know (rolling deploys).
+    raw_body: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keep_raw_body(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("body"), str | bytes) and "raw_body" not in data:
+            raw = data["body"]
+            return {**data, "raw_body": raw.decode() if isinstance(raw, bytes) else raw}
+        return data
 
     @field_validator("body", mode="before")
     @classmethod
@@ -113,22 +163,6 @@ def peek_event_id(raw_body: str | None) -> str | None:
 
 
 @dataclass(frozen=True)
-class Backoff:
-    """Full-jitter exponential backoff over the receive count, in whole seconds."""
-
-    base_seconds: float = 20.0
-    max_seconds: int = 900
-    rng: random.Random = field(default_factory=random.Random, compare=False)
-
-    def delay(self, receive_count: int, retry_after: float | None = None) -> int:
-        ceiling = min(float(self.max_seconds), self.base_seconds * 2 ** max(0, receive_count - 1))
-        seconds = self.rng.uniform(0, ceiling)
-        if retry_after is not None:
-            seconds = max(seconds, retry_after)
-        return int(min(SQS_MAX_VISIBILITY_SECONDS, max(1, math.ceil(seconds))))
-
-
-@dataclass(frozen=True)
 class Outcome:
     """What happened to one record."""
 
@@ -137,6 +171,7 @@ class Outcome:
     provider_message_id: str | None = None
     reason: str | None = None
     retry_after: float | None = None
+    run: RetryRun | None = None  # a retry: the retry run as recorded with it
 
     @property
     def retry(self) -> bool:
@@ -161,9 +196,16 @@ class ChannelSender:
         sfn: Any | None = None,
         metrics: MetricsSink | None = None,
         backoff: Backoff | None = None,
+        outage: OutageBudget | None = None,
+        max_receive_count: int | None = None,
+        dead_letter_queue_url: str | None = None,
         clock: Callable[[], datetime] = utc_now,
         deadline_margin_seconds: float = 25.0,
     ) -> None:
+        """`outage`: the retry-later budget (default: one hour over `backoff`);
+        `max_receive_count`: the queue's RedrivePolicy `maxReceiveCount` (None: never renew);
+        `dead_letter_queue_url`: where a message past the outage tolerance goes (None: it keeps
+        retrying and SQS dead-letters it after `maxReceiveCount`)."""
         self.deliverer = deliverer
         self._deadline_margin_ms = deadline_margin_seconds * 1000
         self.channel = deliverer.channel
@@ -175,7 +217,9 @@ class ChannelSender:
         self._queue_url = queue_url
         self._sfn = sfn
         self._metrics = metrics
-        self._backoff = backoff or Backoff()
+        self._outage = outage or OutageBudget(backoff=backoff or Backoff())
+        self._max_receive_count = max_receive_count
+        self._dead_letter_queue_url = dead_letter_queue_url
         self._clock = clock
 
     # -- SQS record --------------------------------------------------------------------------
@@ -192,30 +236,124 @@ class ChannelSender:
         ):
             # Too close to the invocation's deadline for a provider call to finish: a call cut off by
             # the Lambda timeout would leave an unknowable ("uncertain") delivery. Hand it back unclaimed.
-            self._back_off(record, 1)
-            raise RetryLaterError("the invocation's deadline is too near to start a send", 1)
-        wait = self._seconds_until(message.not_before)
-        if wait > 0:
-            delay = min(wait, SQS_MAX_VISIBILITY_SECONDS)
-            self._back_off(record, delay)
-            raise RetryLaterError(f"not before {message.not_before}", delay)
+            return self._wait(record, 1, receive_count, "the invocation's deadline is too near for a send")
+        retry_at = _retry_at(record)  # a renewed copy's own wait
+        not_before, renewed = self._seconds_until(message.not_before), self._seconds_until(retry_at)
+        if not_before or renewed:
+            why = f"not before {message.not_before}" if not_before >= renewed else f"retry at {retry_at}"
+            return self._wait(record, max(not_before, renewed), receive_count, why)
         outcome = self.process(message, attempt=receive_count, lease_seconds=_lease_seconds(lambda_context))
-        if outcome.retry:
-            if outcome.state == "in_flight":
-                delay = int(min(SQS_MAX_VISIBILITY_SECONDS, max(1, math.ceil(outcome.retry_after or 1))))
-            else:
-                delay = self._backoff.delay(receive_count, outcome.retry_after)
-            self._back_off(record, delay)
-            raise RetryLaterError(outcome.reason or outcome.state, delay)
+        if outcome.state == "in_flight":
+            claim_left = math.ceil(outcome.retry_after or 1)
+            return self._wait(record, claim_left, receive_count, outcome.reason or "in flight")
+        if outcome.state == DeliveryState.RETRY.value:
+            return self._retry_or_dead_letter(record, outcome, receive_count)
         return {"state": outcome.state, "provider": outcome.provider, **_ids(message)}
 
-    def _back_off(self, record: ChannelRecord, seconds: int) -> None:
+    # -- the outage budget (herald.channels.outage, decision 010) ----------------------------
+
+    def _retry_or_dead_letter(
+        self, record: ChannelRecord, outcome: Outcome, receive_count: int
+    ) -> dict[str, Any]:
+        now = self._clock()
+        run = outcome.run or RetryRun(failing_since=now, failures=1)
+        decision = self._outage.decide(
+            failing_since=run.failing_since,
+            failures=run.failures,
+            now=now,
+            retry_after=outcome.retry_after,
+            last_error=outcome.reason,
+        )
+        if isinstance(decision, GiveUp) and self._dead_letter(record, run, decision):
+            return {"state": "dead_lettered", "reason": decision.reason, **_ids(record.body)}
+        if isinstance(decision, GiveUp):  # the DLQ is unreachable: keep retrying, nothing is lost
+            seconds = self._outage.backoff.delay(run.failures, outcome.retry_after)
+        else:
+            seconds = decision.seconds
+        return self._wait(record, seconds, receive_count, outcome.reason or outcome.state)
+
+    def _dead_letter(self, record: ChannelRecord, run: RetryRun, decision: GiveUp) -> bool:
+        """Past the tolerance: the message to the DLQ with the reason, its run ended, counted."""
+        message = record.body
+        if not self._dead_letter_queue_url:
+            return False
+        added = {
+            DEAD_LETTER_REASON_ATTRIBUTE: string_attribute(decision.reason),
+            EVENT_ID_ATTRIBUTE: string_attribute(message.event_id),
+            NOTIFICATION_ID_ATTRIBUTE: string_attribute(message.notification_id),
+            MESSAGE_ID_ATTRIBUTE: string_attribute(record.messageId),
+            FAILING_SINCE_ATTRIBUTE: string_attribute(run.failing_since.isoformat()),
+            FAILURES_ATTRIBUTE: number_attribute(run.failures),
+        }
+        try:
+            self._sqs.send_message(
+                QueueUrl=self._dead_letter_queue_url,
+                MessageBody=_raw_body(record),
+                MessageAttributes=with_attributes(_carried_attributes(record), added),
+            )
+        except ClientError:
+            logger.exception("could not dead-letter the message: it keeps retrying", extra=_ids(message))
+            return False
+        logger.error(
+            "provider outage past the tolerance: message dead-lettered",
+            extra={**_ids(message), "reason": decision.reason, "failures": run.failures},
+        )
+        self._count("OutageToleranceExceeded")
+        entry = LogEntry(self.channel, "dead_lettered", detail=decision.reason[:1000])
+        try:
+            self._ledger.end_retry_run(message, run, entry)
+        except ClientError:  # a redriven copy then spends one attempt before it is dead-lettered again
+            logger.exception("could not end the retry run on the notification record", extra=_ids(message))
+        if message.task_token:
+            self._fail_escalation(message, f"{self.channel.value} dead-lettered: {decision.reason}")
+        return True
+
+    def _wait(self, record: ChannelRecord, seconds: float, receive_count: int, reason: str) -> dict[str, Any]:
+        """Come back in `seconds`: hide the message that long (raises RetryLaterError), or renew
+        it when SQS would dead-letter it at its next receive or the wait is too long for a
+        visibility change (returns: the original is deleted, the copy comes back)."""
+        seconds = max(1, math.ceil(seconds))
+        renew = must_renew(receive_count, self._max_receive_count) or seconds > MAX_VISIBILITY_STEP_SECONDS
+        if renew and self._renew(record, seconds):
+            return {"state": "renewed", "retry_in": seconds, **_ids(record.body)}
+        hidden = self._back_off(record, min(seconds, MAX_VISIBILITY_STEP_SECONDS))
+        if not hidden and not renew and self._renew(record, seconds):  # else the queue's timeout applies
+            return {"state": "renewed", "retry_in": seconds, **_ids(record.body)}
+        raise RetryLaterError(reason, seconds)
+
+    def _renew(self, record: ChannelRecord, seconds: int) -> bool:
+        """Send a copy of the message that comes back in `seconds`; False if it could not be sent."""
+        renewals = _int_attribute(record, RENEWALS_ATTRIBUTE) + 1
+        added = {RENEWALS_ATTRIBUTE: number_attribute(renewals)}
+        if seconds > SQS_MAX_DELAY_SECONDS:
+            retry_at = self._clock() + timedelta(seconds=seconds)
+            added[RETRY_AT_ATTRIBUTE] = number_attribute(math.ceil(retry_at.timestamp()))
+        try:
+            self._sqs.send_message(
+                QueueUrl=self._queue_url,
+                MessageBody=_raw_body(record),
+                DelaySeconds=min(seconds, SQS_MAX_DELAY_SECONDS),
+                MessageAttributes=with_attributes(_carried_attributes(record), added),
+            )
+        except ClientError:
+            logger.exception("could not renew the message", extra=_ids(record.body))
+            return False
+        self._count("MessagesRenewed")
+        logger.info(
+            "message renewed",
+            extra={**_ids(record.body), "retry_in": seconds, "renewals": renewals},
+        )
+        return True
+
+    def _back_off(self, record: ChannelRecord, seconds: int) -> bool:
         try:
             self._sqs.change_message_visibility(
                 QueueUrl=self._queue_url, ReceiptHandle=record.receiptHandle, VisibilityTimeout=int(seconds)
             )
-        except ClientError:  # the queue's own visibility timeout applies instead
+        except ClientError:
             logger.exception("could not change the message's visibility")
+            return False
+        return True
 
     def _seconds_until(self, moment: datetime | None) -> int:
         if moment is None:
@@ -244,34 +382,54 @@ class ChannelSender:
                 "resending after a stale claim (receiver deduplicates on Idempotency-Key)",
                 extra=_ids(message),
             )
+        try:  # a reference message: its data, address and tokens come from the record the claim read
+            message = message.hydrated(claim.record)
+        except UnresolvedReference as error:
+            unresolved = PermanentFailure("herald", str(error), code="record_missing")
+            return self._record(message, claim, unresolved, {}, attempt)
 
         context: DeliveryContext | None = None
-        try:
-            context = DeliveryContext(
-                message=message,
-                entry=self._catalog.entry(message.type),
-                now=self._clock(),
-                load_profile=self._load_profile,
-            )
-            result: SendResult | Skip = self.deliverer.deliver(context)
-        except UnknownNotificationType as error:
-            result = PermanentFailure("catalog", str(error), code="unknown_type")
-        except TemplateRenderError as error:
-            result = PermanentFailure("renderer", short(error), code=type(error).__name__)
-        except TemplateSourceError as error:
-            result = RetryLater("renderer", short(error), code="template_source")
-        except Exception as error:
-            # no provider answered: release the claim so that a retry may send
-            self._ledger.finish(
-                claim,
-                DeliveryState.RETRY,
-                LogEntry(
-                    self.channel, "error", detail=short(f"{type(error).__name__}: {error}"), attempt=attempt
-                ),
-                reason=short(error),
-            )
-            self._count("DeliveryErrors")
-            raise
+        with send_attempt():  # adapters mark the point of no return (herald.channels.transport)
+            try:
+                context = DeliveryContext(
+                    message=message,
+                    entry=self._catalog.entry(message.type),
+                    now=self._clock(),
+                    load_profile=self._load_profile,
+                )
+                result: SendResult | Skip = self.deliverer.deliver(context)
+            except UnknownNotificationType as error:
+                result = PermanentFailure("catalog", str(error), code="unknown_type")
+            except TemplateRenderError as error:
+                result = PermanentFailure("renderer", short(error), code=type(error).__name__)
+            except TemplateSourceError as error:
+                result = RetryLater("renderer", short(error), code="template_source")
+            except Exception as error:
+                provider = provider_may_have_it()
+                if provider is None or self.deliverer.resend_stale_claims:
+                    # no request left (or a resend has no second effect): release the claim for a retry
+                    self._ledger.finish(
+                        claim,
+                        DeliveryState.RETRY,
+                        LogEntry(
+                            self.channel,
+                            "error",
+                            detail=short(f"{type(error).__name__}: {error}"),
+                            attempt=attempt,
+                        ),
+                        reason=short(error),
+                        provider_attempt=False,  # a crash is not a provider answer: no budget spent
+                    )
+                    self._count("DeliveryErrors")
+                    raise
+                # the request may have reached the provider: never send it again
+                logger.exception("the provider call failed after the request went out", extra=_ids(message))
+                self._count("DeliveryErrors")
+                result = Uncertain(
+                    provider,
+                    short(f"unexpected error after the request went out: {type(error).__name__}: {error}"),
+                    code=UNEXPECTED_ERROR,
+                )
 
         self._apply_effects(message, result)
         attributes = context.record_attributes if context is not None else {}
@@ -285,6 +443,9 @@ class ChannelSender:
         attributes: dict[str, Any],
         attempt: int,
     ) -> Outcome:
+        if isinstance(result, Uncertain) and self.deliverer.resend_stale_claims:
+            # a resend has no second effect on this channel (Idempotency-Key): retry it
+            result = RetryLater(result.provider, result.reason, code=result.code, effects=result.effects)
         state, provider, reason, code, provider_id, detail = _describe(result)
         entry = LogEntry(
             channel=self.channel,
@@ -295,6 +456,7 @@ class ChannelSender:
             provider_message_id=provider_id,
             attempt=attempt,
         )
+        run = claim.run_after_failure(self._clock()) if state is DeliveryState.RETRY else None
         self._ledger.finish(
             claim,
             state,
@@ -303,9 +465,10 @@ class ChannelSender:
             reason=reason,
             code=code,
             set_attributes=attributes or None,
+            run=run,
         )
         self._count(_METRIC_BY_STATE[state])
-        log = logger.warning if state is DeliveryState.RETRY else logger.info
+        log = _LOG_BY_STATE.get(state, logger.info)
         log(
             "delivery attempt",
             extra={
@@ -319,7 +482,7 @@ class ChannelSender:
         if message.task_token and state in UNDELIVERED_STATES:
             self._fail_escalation(message, f"{self.channel.value} {state.value}: {reason or detail}")
         retry_after = result.retry_after if isinstance(result, RetryLater) else None
-        return Outcome(state.value, provider, provider_id, reason or detail, retry_after)
+        return Outcome(state.value, provider, provider_id, reason or detail, retry_after, run=run)
 
     def _duplicate(self, message: ChannelMessage, claim: AlreadyFinal) -> Outcome:
         if claim.just_marked_uncertain:
@@ -399,11 +562,13 @@ class ChannelSender:
             return None
 
     def _count(self, name: str) -> None:
-        """`<name>_<channel>`: powertools' dimensions are process-wide, the name is not."""
+        """One count of `name`; the sender function adds `channel` as a default dimension
+        (herald.channels.handler), so the name is the same on every channel."""
         if self._metrics is not None:
-            self._metrics.add_metric(name=f"{name}_{self.channel.value}", unit="Count", value=1)
+            self._metrics.add_metric(name=name, unit="Count", value=1)
 
 
+_LOG_BY_STATE = {DeliveryState.RETRY: logger.warning, DeliveryState.UNCERTAIN: logger.error}
 _METRIC_BY_STATE = {
     DeliveryState.SENT: "Delivered",
     DeliveryState.FAILED: "DeliveryFailed",
@@ -425,6 +590,8 @@ def _describe(
         return DeliveryState.SENT, result.provider, None, None, result.provider_message_id, result.detail
     if isinstance(result, RetryLater):
         return DeliveryState.RETRY, result.provider, result.reason, result.code, None, result.reason
+    if isinstance(result, Uncertain):  # the provider may have it: recorded, never sent again
+        return DeliveryState.UNCERTAIN, result.provider, result.reason, result.code, None, result.reason
     if result.effects.opt_out_phone:
         state = DeliveryState.SUPPRESSED
     elif result.code in NOT_DELIVERED_CODES:
@@ -436,6 +603,33 @@ def _describe(
 
 def _ids(message: ChannelMessage) -> dict[str, str]:
     return {"notification_id": message.notification_id, "channel": message.channel.value}
+
+
+def _raw_body(record: ChannelRecord) -> str:
+    return record.raw_body if record.raw_body is not None else record.body.queue_body()
+
+
+def _carried_attributes(record: ChannelRecord) -> dict[str, Any]:
+    """The record's message attributes a copy keeps (not Herald's bookkeeping of this copy)."""
+    return without_bookkeeping(from_lambda_event(record.messageAttributes))
+
+
+def _attribute_text(record: ChannelRecord, name: str) -> str | None:
+    attribute = (record.messageAttributes or {}).get(name)
+    return getattr(attribute, "stringValue", None) if attribute is not None else None
+
+
+def _int_attribute(record: ChannelRecord, name: str) -> int:
+    try:
+        return int(float(_attribute_text(record, name) or 0))
+    except ValueError:
+        return 0
+
+
+def _retry_at(record: ChannelRecord) -> datetime | None:
+    """A renewed copy's `herald_retry_at` (epoch seconds): not to be attempted before."""
+    epoch = _int_attribute(record, RETRY_AT_ATTRIBUTE)
+    return datetime.fromtimestamp(epoch, UTC) if epoch > 0 else None
 
 
 def _receive_count(record: ChannelRecord) -> int:

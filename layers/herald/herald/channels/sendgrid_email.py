@@ -5,12 +5,18 @@ List-Unsubscribe; `custom_args` carrying `notification_id` / `user_id` so SendGr
 echoes them back). 4xx are permanent, 429 and 5xx are retried (401/403 mean our key or sender
 identity is wrong: retried so the messages can be redriven after the fix, see
 `result.classify_http_error`).
+
+The SDK (python-http-client) sends with `urllib.request` and retries nothing. urllib wraps an
+error raised while connecting or writing the request in `URLError` (refused, DNS, connect timeout,
+TLS handshake): nothing left, retried later. An error while waiting for the answer (a read
+timeout, a reset or closed connection) escapes unwrapped: SendGrid may have the email, so it is
+`Uncertain` and never resent, nor failed over to SES (docs/decisions/007).
 """
 
 from __future__ import annotations
 
+import http.client
 import json
-import urllib.error
 from email.utils import parseaddr
 from typing import Any
 
@@ -23,11 +29,13 @@ from herald.channels.result import (
     Accepted,
     RetryLater,
     SendResult,
+    Uncertain,
     classify_http_error,
     header,
     parse_retry_after,
     short,
 )
+from herald.channels.transport import request_may_leave, urllib_not_sent
 
 PROVIDER = "sendgrid"
 DEFAULT_HOST = "https://api.sendgrid.com"
@@ -82,10 +90,10 @@ class SendGridEmailProvider:
         return cls(api_key=str(secret["api_key"]), host=secret.get("host") or None, timeout=timeout)
 
     def send(self, email: OutgoingEmail) -> SendResult:
+        body = mail_body(email)
+        request_may_leave(PROVIDER)
         try:
-            response = self._client.client.mail.send.post(
-                request_body=mail_body(email), timeout=self._timeout
-            )
+            response = self._client.client.mail.send.post(request_body=body, timeout=self._timeout)
         except HTTPError as error:
             headers = dict(error.headers.items()) if error.headers else {}
             return classify_http_error(
@@ -94,7 +102,12 @@ class SendGridEmailProvider:
                 _error_reason(error),
                 retry_after=parse_retry_after(header(headers, "Retry-After")),
             )
-        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as error:
-            return RetryLater(PROVIDER, f"SendGrid unreachable: {short(error)}", code=TRANSPORT)
+        except (OSError, http.client.HTTPException) as error:  # URLError is an OSError
+            if urllib_not_sent(error):
+                reason = getattr(error, "reason", error)
+                return RetryLater(PROVIDER, f"SendGrid unreachable: {short(reason)}", code=TRANSPORT)
+            return Uncertain(
+                PROVIDER, f"SendGrid may have the email (no answer after sending): {short(repr(error))}"
+            )
         headers = dict(response.headers.items()) if response.headers else {}
         return Accepted(PROVIDER, header(headers, "X-Message-Id"))

@@ -4,23 +4,38 @@ Simple content (SES builds the MIME) when no custom header is needed; Raw MIME b
 one is (List-Unsubscribe on marketing mail), because Simple content cannot carry arbitrary
 headers. Both carry the configuration set (feedback events) and the `notification_id` /
 `user_id` tags that the feedback function reads back from SES events.
+
+A send never happens twice (docs/decisions/007). botocore retries a read timeout or a closed
+connection by itself (legacy mode: up to 5 attempts), each of which may have reached SES: the
+sending client is built by `send_client()` with one attempt and the function's timeouts, and
+`SesEmailProvider` refuses a client that would retry. Errors are sorted by what they prove:
+
+- an answer from SES (`ClientError`): permanent, account/auth problems and throttling/5xx retried;
+- nothing left (`EndpointConnectionError`, `ConnectTimeoutError`, a proxy or TLS handshake error,
+  or any botocore error raised before the request was handed to the HTTP layer, such as missing
+  credentials): retried later;
+- anything after the request went out (`ReadTimeoutError`, `ConnectionClosedError`, ...):
+  `Uncertain`, never resent, and no failover to the other provider.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate
 from typing import Any
 
+import boto3
+from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionError,
     ConnectTimeoutError,
     EndpointConnectionError,
-    ReadTimeoutError,
+    ProxyConnectionError,
+    SSLError,
 )
 
 from herald.channels.ports import OutgoingEmail
@@ -31,8 +46,11 @@ from herald.channels.result import (
     PermanentFailure,
     RetryLater,
     SendResult,
+    Uncertain,
+    server_error,
     short,
 )
+from herald.channels.transport import request_may_leave, tls_handshake_failed
 
 PROVIDER = "ses"
 
@@ -61,6 +79,8 @@ TRANSIENT_CODES = frozenset(
         "RequestTimeoutException",
     }
 )
+# Of those, the ones that do not prove SES did not take the message (retry SES, never fail over).
+SERVER_FAULT_CODES = frozenset({"InternalFailure", "InternalServiceError"})
 # The account or its setup cannot send right now (paused, suspended, identity or configuration set
 # missing): every message would fail the same way. Retried, then dead-lettered, so an operator can
 # redrive them once the account is fixed, rather than recorded as failed one by one.
@@ -103,12 +123,44 @@ def build_mime(email: OutgoingEmail) -> bytes:
     return message.as_bytes()
 
 
+def send_client(timeout: float = 10.0, **kwargs: Any) -> Any:
+    """An `sesv2` client for sending: one attempt (no resend after a read timeout) and short
+    connect/read timeouts (the default read timeout is 60 s). Throttling and 5xx come back to
+    Herald, which backs off through SQS (and may fail over to SendGrid)."""
+    config = Config(
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        connect_timeout=timeout,
+        read_timeout=timeout,
+    )
+    return boto3.client("sesv2", config=config, **kwargs)
+
+
+def max_attempts(client: Any) -> int | None:
+    """How many attempts botocore makes per call on `client` (None: botocore's default, > 1)."""
+    retries = getattr(client.meta.config, "retries", None) or {}
+    total = retries.get("total_max_attempts")
+    return int(total) if total is not None else None
+
+
 class SesEmailProvider:
     name = PROVIDER
 
     def __init__(self, client: Any, configuration_set: str | None = None) -> None:
         self._client = client
         self._configuration_set = configuration_set
+        self._sending = threading.local()
+        if client is not None:
+            if max_attempts(client) != 1:
+                raise ValueError(
+                    "the SES client retries by itself: a retried read timeout can send an email "
+                    "twice; build it with herald.channels.ses.send_client()"
+                )
+            # the point of no return: botocore hands the signed request to the HTTP layer
+            client.meta.events.register("before-send.sesv2.SendEmail", self._request_leaves)
+
+    def _request_leaves(self, **kwargs: Any) -> None:
+        self._sending.out = True
+        request_may_leave(PROVIDER)
 
     def request(self, email: OutgoingEmail) -> dict[str, Any]:
         """The SendEmail parameters for `email` (Raw when it has custom headers)."""
@@ -133,15 +185,26 @@ class SesEmailProvider:
         return params
 
     def send(self, email: OutgoingEmail) -> SendResult:
+        params = self.request(email)
+        self._sending.out = False
         try:
-            response = self._client.send_email(**self.request(email))
+            response = self._client.send_email(**params)
         except ClientError as error:
             return classify_client_error(error)
-        except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionError) as error:
-            return RetryLater(PROVIDER, f"SES unreachable: {short(error)}", code=TRANSPORT)
         except BotoCoreError as error:
-            return RetryLater(PROVIDER, f"SES call failed: {short(error)}", code=TRANSPORT)
+            return classify_transport_error(error, request_left=getattr(self._sending, "out", False))
         return Accepted(PROVIDER, response.get("MessageId"))
+
+
+def classify_transport_error(error: BotoCoreError, *, request_left: bool) -> RetryLater | Uncertain:
+    """A botocore error without an answer from SES: did the request leave?"""
+    if not request_left:  # signing, parameters, endpoint resolution: nothing was sent
+        return RetryLater(PROVIDER, f"SES call failed before sending: {short(error)}", code=TRANSPORT)
+    if isinstance(error, EndpointConnectionError | ConnectTimeoutError | ProxyConnectionError):
+        return RetryLater(PROVIDER, f"SES unreachable: {short(error)}", code=TRANSPORT)
+    if isinstance(error, SSLError) and tls_handshake_failed(error):
+        return RetryLater(PROVIDER, f"SES TLS handshake failed: {short(error)}", code=TRANSPORT)
+    return Uncertain(PROVIDER, f"SES may have the email (no answer after sending): {short(error)}")
 
 
 def classify_client_error(error: ClientError) -> PermanentFailure | RetryLater:
@@ -156,7 +219,8 @@ def classify_client_error(error: ClientError) -> PermanentFailure | RetryLater:
     if code in ACCOUNT_CODES:
         return RetryLater(PROVIDER, message, code=code)
     if code in TRANSIENT_CODES or status >= 500 or status == 429:
-        return RetryLater(PROVIDER, message, code=code)
+        ambiguous = code in SERVER_FAULT_CODES or (server_error(status) and code not in TRANSIENT_CODES)
+        return RetryLater(PROVIDER, message, code=code, proves_not_accepted=not ambiguous)
     if 400 <= status < 500:
         return PermanentFailure(PROVIDER, message, code=code)
     return RetryLater(PROVIDER, message, code=code)

@@ -1,31 +1,46 @@
 """Configuration of the channel senders, validated once at cold start (docs/contracts.md).
 
 Every sender reads the shared tables and its own queue URL (for visibility backoff); each channel
-adds its provider's settings. A missing or malformed variable raises `ConfigurationError` at
-import time of the function, not halfway through a batch.
+adds its provider's settings. Loaded with `herald.settings.load`: a missing or
+malformed variable raises `ConfigurationError` at import time of the function, not halfway
+through a batch.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from herald.settings import ConfigurationError
+from herald.channels.outage import (
+    SQS_MAX_VISIBILITY_SECONDS,
+    TOLERANCE_RANGE_SECONDS,
+    template_max_receive_count,
+)
+from herald.settings import HeraldSettings
 
 
-class SenderSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
-
+class SenderSettings(HeraldSettings):
     stage: str = Field(alias="STAGE")
     users_table: str = Field(alias="USERS_TABLE")
     suppression_table: str = Field(alias="SUPPRESSION_TABLE")
     notifications_table: str = Field(alias="NOTIFICATIONS_TABLE")
-    # Retry-later backoff (SQS visibility): full jitter over base * 2^(receives - 1), capped.
+    # Retry-later backoff (SQS visibility): full jitter over base * 2^(failures - 1), capped at the
+    # SQS maximum visibility, budgeted in time (herald.channels.outage, decision 010).
     retry_base_seconds: float = Field(default=20.0, alias="RETRY_BASE_SECONDS", gt=0, le=3600)
-    retry_max_seconds: int = Field(default=900, alias="RETRY_MAX_SECONDS", ge=1, le=43200)
+    retry_max_seconds: int = Field(
+        default=SQS_MAX_VISIBILITY_SECONDS, alias="RETRY_MAX_SECONDS", ge=1, le=SQS_MAX_VISIBILITY_SECONDS
+    )
+    provider_outage_tolerance_seconds: int = Field(
+        default=3600,
+        alias="PROVIDER_OUTAGE_TOLERANCE_SECONDS",
+        ge=TOLERANCE_RANGE_SECONDS[0],
+        le=TOLERANCE_RANGE_SECONDS[1],
+    )
+    # The channel queues' RedrivePolicy maxReceiveCount (the template passes the same number).
+    max_receive_count: int = Field(
+        default_factory=template_max_receive_count, alias="MAX_RECEIVE_COUNT", ge=1, le=1000
+    )
     notification_retention_days: int = Field(default=90, alias="NOTIFICATION_RETENTION_DAYS", ge=1)
     secrets_max_age_seconds: int = Field(default=300, alias="SECRETS_MAX_AGE_SECONDS", ge=0)
     provider_timeout_seconds: float = Field(default=10.0, alias="PROVIDER_TIMEOUT_SECONDS", gt=0, le=60)
@@ -131,6 +146,9 @@ class WebhookSenderSettings(SenderSettings):
     webhook_dlq_url: str = Field(alias="WEBHOOK_DLQ_URL")
     webhook_secret_prefix: str = Field(alias="WEBHOOK_SECRET_PREFIX", min_length=1)
     webhook_timeout_seconds: float = Field(default=10.0, alias="WEBHOOK_TIMEOUT_SECONDS", gt=0, le=50)
+    # Local stack only (its provisioner sets it; template.yaml never does): loopback receivers,
+    # over http too. Everywhere else a webhook goes to a public https address (decision 009).
+    webhook_allow_loopback: bool = Field(default=False, alias="WEBHOOK_ALLOW_LOOPBACK")
 
     @property
     def queue_url(self) -> str:
@@ -139,14 +157,3 @@ class WebhookSenderSettings(SenderSettings):
     @property
     def dead_letter_queue_url(self) -> str:
         return self.webhook_dlq_url
-
-
-def load_settings[T: SenderSettings](model: type[T], environ: Mapping[str, str] | None = None) -> T:
-    """Validate the environment into `model`; raises ConfigurationError naming what is wrong."""
-    try:
-        return model.model_validate(dict(os.environ if environ is None else environ))
-    except ValidationError as error:
-        problems = ", ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '<settings>'}: {e['msg']}" for e in error.errors()
-        )
-        raise ConfigurationError(f"{model.__name__}: invalid or missing configuration: {problems}") from error

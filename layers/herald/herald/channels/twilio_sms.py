@@ -4,7 +4,13 @@ Sends through the messaging service SID when configured (Twilio picks the sender
 STOP), else from the configured number; the status callback points at the HTTP API's
 `/v1/webhooks/twilio`. Errors: 21610 (the recipient replied STOP) → permanent plus an
 `opt_out_phone` effect (the sender suppresses `sms#<phone>`); 21211 (invalid To) and other 4xx
-→ permanent; 429 and 5xx, timeouts → retry later (401/403: our credentials, retried).
+→ permanent; 429 and 5xx → retry later (401/403: our credentials, retried).
+
+Transport errors (requests): the SDK's session does not retry (requests' default adapter makes one
+attempt; Herald never passes `max_retries`). A failure that proves the request never left
+(`ConnectTimeout`, connection refused, DNS, TLS handshake) → retry later; a `ReadTimeout` or a
+connection reset/closed after the request was written → `Uncertain`: Twilio may have queued the
+SMS, so it is never sent again (docs/decisions/007).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from requests.exceptions import RequestException
-from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
@@ -25,9 +31,11 @@ from herald.channels.result import (
     PermanentFailure,
     RetryLater,
     SendResult,
+    Uncertain,
     classify_http_error,
     short,
 )
+from herald.channels.transport import request_may_leave, requests_not_sent
 
 PROVIDER = "twilio"
 UNSUBSCRIBED_RECIPIENT = 21610
@@ -37,7 +45,8 @@ PERMANENT_RECIPIENT_CODES = frozenset({21211, 21612, 21614, 21408, 21635})
 
 class RedirectingHttpClient(TwilioHttpClient):
     """Twilio's HTTP client with every `*.twilio.com` URL rebased on a configured API base URL
-    (a regional edge, a proxy, or the loopback sandbox)."""
+    (a regional edge, a proxy, or the loopback sandbox). Marks the point of no return: from the
+    HTTP call on, an unexpected exception means Twilio may have the message."""
 
     def __init__(self, api_base: str | None = None, timeout: float | None = None) -> None:
         super().__init__(timeout=timeout)
@@ -54,7 +63,10 @@ class RedirectingHttpClient(TwilioHttpClient):
         return urlunsplit((self._base.scheme, self._base.netloc, path, parts.query, parts.fragment))
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any):  # type: ignore[override]
-        return super().request(method, self.rewrite(url), *args, **kwargs)
+        target = self.rewrite(url)
+        if method.upper() != "GET":
+            request_may_leave(PROVIDER)
+        return super().request(method, target, *args, **kwargs)
 
 
 def classify_error(error: TwilioRestException, to: str) -> PermanentFailure | RetryLater:
@@ -114,7 +126,11 @@ class TwilioSmsProvider:
         except TwilioRestException as error:
             return classify_error(error, sms.to)
         except RequestException as error:
-            return RetryLater(PROVIDER, f"Twilio unreachable: {short(error)}", code=TRANSPORT)
-        except TwilioException as error:
-            return RetryLater(PROVIDER, f"Twilio call failed: {short(error)}", code=TRANSPORT)
+            return classify_transport_error(error)
         return Accepted(PROVIDER, message.sid)
+
+
+def classify_transport_error(error: RequestException) -> RetryLater | Uncertain:
+    if requests_not_sent(error):
+        return RetryLater(PROVIDER, f"Twilio unreachable: {short(error)}", code=TRANSPORT)
+    return Uncertain(PROVIDER, f"Twilio may have the SMS (no answer after sending): {short(error)}")

@@ -10,7 +10,8 @@ from aws_lambda_powertools import Logger
 from herald.batch import RejectingBatchProcessor
 from herald.catalog import load_catalog
 from herald.channels.context import ChannelDeliverer
-from herald.channels.sender import Backoff, ChannelRecord, ChannelSender, MetricsSink, peek_event_id
+from herald.channels.outage import Backoff, OutageBudget
+from herald.channels.sender import ChannelRecord, ChannelSender, MetricsSink, peek_event_id
 from herald.channels.settings import SenderSettings
 from herald.delivery import DeliveryLedger
 from herald.stores.suppression import SuppressionStore
@@ -53,20 +54,25 @@ def sender_for(
         queue_url=settings.queue_url,
         sfn=sfn,
         metrics=metrics,
-        backoff=Backoff(settings.retry_base_seconds, settings.retry_max_seconds),
+        outage=OutageBudget(
+            tolerance_seconds=settings.provider_outage_tolerance_seconds,
+            backoff=Backoff(settings.retry_base_seconds, settings.retry_max_seconds),
+        ),
+        max_receive_count=settings.max_receive_count,
+        dead_letter_queue_url=settings.dead_letter_queue_url,
         # A send may take a few provider calls (e.g. Pusher's occupancy check, then the trigger).
         deadline_margin_seconds=3 * settings.provider_timeout_seconds + 2,
     )
 
 
 def processor_for(
-    settings: SenderSettings, *, sqs: Any, logger: Logger, channel: str, metrics: MetricsSink | None = None
+    settings: SenderSettings, *, sqs: Any, logger: Logger, metrics: MetricsSink | None = None
 ) -> RejectingBatchProcessor:
     """SQS batches of ChannelRecords; a record that can never succeed goes to the DLQ at once."""
 
     def rejected(reason: str) -> None:
         if metrics is not None:
-            metrics.add_metric(name=f"RecordsRejected_{channel}", unit="Count", value=1)
+            metrics.add_metric(name="RecordsRejected", unit="Count", value=1)
 
     return RejectingBatchProcessor(
         model=ChannelRecord,

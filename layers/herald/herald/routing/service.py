@@ -12,9 +12,9 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import ValidationError
 
-from herald.batch import RejectedRecord
+from herald.batch import RejectedRecord, problems
 from herald.catalog import Catalog, UnknownNotificationType
-from herald.dispatch import Deferrer, Dispatcher, send_batches
+from herald.dispatch import SQS_MAX_DELAY_SECONDS, Deferrer, Dispatcher, send_batches
 from herald.ingest import HeraldControl, IngestEnvelope, decode_cursor, encode_cursor
 from herald.models import Channel, Urgency
 from herald.routing.decision import (
@@ -25,6 +25,7 @@ from herald.routing.decision import (
     TraceStep,
     decide,
 )
+from herald.routing.held import HeldRequests
 from herald.settings import RouterSettings
 from herald.stores.dynamo import batch_get
 from herald.stores.keys import email_address, push_address, rate_counter_key, sms_address
@@ -99,6 +100,9 @@ class RouterService:
         self._suppression = SuppressionStore(dynamodb, tables.suppression)
         self._notifications = NotificationStore(dynamodb, tables.notifications)
         self._rate_counters = RateCounterStore(dynamodb, tables.rate_counters)
+        self._held = HeldRequests(
+            dynamodb, tables.notifications, timedelta(days=settings.notification_retention_days)
+        )
         self._deferrer = Deferrer(sqs, scheduler, settings.scheduler_role_arn, settings.schedule_group, clock)
         self._dispatcher = Dispatcher(
             sqs,
@@ -171,7 +175,8 @@ class RouterService:
             try:
                 snapshot.profiles[user_id] = profile_from_item(item)
             except ValidationError as error:
-                snapshot.broken_profiles[user_id] = str(error)
+                # field paths and messages only: pydantic's text echoes the values (addresses, phones)
+                snapshot.broken_profiles[user_id] = problems(error)
         for item in found[tables.presence]:
             try:
                 presence = presence_from_item(item)
@@ -195,6 +200,8 @@ class RouterService:
 
     def route(self, envelope: IngestEnvelope) -> dict[str, Any]:
         """The idempotent unit of work for one ingest record."""
+        if envelope.herald is not None and envelope.herald.held:
+            envelope = self._release_held(envelope.herald.held, envelope.request.event_id)
         request = envelope.request
         try:
             entry = self._catalog.entry(request.type)
@@ -216,20 +223,34 @@ class RouterService:
     def _defer_until_send_at(self, envelope: IngestEnvelope) -> dict[str, Any]:
         request = envelope.request
         assert request.send_at is not None
-        released = envelope.model_copy(update={"herald": HeraldControl(phase="release")})
+        control = (envelope.herald or HeraldControl()).model_copy(update={"phase": "release"})
+        released = envelope.model_copy(update={"herald": control})
         name = "send-at-" + hashlib.sha256(envelope.idempotency_key.encode()).hexdigest()[:32]
-        scheduled = self._deferrer.defer(
-            name,
-            request.send_at,
-            self._settings.ingest_queue_url,
-            self._settings.ingest_queue_arn,
-            released.body(),
-        )
+        delay = self._deferrer.delay_seconds(request.send_at)
+        scheduled = delay > SQS_MAX_DELAY_SECONDS
+        if scheduled:
+            # A Scheduler input must not hold the request's data: hold it here, schedule a reference.
+            self._held.hold(name, released, request.send_at)
+            reference = released.model_copy(
+                update={
+                    "detail": request.model_copy(update={"data": {}}),
+                    "herald": control.model_copy(update={"held": name}),
+                }
+            )
+            self._deferrer.schedule(name, request.send_at, self._settings.ingest_queue_arn, reference.body())
+        else:
+            send_batches(self._sqs, self._settings.ingest_queue_url, [(released.body(), delay)])
         self._metrics.add_metric(name="RequestsDeferred", unit=MetricUnit.Count, value=1)
         logger.info(
             "request deferred to send_at", extra={"event_id": request.event_id, "scheduled": scheduled}
         )
         return {"status": "deferred", "send_at": request.send_at.isoformat()}
+
+    def _release_held(self, name: str, event_id: str) -> IngestEnvelope:
+        held = self._held.get(name)
+        if held is None:
+            raise RejectedRecord(f"the held request {name} is not in the notifications table", event_id)
+        return held
 
     def _fan_out(self, envelope: IngestEnvelope) -> dict[str, Any]:
         """One page of the role's members becomes per-user requests; the next page is a continuation."""
@@ -317,7 +338,6 @@ class RouterService:
     def _record(
         self, decision: Decision, envelope: IngestEnvelope, now: datetime
     ) -> NotificationRecord | None:
-        """Write the notification; None when written now, the stored record when it already existed."""
         """Write the notification; None when written now, the stored record when it already existed."""
         request = envelope.request
         plan = [d.model_dump(mode="json", exclude_none=True) for d in decision.deliveries]

@@ -1,0 +1,54 @@
+"""Requests held until their `send_at`: the request stays in DynamoDB, the schedule names it.
+
+A `send_at` more than 15 minutes away is an EventBridge Scheduler schedule on the ingest queue.
+Its input must not hold the request's data (decision 008), so the released envelope is written to
+the notifications table under its own partition (`user_id = "#held#<schedule name>"`,
+`notification_id = "request"`; no `created_at` or `digest_day`, so neither index sees it) and the
+schedule's input is the envelope without `data`, marked `herald.held = <schedule name>`. When the
+schedule fires the router reads the held envelope back (consistently) and routes it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from herald.ingest import IngestEnvelope
+from herald.stores.dynamo import from_attributes, to_attributes
+
+HELD_PARTITION_PREFIX = "#held#"
+HELD_SORT_KEY = "request"
+
+
+class HeldRequests:
+    def __init__(self, client: Any, table: str, retention: timedelta) -> None:
+        self._client = client
+        self._table = table
+        self._retention = retention
+
+    @staticmethod
+    def key(name: str) -> dict[str, Any]:
+        return to_attributes({"user_id": HELD_PARTITION_PREFIX + name, "notification_id": HELD_SORT_KEY})
+
+    def hold(self, name: str, released: IngestEnvelope, until: datetime) -> None:
+        """Write (or rewrite, identically, on a retry) the envelope to route at `until`."""
+        self._client.put_item(
+            TableName=self._table,
+            Item={
+                **self.key(name),
+                **to_attributes(
+                    {
+                        "held_request": released.body(),
+                        "release_at": until.isoformat(),
+                        "expires_at": int((until + self._retention).timestamp()),
+                    }
+                ),
+            },
+        )
+
+    def get(self, name: str) -> IngestEnvelope | None:
+        response = self._client.get_item(TableName=self._table, Key=self.key(name), ConsistentRead=True)
+        item = response.get("Item")
+        if not item:
+            return None
+        return IngestEnvelope.model_validate_json(from_attributes(item)["held_request"])
