@@ -20,11 +20,16 @@ class ProviderUnavailable(RuntimeError):
 
 
 class SecretSource:
-    """Reads secrets by name or ARN; `fetch` is powertools' `get_secret` unless a test injects one."""
+    """Reads secrets by name or ARN through a powertools `SecretsProvider` of its own (built at cold
+    start with its own client and cache), unless a test injects `fetch`.
+
+    Not the module-level `parameters.get_secret`: its provider is created once per process and
+    keeps the endpoint it first saw, which the local stack (several stacks in one process, each on
+    its own moto server) must not inherit."""
 
     def __init__(self, max_age: int = 300, fetch: Callable[..., Any] | None = None) -> None:
         self._max_age = max_age
-        self._fetch = fetch or parameters.get_secret
+        self._fetch = fetch or parameters.SecretsProvider().get
 
     def text(self, secret_id: str) -> str:
         try:
