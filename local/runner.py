@@ -9,7 +9,8 @@ wired from the translated template (`StackDescription`, written by local/provisi
   deleted and the listed ones are left to come back after the visibility timeout (moto redrives
   them to the DLQ after `maxReceiveCount`), with Lambda's rules for a malformed response; without
   it all are deleted on success. When the handler raises (or overruns its timeout) nothing is
-  deleted.
+  deleted. `force_redelivery(queues)` makes SQS's at-least-once delivery happen on purpose: each
+  processed message comes back once more (the reliability suite, local/soak.py).
 - What moto never does by itself: EventBridge Scheduler schedules and scheduled rules
   (`local/schedules.py`), DynamoDB TTL (`local/ttl.py`), SES mailbox-simulator feedback
   (`local/ses_feedback.py`). The runner starts them too.
@@ -385,6 +386,10 @@ class _QueuePoller:
                 )
                 return
         done = [m for m in messages if m["MessageId"] not in failed]
+        again = self._runner._take_forced_redeliveries(source.queue_logical_id, done)
+        if again:  # Runner.force_redelivery: processed, yet made visible again instead of deleted
+            self._make_visible(again)
+            done = [m for m in done if m not in again]
         self._delete(done)
         if failed:
             logger.warning(
@@ -408,6 +413,20 @@ class _QueuePoller:
             )
             for failure in response.get("Failed", []):
                 logger.error("%s: could not delete a processed message: %s", self._label, failure)
+
+    def _make_visible(self, messages: list[dict[str, Any]]) -> None:
+        for start in range(0, len(messages), 10):
+            chunk = messages[start : start + 10]
+            self._sqs.change_message_visibility_batch(
+                QueueUrl=self._source.queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                    for i, m in enumerate(chunk)
+                ],
+            )
+        logger.info(
+            "%s: %d processed record(s) left undeleted: forced redelivery", self._label, len(messages)
+        )
 
 
 def _merge(batch: list[dict[str, Any]], more: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -483,6 +502,9 @@ class Runner:
         self._added_paths: list[str] = []
         self._started = False
         self._lifecycle = threading.Lock()
+        self._redeliver_queues: frozenset[str] = frozenset()
+        self._redelivered: set[str] = set()
+        self._redeliver_lock = threading.Lock()
 
     # -- AWS clients of the runner itself (not the functions') -------------------------------
     def client(self, service: str, *, read_timeout: float = 30.0) -> Any:
@@ -603,6 +625,30 @@ class Runner:
         result, elapsed = self._invoke(function, event, trigger="invoke")
         logger.info("%s: invoked in %.0f ms", function_logical_id, elapsed * 1000)
         return result
+
+    # -- forced redelivery (the reliability suite, local/soak.py) -----------------------------
+    def force_redelivery(self, queue_logical_ids: Collection[str]) -> None:
+        """SQS delivers at least once: from now on, each message of these queues whose record
+        succeeded is not deleted the first time but made visible again at once, so its function
+        receives it a second time (as after a lost DeleteMessage). An empty list turns it off."""
+        with self._redeliver_lock:
+            self._redeliver_queues = frozenset(queue_logical_ids)
+
+    @property
+    def forced_redeliveries(self) -> int:
+        """How many messages `force_redelivery` has handed back so far."""
+        with self._redeliver_lock:
+            return len(self._redelivered)
+
+    def _take_forced_redeliveries(
+        self, queue_logical_id: str, done: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        with self._redeliver_lock:
+            if queue_logical_id not in self._redeliver_queues:
+                return []
+            again = [m for m in done if m["MessageId"] not in self._redelivered]
+            self._redelivered.update(m["MessageId"] for m in again)
+            return again
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _ensure_import_paths(self) -> None:

@@ -276,6 +276,7 @@ def test_the_fcm_session_never_retries_after_a_read_error() -> None:
         connect = urllib3_errors.NewConnectionError(None, "refused")
         assert retry.increment("POST", URL, error=connect).connect == 0  # one reconnect: never sent
         assert not retry.respect_retry_after_header  # a Retry-After never sleeps past the deadline
+        assert not retry.is_retry("POST", 500) and not retry.is_retry("POST", 503)  # answers: Herald's
 
 
 @pytest.mark.parametrize(

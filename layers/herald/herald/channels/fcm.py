@@ -14,7 +14,7 @@ INVALID_ARGUMENT (the payload) → permanent.
 No answer (docs/decisions/007): firebase-admin's HTTP session retries a *read* error once by
 default (`DEFAULT_RETRY_CONFIG`: `read=1`, for POST too), which resends a push FCM may already
 have delivered. The session's adapters are replaced with `SEND_RETRY`: connection errors (the
-request never left) and 500/503 answers are still retried inside the SDK, read errors never. A
+request never left) are retried inside the SDK once; answers and read errors never are. A
 token whose request provably never left (connect timeout, refused, DNS, TLS handshake, the OAuth
 token could not be fetched) is retried later; one whose request may have reached FCM (read
 timeout, reset after writing, an unexpected error) is `Uncertain` and never resent.
@@ -62,22 +62,22 @@ FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequest"
 MAX_CONCURRENT_CALLS = 16
 _app_names = itertools.count(1)
-# firebase-admin's DEFAULT_RETRY_CONFIG without its read retry: reconnect once when the connection
-# could not be opened, retry 500/503 answers with backoff; never resend after a read error (read
-# timeout, reset after the request was written) nor after any other error once the request left.
+# firebase-admin's DEFAULT_RETRY_CONFIG reduced to what cannot send twice: reconnect once when the
+# connection could not be opened; never resend after a read error (read timeout, reset after the
+# request was written) nor after any other error once the request left; and no status retries
+# inside the SDK: a 500 may come after FCM took the push, and 503/429 answers go back to the
+# sender, whose time-budgeted backoff (decision 010) sees them and honours Retry-After (urllib3
+# would sleep as long as it says, past the invocation's deadline).
 SEND_RETRY = Retry(
     total=None,
     connect=1,
     read=False,
     redirect=0,
-    status=4,
+    status=0,
     other=0,
-    status_forcelist=(500, 503),
+    status_forcelist=(),
     raise_on_status=False,
-    backoff_factor=0.5,
     allowed_methods=None,
-    # urllib3 would sleep for as long as a Retry-After says (hours): past the invocation's deadline
-    # the send would end as a stale claim. The sender's own backoff honours Retry-After instead.
     respect_retry_after_header=False,
 )
 
