@@ -61,15 +61,20 @@ def wait_until[T](probe: Callable[[], T], timeout: float = 30.0, interval: float
         time.sleep(interval)
 
 
-def put_event(stack: LocalStack, detail: dict[str, Any]) -> None:
+def put_bus_event(stack: LocalStack, detail_type: str, detail: dict[str, Any]) -> None:
+    """One event on the Herald bus, as a producer sends it (`events:PutEvents`)."""
     response = stack.client("events").put_events(
         Entries=[
             {
                 "EventBusName": stack.bus_name,
                 "Source": "tests.e2e",
-                "DetailType": "NotificationRequested",
+                "DetailType": detail_type,
                 "Detail": json.dumps(detail),
             }
         ]
     )
     assert response["FailedEntryCount"] == 0, response
+
+
+def put_event(stack: LocalStack, detail: dict[str, Any]) -> None:
+    put_bus_event(stack, "NotificationRequested", detail)

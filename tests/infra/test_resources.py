@@ -21,6 +21,7 @@ CHANNEL_QUEUES = {"EmailQueue", "PushQueue", "SmsQueue", "RealtimeQueue", "Webho
 
 FUNCTIONS = {  # docs/contracts.md, Functions
     "RouterFunction": ("functions/router/", "IngestQueue"),
+    "DirectoryFunction": ("functions/directory/", "DirectoryQueue"),
     "EmailSenderFunction": ("functions/email_sender/", "EmailQueue"),
     "PushSenderFunction": ("functions/push_sender/", "PushQueue"),
     "SmsSenderFunction": ("functions/sms_sender/", "SmsQueue"),
@@ -129,6 +130,7 @@ FUNCTION_ENV = {
         "API_BASE_URL",
         "EMAIL_DLQ_URL",
     },
+    "DirectoryFunction": {"DIRECTORY_DLQ_URL"},
     "PushSenderFunction": {"FCM_SECRET_ARN", "PUSH_DLQ_URL"},
     "SmsSenderFunction": {"TWILIO_SECRET_ARN", "TWILIO_STATUS_CALLBACK_URL", "SMS_DLQ_URL"},
     "RealtimeSenderFunction": {"PUSHER_SECRET_ARN", "REALTIME_DLQ_URL"},
@@ -226,7 +228,7 @@ def test_every_queue_has_a_dead_letter_queue_and_encryption(template: dict[str, 
 def test_every_dead_letter_queue_has_an_alarm(template: dict[str, Any]) -> None:
     alarms = resources_of(template, "AWS::CloudWatch::Alarm")
     dlqs = dead_letter_queues(template)
-    assert len(dlqs) == 7, f"expected 7 DLQs, found {sorted(dlqs)}"
+    assert len(dlqs) == 8, f"expected 8 DLQs, found {sorted(dlqs)}"
     for dlq in dlqs:
         matching = [
             (alarm_id, props(alarm))
@@ -392,7 +394,9 @@ def test_event_rules_target_queues_allowed_by_a_queue_policy(template: dict[str,
     """Every rule targets SQS (moto delivers only to SQS, and a queue is the right buffer in AWS) and
     the target queue's policy lets exactly that rule send."""
     rules = resources_of(template, "AWS::Events::Rule")
-    assert {"NotificationRequestedRule", "SesFeedbackRule"} <= set(rules), f"rules: {sorted(rules)}"
+    assert {"NotificationRequestedRule", "UserDirectoryRule", "SesFeedbackRule"} <= set(rules), (
+        f"rules: {sorted(rules)}"
+    )
     policies = resources_of(template, "AWS::SQS::QueuePolicy")
     for rule_id, rule in rules.items():
         for target in props(rule)["Targets"]:
@@ -415,6 +419,10 @@ def test_event_rules_target_queues_allowed_by_a_queue_policy(template: dict[str,
     )
     assert herald["EventPattern"] == {"detail-type": ["NotificationRequested"]}
     assert target_id(herald["Targets"][0]["Arn"]) == "IngestQueue"
+    directory = props(rules["UserDirectoryRule"])
+    assert target_id(directory.get("EventBusName")) == "HeraldBus", "UserDirectoryRule is not on HeraldBus"
+    assert directory["EventPattern"] == {"detail-type": ["UserUpserted", "UserDeleted"]}
+    assert target_id(directory["Targets"][0]["Arn"]) == "DirectoryQueue"
     ses = props(rules["SesFeedbackRule"])
     assert "EventBusName" not in ses, "SES can only publish to the default bus"
     assert ses["EventPattern"].get("source") == ["aws.ses"]

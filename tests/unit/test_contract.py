@@ -25,6 +25,18 @@ def test_the_published_json_schema_is_current() -> None:
     )
 
 
+@pytest.mark.parametrize("file_name", ["user-upserted.schema.json", "user-deleted.schema.json"])
+def test_the_published_directory_schemas_are_current(file_name: str) -> None:
+    published = REPO_ROOT / "schemas" / file_name
+
+    assert published.read_text(encoding="utf-8") == render(file_name), (
+        f"schemas/{file_name} is stale: run `make schema` and commit it"
+    )
+    schema = json.loads(published.read_text())
+    assert schema["additionalProperties"] is False
+    assert {"user_id", "version"} <= set(schema["required"])
+
+
 def test_the_schema_lists_every_catalog_type() -> None:
     schema = json.loads(SCHEMA_FILE.read_text())
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from herald.directory import DirectoryRecord
 from herald.ingest import IngestRecord
 from herald.messages import parse_channel_body
 from herald.models import Channel
@@ -35,6 +36,8 @@ def test_the_sample_event_is_what_the_function_consumes(name: str) -> None:
         assert record["eventSource"] == "aws:sqs"
         if name == "router":
             IngestRecord.model_validate(record)
+        elif name == "directory":
+            DirectoryRecord.model_validate(record)
         else:
             message = parse_channel_body(record["body"])
             assert message.channel is Channel(name.removesuffix("_sender"))

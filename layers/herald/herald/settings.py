@@ -131,3 +131,16 @@ def tables_from_environment() -> Tables:
 @cache
 def router_settings() -> RouterSettings:
     return load(RouterSettings)
+
+
+class DirectorySettings(HeraldSettings):
+    """The directory function (`UserUpserted` / `UserDeleted` from the bus, decision 014)."""
+
+    users_table: str = Field(alias="USERS_TABLE")
+    dlq_url: str = Field(alias="DIRECTORY_DLQ_URL")
+    tombstone_days: int = Field(default=30, alias="DIRECTORY_TOMBSTONE_DAYS", ge=1)
+
+
+@cache
+def directory_settings() -> DirectorySettings:
+    return load(DirectorySettings)

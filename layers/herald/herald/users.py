@@ -67,7 +67,9 @@ class Preferences(BaseModel):
         return self.channels.get(channel, True)
 
 
-class UserProfile(BaseModel):
+class DirectoryProfile(BaseModel):
+    """What the product's directory owns about a person (synced over the bus, `UserUpserted`)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     user_id: str
@@ -79,8 +81,6 @@ class UserProfile(BaseModel):
     roles: frozenset[str] = frozenset()
     preferences: Preferences = Field(default_factory=Preferences)
     sms_marketing_consent: Consent | None = None
-    devices: dict[str, Device] = Field(default_factory=dict, description="push token -> device")
-    webhook: WebhookEndpoint | None = None
 
     @field_validator("time_zone")
     @classmethod
@@ -103,3 +103,11 @@ class UserProfile(BaseModel):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.time_zone)
+
+
+class UserProfile(DirectoryProfile):
+    """The directory's part plus what the person's apps register (devices) and, for a system
+    subscriber, its webhook endpoint."""
+
+    devices: dict[str, Device] = Field(default_factory=dict, description="push token -> device")
+    webhook: WebhookEndpoint | None = None

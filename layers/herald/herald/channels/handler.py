@@ -12,18 +12,16 @@ dimensions process-wide, and the local stack runs every sender in one process.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics
-from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from herald.batch import RejectingBatchProcessor
+from herald.batch import LambdaHandler, RejectingBatchProcessor, batch_handler
 from herald.channels.sender import ChannelRecord, ChannelSender
 
-LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
+__all__ = ["LambdaHandler", "sender_handler"]
 
 
 def sender_handler(
@@ -41,12 +39,4 @@ def sender_handler(
     def send_one(record: ChannelRecord, lambda_context: LambdaContext | None = None) -> dict[str, Any]:
         return sender.handle_record(record, lambda_context)
 
-    @logger.inject_lambda_context(clear_state=True)
-    @tracer.capture_lambda_handler
-    @metrics.log_metrics(capture_cold_start_metric=True)
-    def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return process_partial_response(
-            event=event, record_handler=send_one, processor=processor, context=context
-        )
-
-    return lambda_handler
+    return batch_handler(send_one, processor, logger=logger, tracer=tracer, metrics=metrics)

@@ -1,0 +1,48 @@
+"""Directory: DirectoryQueue (`UserUpserted` / `UserDeleted` from the Herald bus) → the Users table,
+in the producers' version order. Thin: the work is herald.directory (decision 014)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.metrics import EphemeralMetrics
+
+from herald.batch import RejectingBatchProcessor, batch_handler
+from herald.directory import Directory, DirectoryRecord, peek_event_id
+from herald.settings import directory_settings
+
+logger = Logger()
+tracer = Tracer()
+metrics = EphemeralMetrics()  # its own state: the local stack runs every function in one process
+
+settings = directory_settings()
+sqs = boto3.client("sqs")
+directory = Directory(boto3.client("dynamodb"), settings.users_table, tombstone_days=settings.tombstone_days)
+processor = RejectingBatchProcessor(
+    model=DirectoryRecord,
+    sqs=sqs,
+    dead_letter_queue_url=lambda: settings.dlq_url,
+    logger=logger,
+    event_id_of=peek_event_id,
+    on_rejected=lambda reason: metrics.add_metric(name="DirectoryEventsRejected", unit="Count", value=1),
+)
+
+
+@tracer.capture_method
+def apply_record(record: DirectoryRecord) -> dict[str, Any]:
+    envelope = record.body
+    event = envelope.detail
+    applied = directory.apply(event)
+    metrics.add_metric(
+        name="DirectoryEventsApplied" if applied else "DirectoryEventsStale", unit="Count", value=1
+    )
+    logger.info(
+        "directory event applied" if applied else "directory event older than the stored version: ignored",
+        extra={"detail_type": envelope.detail_type, "user_id": event.user_id, "version": event.version},
+    )
+    return {"applied": applied}
+
+
+lambda_handler = batch_handler(apply_record, processor, logger=logger, tracer=tracer, metrics=metrics)

@@ -1,0 +1,228 @@
+"""The user directory, synced over the Herald bus: `UserUpserted` and `UserDeleted`, applied in the
+order of the producer's `version` (decision 014).
+
+Each person's version lives in a directory item of their Users partition (`sk = "DIRECTORY"`):
+`{version, deleted_at?, expires_at?}`. An event is applied in one DynamoDB transaction that checks
+the version item still holds the version read before (optimistic locking) and writes the profile,
+the role memberships and the new version together. So:
+
+- an event whose version is not greater than the stored one changes nothing (older or repeated);
+- `UserDeleted` removes the profile item (with its devices, decision 002) and the role
+  memberships, and leaves the version item as a tombstone with a TTL: an older `UserUpserted`
+  arriving late cannot bring the person back while the tombstone lives;
+- a newer `UserUpserted` after a delete recreates the person (without devices: the apps register
+  them again).
+
+Erasing the rest of what Herald holds about a deleted person (inbox, presence, rate counters) is
+not done here yet (issue 8, item 7).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any, Literal
+
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, SqsRecordModel
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field, Json
+
+from herald.stores.dynamo import from_attributes, to_attributes
+from herald.stores.keys import role_sk, user_pk
+from herald.stores.users import profile_key
+from herald.users import DirectoryProfile
+
+USER_UPSERTED = "UserUpserted"
+USER_DELETED = "UserDeleted"
+DIRECTORY_SK = "DIRECTORY"
+MAX_ROLES = 48  # old + new role memberships + 2 items stay within a transaction's 100 items
+DEFAULT_TOMBSTONE_DAYS = 30
+MAX_ATTEMPTS = 5
+# Optional profile fields a newer upsert may clear (absent from the event → removed).
+_CLEARABLE = ("email", "phone", "quiet_hours", "sms_marketing_consent")
+
+
+class UserUpserted(DirectoryProfile):
+    """`detail` of a `UserUpserted` event: the person's whole directory entry at `version`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title=f"{USER_UPSERTED} event detail")
+
+    version: int = Field(ge=0, strict=True, description="the producer's version; higher wins")
+    user_id: str = Field(min_length=1, max_length=128)
+    roles: frozenset[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default=frozenset(), max_length=MAX_ROLES
+    )
+
+    def profile(self) -> DirectoryProfile:
+        return DirectoryProfile.model_validate(self.model_dump(exclude={"version"}))
+
+
+class UserDeleted(BaseModel):
+    """`detail` of a `UserDeleted` event."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title=f"{USER_DELETED} event detail")
+
+    version: int = Field(ge=0, strict=True, description="the producer's version; higher wins")
+    user_id: str = Field(min_length=1, max_length=128)
+
+
+class _Envelope(EventBridgeModel):
+    account: str | None = None  # type: ignore[assignment]  # moto omits it
+    region: str | None = None  # type: ignore[assignment]
+    resources: list[str] = Field(default_factory=list)
+
+
+class UserUpsertedEnvelope(_Envelope):
+    detail_type: Literal["UserUpserted"] = Field(alias="detail-type")
+    detail: UserUpserted
+
+
+class UserDeletedEnvelope(_Envelope):
+    detail_type: Literal["UserDeleted"] = Field(alias="detail-type")
+    detail: UserDeleted
+
+
+DirectoryEnvelope = Annotated[UserUpsertedEnvelope | UserDeletedEnvelope, Field(discriminator="detail_type")]
+
+
+class DirectoryRecord(SqsRecordModel):
+    body: Json[DirectoryEnvelope]  # type: ignore[assignment]
+
+
+def peek_event_id(raw_body: str | None) -> str | None:
+    """`<detail-type>:<user_id>@<version>` (or the EventBridge id) of a body that may not validate."""
+    try:
+        body = json.loads(raw_body or "")
+        detail = body.get("detail") or {}
+        if "user_id" in detail:
+            return f"{body.get('detail-type')}:{detail['user_id']}@{detail.get('version')}"
+        return str(body["id"]) if body.get("id") is not None else None
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+class Directory:
+    """Applies directory events to the Users table, in version order."""
+
+    def __init__(self, client: Any, table: str, tombstone_days: int = DEFAULT_TOMBSTONE_DAYS) -> None:
+        self._client = client
+        self._table = table
+        self._tombstone_seconds = tombstone_days * 86400
+
+    def apply(self, event: UserUpserted | UserDeleted, now: float | None = None) -> bool:
+        """True when applied; False when the stored version is the same or newer (nothing changed)."""
+        for _ in range(MAX_ATTEMPTS):
+            seen, roles = self._current(event.user_id)
+            if seen is not None and seen >= event.version:
+                return False
+            writes = self._writes(event, seen, roles, now if now is not None else time.time())
+            try:
+                self._client.transact_write_items(TransactItems=writes)
+                return True
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                    raise
+                # another event for this person won the race (or a write conflicted): read again
+        raise RuntimeError(f"user {event.user_id}: version kept changing under {MAX_ATTEMPTS} attempts")
+
+    def stored_version(self, user_id: str) -> int | None:
+        return self._current(user_id)[0]
+
+    def is_deleted(self, user_id: str) -> bool:
+        item = self._get(self._directory_key(user_id))
+        return bool(item and "deleted_at" in item)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _directory_key(user_id: str) -> dict[str, str]:
+        return {"pk": user_pk(user_id), "sk": DIRECTORY_SK}
+
+    def _get(self, key: dict[str, str]) -> dict[str, Any] | None:
+        response = self._client.get_item(TableName=self._table, Key=to_attributes(key), ConsistentRead=True)
+        item = response.get("Item")
+        return from_attributes(item) if item else None
+
+    def _current(self, user_id: str) -> tuple[int | None, set[str]]:
+        directory = self._get(self._directory_key(user_id))
+        profile = self._get(profile_key(user_id))
+        seen = int(directory["version"]) if directory and "version" in directory else None
+        roles = set((profile or {}).get("roles") or [])
+        return seen, roles
+
+    def _version_update(self, event: UserUpserted | UserDeleted, seen: int | None, now: float) -> dict:
+        values: dict[str, Any] = {":v": event.version, ":now": int(now)}
+        if isinstance(event, UserDeleted):
+            expression = "SET version = :v, updated_at = :now, deleted_at = :now, expires_at = :expires"
+            values[":expires"] = int(now) + self._tombstone_seconds
+        else:
+            expression = "SET version = :v, updated_at = :now REMOVE deleted_at, expires_at"
+        if seen is None:
+            condition = "attribute_not_exists(version)"
+        else:
+            condition = "version = :seen"
+            values[":seen"] = seen
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": to_attributes(self._directory_key(event.user_id)),
+                "UpdateExpression": expression,
+                "ConditionExpression": condition,
+                "ExpressionAttributeValues": to_attributes(values),
+            }
+        }
+
+    def _role_writes(self, user_id: str, old: set[str], new: set[str]) -> list[dict[str, Any]]:
+        writes: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": to_attributes(
+                        {"pk": user_pk(user_id), "sk": role_sk(role), "role": role, "user_id": user_id}
+                    ),
+                }
+            }
+            for role in sorted(new - old)
+        ]
+        writes += [
+            {
+                "Delete": {
+                    "TableName": self._table,
+                    "Key": to_attributes({"pk": user_pk(user_id), "sk": role_sk(role)}),
+                }
+            }
+            for role in sorted(old - new)
+        ]
+        return writes
+
+    def _writes(
+        self, event: UserUpserted | UserDeleted, seen: int | None, roles: set[str], now: float
+    ) -> list[dict[str, Any]]:
+        version = self._version_update(event, seen, now)
+        if isinstance(event, UserDeleted):
+            return [
+                version,
+                {"Delete": {"TableName": self._table, "Key": to_attributes(profile_key(event.user_id))}},
+                *self._role_writes(event.user_id, roles, set()),
+            ]
+        fields = event.profile().model_dump(mode="json", exclude_none=True)
+        names = {f"#{name}": name for name in fields}
+        sets = [f"#{name} = :{name}" for name in fields]
+        values: dict[str, Any] = {f":{name}": value for name, value in fields.items()}
+        sets.append("devices = if_not_exists(devices, :no_devices)")  # the apps' part stays
+        values[":no_devices"] = {}
+        expression = "SET " + ", ".join(sets)
+        cleared = [name for name in _CLEARABLE if name not in fields]
+        if cleared:
+            expression += " REMOVE " + ", ".join(f"#{name}" for name in cleared)
+            names.update({f"#{name}": name for name in cleared})
+        profile = {
+            "Update": {
+                "TableName": self._table,
+                "Key": to_attributes(profile_key(event.user_id)),
+                "UpdateExpression": expression,
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": to_attributes(values),
+            }
+        }
+        return [version, profile, *self._role_writes(event.user_id, roles, set(event.roles))]
