@@ -3,18 +3,19 @@ batch failures, invalid events to the directory DLQ with the reason."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from moto import mock_aws
 
 from herald.batch import REJECTION_ATTRIBUTE
 from herald.stores.users import UserStore
-from tests.support.stack import MOTO_CONFIG, MotoStack, provision
+from tests.support.stack import (
+    MotoStack,
+    fresh_function_module,
+    provisioned_environment,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -32,11 +33,8 @@ class FakeContext:
 
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoStack]:
-    with mock_aws(config=MOTO_CONFIG):
-        stack = provision()
-        for name, value in stack.env.items():
-            monkeypatch.setenv(name, value)
-        yield stack
+    with provisioned_environment(monkeypatch) as provisioned:
+        yield provisioned
 
 
 @pytest.fixture
@@ -45,8 +43,7 @@ def handler(stack: MotoStack) -> Any:
     from herald.settings import directory_settings
 
     directory_settings.cache_clear()
-    sys.modules.pop("functions.directory.app", None)
-    return importlib.import_module("functions.directory.app")
+    return fresh_function_module("functions.directory.app")
 
 
 def envelope(detail_type: str, detail: dict[str, Any]) -> str:

@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from moto import mock_aws
 
 from herald.catalog import load_catalog
 from herald.messages import parse_channel_body
@@ -21,7 +20,11 @@ from herald.stores.suppression import SuppressionStore
 from herald.stores.users import UserStore
 from herald.users import UserProfile
 from tests.support.aws import REPO_ROOT
-from tests.support.stack import MOTO_CONFIG, MotoStack, provision
+from tests.support.stack import (
+    MotoStack,
+    fresh_function_module,
+    provisioned_environment,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -39,11 +42,8 @@ class FakeContext:
 
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoStack]:
-    with mock_aws(config=MOTO_CONFIG):
-        stack = provision()
-        for name, value in stack.env.items():
-            monkeypatch.setenv(name, value)
-        yield stack
+    with provisioned_environment(monkeypatch) as provisioned:
+        yield provisioned
 
 
 @pytest.fixture
@@ -52,8 +52,7 @@ def router(stack: MotoStack) -> Any:
     from herald.settings import router_settings
 
     router_settings.cache_clear()
-    sys.modules.pop("functions.router.app", None)
-    return importlib.import_module("functions.router.app")
+    return fresh_function_module("functions.router.app")
 
 
 def a_profile(user_id: str, **overrides: Any) -> UserProfile:

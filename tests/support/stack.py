@@ -13,13 +13,18 @@ The SAM translation (offline, no AWS call) runs once per process; provisioning r
 
 from __future__ import annotations
 
+import importlib
 import json
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import pytest
+from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 
 from local import provision as provisioner
@@ -28,7 +33,17 @@ from local.model import FunctionSpec, StackDescription
 from local.moto_server import MOTO_CONFIG, REGION
 from tools.sam_translate import translate_template
 
-__all__ = ["ACCOUNT", "API_ENDPOINT", "MOTO_CONFIG", "REGION", "STACK_NAME", "MotoStack", "provision"]
+__all__ = [
+    "ACCOUNT",
+    "API_ENDPOINT",
+    "MOTO_CONFIG",
+    "REGION",
+    "STACK_NAME",
+    "MotoStack",
+    "fresh_function_module",
+    "provision",
+    "provisioned_environment",
+]
 
 ACCOUNT = DEFAULT_ACCOUNT_ID
 STACK_NAME = "herald-test"
@@ -203,3 +218,20 @@ def _shared_environment(functions: Mapping[str, FunctionSpec]) -> dict[str, str]
             shared[name] = value
             owner[name] = logical_id
     return shared
+
+
+@contextmanager
+def provisioned_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoStack]:
+    """moto in this process with template.yaml provisioned, and every function's environment set
+    in the process (as the handler modules read it at import)."""
+    with mock_aws(config=MOTO_CONFIG):
+        stack = provision()
+        for name, value in stack.env.items():
+            monkeypatch.setenv(name, value)
+        yield stack
+
+
+def fresh_function_module(name: str) -> Any:
+    """A function's `app` module imported anew inside moto (its clients are module-scoped)."""
+    sys.modules.pop(name, None)
+    return importlib.import_module(name)
