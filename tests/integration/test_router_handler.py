@@ -20,6 +20,7 @@ from herald.stores.suppression import SuppressionStore
 from herald.stores.users import UserStore
 from herald.users import UserProfile
 from tests.support.aws import REPO_ROOT
+from tests.support.sqs import sqs_event
 from tests.support.stack import (
     MotoStack,
     fresh_function_module,
@@ -91,30 +92,6 @@ def envelope(detail: dict[str, Any]) -> str:
             "detail": detail,
         }
     )
-
-
-def sqs_event(*bodies: str) -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "messageId": f"msg-{i}",
-                "receiptHandle": f"rh-{i}",
-                "body": body,
-                "attributes": {
-                    "ApproximateReceiveCount": "1",
-                    "SentTimestamp": "1795348800000",
-                    "SenderId": "AIDA",
-                    "ApproximateFirstReceiveTimestamp": "1795348800001",
-                },
-                "messageAttributes": {},
-                "md5OfBody": "0",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:herald-test-Ingest",
-                "awsRegion": "us-east-1",
-            }
-            for i, body in enumerate(bodies)
-        ]
-    }
 
 
 def bodies(stack: MotoStack, queue: str) -> list[dict[str, Any]]:

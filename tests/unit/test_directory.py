@@ -18,6 +18,7 @@ from herald.directory import Directory, DirectoryRecord, UserDeleted, UserUpsert
 from herald.models import Channel
 from herald.stores.users import UserStore
 from herald.users import UserProfile
+from tests.support.sqs import sqs_record
 
 pytestmark = pytest.mark.unit
 
@@ -227,31 +228,12 @@ def test_the_record_picks_the_model_by_detail_type() -> None:
         "time": "2026-11-30T12:00:00Z",
         "detail": {"user_id": "42", "version": 2},
     }
-    record = DirectoryRecord.model_validate(_sqs_record(json.dumps(envelope)))
+    record = DirectoryRecord.model_validate(sqs_record(json.dumps(envelope)))
 
     assert isinstance(record.body.detail, UserDeleted)
     envelope["detail"] = {"user_id": "42", "version": 2, "email": "a@b.c"}
     with pytest.raises(ValidationError):  # an upsert's fields are not a delete
-        DirectoryRecord.model_validate(_sqs_record(json.dumps(envelope)))
-
-
-def _sqs_record(body: str) -> dict[str, Any]:
-    return {
-        "messageId": "m-1",
-        "receiptHandle": "r-1",
-        "body": body,
-        "attributes": {
-            "ApproximateReceiveCount": "1",
-            "SentTimestamp": "1795348800000",
-            "SenderId": "AIDA",
-            "ApproximateFirstReceiveTimestamp": "1795348800001",
-        },
-        "messageAttributes": {},
-        "md5OfBody": "0",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
-        "awsRegion": "us-east-1",
-    }
+        DirectoryRecord.model_validate(sqs_record(json.dumps(envelope)))
 
 
 def test_the_profile_model_is_the_directory_part_plus_devices() -> None:

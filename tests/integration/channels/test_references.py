@@ -23,6 +23,7 @@ from herald.catalog import load_catalog
 from herald.messages import MESSAGE_VERSION, parse_channel_body
 from herald.models import Channel
 from tests.integration.channels.conftest import Env, a_message, a_profile, handle
+from tests.support.sqs import sqs_event
 from tests.support.stack import ACCOUNT, REGION
 
 pytestmark = pytest.mark.integration
@@ -70,27 +71,7 @@ def route(env: Env, app: Any, detail: dict[str, Any]) -> dict[str, Any]:
             "detail": detail,
         }
     )
-    return app.lambda_handler(sqs_event(body, "arn:aws:sqs:us-east-1:123456789012:Ingest"), env.context)
-
-
-def sqs_event(body: str, arn: str) -> dict[str, Any]:
-    record = {
-        "messageId": "m-1",
-        "receiptHandle": "rh-1",
-        "body": body,
-        "attributes": {
-            "ApproximateReceiveCount": "1",
-            "SentTimestamp": "1795348800000",
-            "SenderId": "AIDA",
-            "ApproximateFirstReceiveTimestamp": "1795348800001",
-        },
-        "messageAttributes": {},
-        "md5OfBody": "0",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": arn,
-        "awsRegion": REGION,
-    }
-    return {"Records": [record]}
+    return app.lambda_handler(sqs_event(body, arn="arn:aws:sqs:us-east-1:123456789012:Ingest"), env.context)
 
 
 def when_queued(env: Env, queue: str, timeout: float = 15.0) -> dict[str, Any]:
