@@ -50,6 +50,7 @@ e2e: venv
 
 schema: venv
 	PYTHONPATH=layers/herald $(PY) -m herald.schema
+	PYTHONPATH=layers/herald $(PY) -m herald.api.resolver schemas/openapi.json
 
 build: venv
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/sam build --parallel --cached

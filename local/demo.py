@@ -21,8 +21,7 @@ from itertools import pairwise
 from typing import Any
 
 from herald.stores.dynamo import from_attributes
-from herald.stores.users import UserStore
-from herald.users import UserProfile
+from local.app_client import AppAnswer, AppClient
 from local.ses_feedback import MotoDataJsonMail, RecordedSend
 from local.stack import STATE_DIR, LocalStack
 
@@ -36,7 +35,6 @@ CONSOLE = sys.stdout
 LOG_FILE = STATE_DIR / "demo.log"
 FALLBACK_DELAY_SECONDS = 30  # the template's minimum: the "push ignored" scenario waits this long
 SETTLE_TIMEOUT_SECONDS = 90
-DEVICE = {"platform": "android", "registered_at": "2026-01-01T00:00:00Z"}
 SIGN_IN = {
     "action": "New sign-in",
     "device": "Firefox on Linux",
@@ -108,53 +106,52 @@ def quiet_now() -> dict[str, str]:
     }
 
 
-def demo_users(receiver_url: str) -> list[UserProfile]:
+@dataclass(frozen=True)
+class DemoUser:
+    """A demo person: what the product's backend syncs (`UserUpserted`) and what their app registers
+    and chooses through the HTTP API (device tokens, preferences)."""
+
+    directory: dict[str, Any]
+    devices: tuple[str, ...] = ()
+    preferences: dict[str, Any] | None = None
+
+    @property
+    def user_id(self) -> str:
+        return str(self.directory["user_id"])
+
+
+def demo_users(receiver_url: str) -> list[DemoUser]:
     return [
-        UserProfile(
-            user_id="ana",
-            email="ana+success@simulator.amazonses.com",
-            phone="+14155550101",
-            devices={"ana-phone": DEVICE},
+        DemoUser(
+            {"user_id": "ana", "email": "ana+success@simulator.amazonses.com", "phone": "+14155550101"},
+            devices=("ana-phone",),
         ),
-        UserProfile(
-            user_id="ben", email="ben+success@simulator.amazonses.com", devices={"ben-phone": DEVICE}
-        ),
-        UserProfile(
-            user_id="cleo",
-            email="cleo+success@simulator.amazonses.com",
-            devices={"cleo-phone": DEVICE},
+        DemoUser({"user_id": "ben", "email": "ben+success@simulator.amazonses.com"}, devices=("ben-phone",)),
+        DemoUser(
+            {"user_id": "cleo", "email": "cleo+success@simulator.amazonses.com"},
+            devices=("cleo-phone",),
             preferences={"marketing_opt_in": True},
         ),
-        UserProfile(
-            user_id="dan",
-            email="dan+success@simulator.amazonses.com",
-            phone="+14155550104",
-            devices={"dan-phone": DEVICE},
-            quiet_hours=quiet_now(),
-            time_zone="UTC",
+        DemoUser(
+            {"user_id": "dan", "email": "dan+success@simulator.amazonses.com", "phone": "+14155550104"},
+            devices=("dan-phone",),
+            preferences={"quiet_hours": quiet_now(), "time_zone": "UTC"},
         ),
-        UserProfile(
-            user_id="eve",
-            email="eve+success@simulator.amazonses.com",
-            devices={"eve-phone": DEVICE},
+        DemoUser({"user_id": "eve", "email": "eve+success@simulator.amazonses.com"}, devices=("eve-phone",)),
+        DemoUser(
+            {"user_id": "finn", "email": "finn+success@simulator.amazonses.com"}, devices=("finn-phone",)
         ),
-        UserProfile(
-            user_id="finn", email="finn+success@simulator.amazonses.com", devices={"finn-phone": DEVICE}
+        DemoUser(
+            {
+                "user_id": "42",
+                "email": "42+success@simulator.amazonses.com",
+                "phone": "+14155550142",
+                "roles": ["admin"],
+            },
+            devices=("phone-42",),
         ),
-        UserProfile(
-            user_id="42",
-            email="42+success@simulator.amazonses.com",
-            phone="+14155550142",
-            devices={"phone-42": DEVICE},
-            roles=["admin"],
-        ),
-        UserProfile(
-            user_id="gus", email="gus+success@simulator.amazonses.com", devices={"gus-phone": DEVICE}
-        ),
-        UserProfile(
-            user_id="acme",
-            webhook={"url": receiver_url, "secret_name": "acme"},
-        ),
+        DemoUser({"user_id": "gus", "email": "gus+success@simulator.amazonses.com"}, devices=("gus-phone",)),
+        DemoUser({"user_id": "acme", "webhook": {"url": receiver_url, "secret_name": "acme"}}),
     ]
 
 
@@ -379,6 +376,23 @@ def print_providers(seen: Observed) -> None:
         )
 
 
+def print_inboxes(stack: LocalStack, users: list[str]) -> None:
+    """What each person's app shows, read through the HTTP API as the app would (their own token)."""
+    assert stack.api and stack.sandbox
+    app = AppClient(stack.api.url, stack.sandbox.url)
+    say("\nInboxes, through the app API (GET /v1/me/notifications/count, /v1/me/notifications)")
+    for user_id in dict.fromkeys(users):
+        counts = app.get("/v1/me/notifications/count", user=user_id)
+        page = app.get("/v1/me/notifications", user=user_id, query={"limit": 1})
+        if not (counts.ok and page.ok):
+            say(f"  {user_id:<6} the API answered {counts.status} / {page.status}")
+            continue
+        latest = page.body["items"][0] if page.body["items"] else None
+        render = (latest or {}).get("render") or {}
+        shown = f"latest: {render.get('title') or (latest or {}).get('type', '')}" if latest else "empty"
+        say(f"  {user_id:<6} unread {counts.body['unread']}, unseen {counts.body['unseen']}  {shown}")
+
+
 def _subject_of(raw: str | None) -> str:
     from email import message_from_string
     from email.header import decode_header, make_header
@@ -430,21 +444,58 @@ def _play() -> int:
         for scenario, _ in results:
             print_timeline(scenario, seen)
         print_providers(seen)
+        print_inboxes(stack, [user for scenario, _ in results for user in scenario.users])
         print_outcomes(results, seen, time.monotonic() - started)
     return 0 if all(ok for _, ok in results) else 1
 
 
-def seed(stack: LocalStack) -> None:
-    """The demo's users, and the webhook subscriber's signing secret (shared with its receiver)."""
-    assert stack.sandbox and stack.description
+def seed(stack: LocalStack, timeout: float = 30.0) -> None:
+    """The demo's people, as a product integrates Herald: its backend syncs them over the bus
+    (`UserUpserted`), their apps register devices and set preferences through the HTTP API with
+    tokens from the local issuer. Waits until the directory has applied every upsert. The webhook
+    subscriber's signing secret is shared with its receiver through Secrets Manager."""
+    assert stack.sandbox and stack.api
     stack.sandbox.receivers.add("acme")
     stack.client("secretsmanager").create_secret(
         Name="herald/dev/webhooks/acme",
         SecretString=json.dumps({"secret": stack.sandbox.receivers.secret("acme")}),
     )
-    users = UserStore(stack.client("dynamodb"), stack.description.ref("UsersTable"))
-    for profile in demo_users(f"{stack.sandbox.url}/receivers/acme"):
-        users.put_profile(profile)
+    people = demo_users(f"{stack.sandbox.url}/receivers/acme")
+    stack.client("events").put_events(
+        Entries=[
+            {
+                "EventBusName": stack.bus_name,
+                "Source": "com.example.accounts",
+                "DetailType": "UserUpserted",
+                "Detail": json.dumps({**person.directory, "version": 1}),
+            }
+            for person in people
+        ]
+    )
+    app = AppClient(stack.api.url, stack.sandbox.url)
+    for person in people:
+        for token in person.devices:
+            _expect(
+                app.put(f"/v1/me/devices/{token}", user=person.user_id, json_body={"platform": "android"})
+            )
+        if person.preferences is not None:
+            _expect(app.put("/v1/me/preferences", user=person.user_id, json_body=person.preferences))
+    deadline = time.monotonic() + timeout
+    waiting = {p.user_id for p in people}
+    while waiting and time.monotonic() < deadline:
+        for user_id in sorted(waiting):
+            exported = _expect(app.get("/v1/me/export", user=user_id)).body
+            if (exported.get("directory") or {}).get("version") == 1:
+                waiting.discard(user_id)
+        time.sleep(0.2)
+    if waiting:
+        raise RuntimeError(f"the directory did not apply {sorted(waiting)} within {timeout:.0f}s")
+
+
+def _expect(answer: AppAnswer) -> AppAnswer:
+    if not answer.ok:
+        raise RuntimeError(f"the HTTP API refused a demo request: {answer.status} {answer.body}")
+    return answer
 
 
 def play(

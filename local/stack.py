@@ -166,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  event bus      {endpoints['bus']}")
         print(f"  resources      {endpoints['stack.json']}")
         if not args.no_seed:
-            print("  demo users     42, ana, ben, cleo, dan, eve, finn, gus (local/demo.py), acme (webhooks)")
+            print("  demo users     42, ana, ben, cleo, dan, eve, finn, gus, acme (webhooks): over the bus;")
+            print("                 their devices and preferences through the HTTP API (local/demo.py)")
         print("\n  Produce events exactly as on AWS (README, 'The local stack'): put-events on the bus above")
         print(f"  with --endpoint-url {endpoints['aws']}, then watch {endpoints['sandboxes']}/_outbox\n")
         stopped.wait()

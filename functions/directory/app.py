@@ -1,5 +1,6 @@
 """Directory: DirectoryQueue (`UserUpserted` / `UserDeleted` from the Herald bus) → the Users table,
-in the producers' version order. Thin: the work is herald.directory (decision 014)."""
+in the producers' version order; a `UserDeleted` erases the person (herald.erasure). Thin: the work
+is herald.directory (decisions 014 and 017)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from aws_lambda_powertools.metrics import EphemeralMetrics
 
 from herald.batch import RejectingBatchProcessor, batch_handler
 from herald.directory import Directory, DirectoryRecord, peek_event_id
+from herald.erasure import Erasure
 from herald.settings import directory_settings
 
 logger = Logger()
@@ -19,7 +21,13 @@ metrics = EphemeralMetrics()  # its own state: the local stack runs every functi
 
 settings = directory_settings()
 sqs = boto3.client("sqs")
-directory = Directory(boto3.client("dynamodb"), settings.users_table, tombstone_days=settings.tombstone_days)
+dynamodb = boto3.client("dynamodb")
+directory = Directory(
+    dynamodb,
+    settings.users_table,
+    tombstone_days=settings.tombstone_days,
+    erasure=Erasure.for_tables(dynamodb, settings.tables, tombstone_days=settings.tombstone_days),
+)
 processor = RejectingBatchProcessor(
     model=DirectoryRecord,
     sqs=sqs,

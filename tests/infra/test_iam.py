@@ -223,3 +223,33 @@ def test_scheduler_role_is_limited_to_herald_queues(translated: dict[str, Any]) 
         for a in as_list(s["Action"])
     }
     assert actions == {"sqs:SendMessage"}, f"SchedulerRole may do {actions}, only sqs:SendMessage is needed"
+
+
+# What herald.erasure calls (decision 017): DELETE /v1/me runs it in the API function, the bus's
+# UserDeleted in the directory function.
+ERASURE = {
+    "dynamodb:GetItem": {"UsersTable"},
+    "dynamodb:Query": {"UsersTable", "NotificationsTable"},
+    "dynamodb:BatchWriteItem": {"UsersTable", "NotificationsTable", "RateCountersTable"},
+    "dynamodb:DeleteItem": {"UsersTable", "PresenceTable"},
+    "dynamodb:UpdateItem": {"UsersTable", "SuppressionTable"},
+}
+
+
+@pytest.mark.parametrize("function_id", ["ApiFunction", "DirectoryFunction"])
+def test_both_doors_to_erasure_may_do_what_it_does(translated: dict[str, Any], function_id: str) -> None:
+    granted = role_actions(translated, function_id)
+    for action, needed in ERASURE.items():
+        missing = needed - granted.get(action, set())
+        assert not missing, f"{function_id} lacks {action} on {sorted(missing)} (erasure needs it)"
+
+
+def test_the_api_may_move_a_device_token_in_one_transaction(translated: dict[str, Any]) -> None:
+    granted = role_actions(translated, "ApiFunction")
+    for action in (
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:ConditionCheckItem",
+    ):
+        assert "UsersTable" in granted.get(action, set()), f"ApiFunction lacks {action} on UsersTable"

@@ -60,7 +60,10 @@ TABLES = {  # docs/contracts.md, Tables: keys, indexes (name -> (keys, projectio
     },
     "NotificationsTable": {
         "keys": [("user_id", "HASH"), ("notification_id", "RANGE")],
-        "gsi": {"DigestDue": ([("digest_day", "HASH"), ("digest_due_at", "RANGE")], None)},
+        "gsi": {
+            "DigestDue": ([("digest_day", "HASH"), ("digest_due_at", "RANGE")], None),
+            "Unread": ([("user_id", "HASH"), ("unread_at", "RANGE")], None),
+        },
         "lsi": {"ByCreated": ([("user_id", "HASH"), ("created_at", "RANGE")], None)},
         "ttl": "expires_at",
         "retain": True,

@@ -221,11 +221,11 @@ def _shared_environment(functions: Mapping[str, FunctionSpec]) -> dict[str, str]
 
 
 @contextmanager
-def provisioned_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoStack]:
+def provisioned_environment(monkeypatch: pytest.MonkeyPatch, *, sandbox: Any = None) -> Iterator[MotoStack]:
     """moto in this process with template.yaml provisioned, and every function's environment set
-    in the process (as the handler modules read it at import)."""
+    in the process (as the handler modules read it at import). `sandbox`: as for `provision`."""
     with mock_aws(config=MOTO_CONFIG):
-        stack = provision()
+        stack = provision(sandbox=sandbox)
         for name, value in stack.env.items():
             monkeypatch.setenv(name, value)
         yield stack

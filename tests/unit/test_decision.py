@@ -253,7 +253,9 @@ def test_only_live_device_tokens_are_pushed() -> None:
 
 def test_email_suppression_is_case_insensitive() -> None:
     decision = route(
-        "security_alert", a_user(email="Ana@Example.COM"), suppressed=frozenset({"email#ana@example.com"})
+        "security_alert",
+        a_user(email="Ana@Example.COM"),
+        suppressed=frozenset({email_address("ana@example.com")}),
     )
 
     assert Channel.EMAIL not in channels(decision)

@@ -237,4 +237,4 @@ def test_the_record_picks_the_model_by_detail_type() -> None:
 
 
 def test_the_profile_model_is_the_directory_part_plus_devices() -> None:
-    assert set(UserProfile.model_fields) - set(UserUpserted.model_fields) == {"devices", "webhook"}
+    assert set(UserProfile.model_fields) - set(UserUpserted.model_fields) == {"devices"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2Model
 
 from herald.directory import DirectoryRecord
 from herald.ingest import IngestRecord
@@ -30,6 +31,15 @@ def test_every_function_has_a_sample_event() -> None:
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
 def test_the_sample_event_is_what_the_function_consumes(name: str) -> None:
     event = json.loads((REPO_ROOT / "events" / f"{name}.json").read_text())
+    if name == "api":
+        request = APIGatewayProxyEventV2Model.model_validate(event)
+        routes = {
+            f"{e['Properties']['Method']} {e['Properties']['Path']}"
+            for e in template()["Resources"][FUNCTIONS[name]]["Properties"]["Events"].values()
+        }
+        assert request.routeKey in routes
+        assert request.requestContext.authorizer.jwt.claims["sub"]
+        return
 
     assert event["Records"], "an SQS event with at least one record"
     for record in event["Records"]:

@@ -7,39 +7,39 @@ the version item still holds the version read before (optimistic locking) and wr
 the role memberships and the new version together. So:
 
 - an event whose version is not greater than the stored one changes nothing (older or repeated);
-- `UserDeleted` removes the profile item (with its devices, decision 002) and the role
-  memberships, and leaves the version item as a tombstone with a TTL: an older `UserUpserted`
+- `UserDeleted` erases the person (herald.erasure, decision 017: notifications, presence, rate
+  counters, device owners, their other Users items; suppressions kept as hashes), then removes the
+  profile item (with its devices, decision 002) and the role memberships in the version
+  transaction, and leaves the version item as a tombstone with a TTL: an older `UserUpserted`
   arriving late cannot bring the person back while the tombstone lives;
 - a newer `UserUpserted` after a delete recreates the person (without devices: the apps register
   them again).
-
-Erasing the rest of what Herald holds about a deleted person (inbox, presence, rate counters) is
-not done here yet (issue 8, item 7).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, SqsRecordModel
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, Json
 
+from herald.erasure import Erasure
 from herald.stores.dynamo import from_attributes, to_attributes
-from herald.stores.keys import role_sk, user_pk
+from herald.stores.keys import DIRECTORY_SK, role_sk, user_pk
 from herald.stores.users import profile_key
 from herald.users import DirectoryProfile
 
 USER_UPSERTED = "UserUpserted"
 USER_DELETED = "UserDeleted"
-DIRECTORY_SK = "DIRECTORY"
 MAX_ROLES = 48  # old + new role memberships + 2 items stay within a transaction's 100 items
 DEFAULT_TOMBSTONE_DAYS = 30
 MAX_ATTEMPTS = 5
 # Optional profile fields a newer upsert may clear (absent from the event → removed).
-_CLEARABLE = ("email", "phone", "quiet_hours", "sms_marketing_consent")
+_CLEARABLE = ("email", "phone", "quiet_hours", "sms_marketing_consent", "webhook")
 
 
 class UserUpserted(DirectoryProfile):
@@ -104,18 +104,36 @@ def peek_event_id(raw_body: str | None) -> str | None:
 class Directory:
     """Applies directory events to the Users table, in version order."""
 
-    def __init__(self, client: Any, table: str, tombstone_days: int = DEFAULT_TOMBSTONE_DAYS) -> None:
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        tombstone_days: int = DEFAULT_TOMBSTONE_DAYS,
+        erasure: Erasure | None = None,
+    ) -> None:
+        """`erasure`: what a `UserDeleted` erases beyond the Users table's directory part (the
+        function always passes it; without it only the profile and role memberships go)."""
         self._client = client
         self._table = table
         self._tombstone_seconds = tombstone_days * 86400
+        self._erasure = erasure
 
     def apply(self, event: UserUpserted | UserDeleted, now: float | None = None) -> bool:
         """True when applied; False when the stored version is the same or newer (nothing changed)."""
+        erased = False
         for _ in range(MAX_ATTEMPTS):
             seen, roles = self._current(event.user_id)
             if seen is not None and seen >= event.version:
                 return False
-            writes = self._writes(event, seen, roles, now if now is not None else time.time())
+            at = now if now is not None else time.time()
+            if isinstance(event, UserDeleted) and self._erasure is not None and not erased:
+                # before the version transaction: the profile still names the contacts and devices
+                # to deal with, and a failure here leaves the event to be retried whole
+                self._erasure.erase(
+                    event.user_id, now=datetime.fromtimestamp(at, UTC), keep_directory_entry=True
+                )
+                erased = True
+            writes = self._writes(event, seen, roles, at)
             try:
                 self._client.transact_write_items(TransactItems=writes)
                 return True

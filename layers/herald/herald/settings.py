@@ -139,8 +139,22 @@ class DirectorySettings(HeraldSettings):
     users_table: str = Field(alias="USERS_TABLE")
     dlq_url: str = Field(alias="DIRECTORY_DLQ_URL")
     tombstone_days: int = Field(default=30, alias="DIRECTORY_TOMBSTONE_DAYS", ge=1)
+    tables: Tables = Field(default_factory=Tables)  # a `UserDeleted` erases the person (decision 017)
 
 
 @cache
 def directory_settings() -> DirectorySettings:
     return load(DirectorySettings)
+
+
+class ApiSettings(HeraldSettings):
+    """The app-facing API function (decision 015)."""
+
+    stage: str = Field(alias="STAGE")
+    tables: Tables = Field(default_factory=Tables)
+    notification_retention_days: int = Field(default=90, alias="NOTIFICATION_RETENTION_DAYS", ge=1)
+
+
+@cache
+def api_settings() -> ApiSettings:
+    return load(ApiSettings)

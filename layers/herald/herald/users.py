@@ -32,7 +32,9 @@ class Device(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     platform: str = Field(pattern=r"^(android|ios|web)$")
-    registered_at: AwareDatetime
+    registered_at: AwareDatetime = Field(description="the latest registration (each PUT refreshes it)")
+    app_version: str | None = Field(default=None, min_length=1, max_length=64)
+    locale: str | None = Field(default=None, max_length=35, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
 
 
 class Consent(BaseModel):
@@ -42,6 +44,9 @@ class Consent(BaseModel):
 
     given_at: AwareDatetime
     source: str = Field(min_length=1)
+    wording_version: str | None = Field(
+        default=None, min_length=1, max_length=64, description="the consent text the person agreed to"
+    )
 
 
 class WebhookEndpoint(BaseModel):
@@ -81,6 +86,9 @@ class DirectoryProfile(BaseModel):
     roles: frozenset[str] = frozenset()
     preferences: Preferences = Field(default_factory=Preferences)
     sms_marketing_consent: Consent | None = None
+    webhook: WebhookEndpoint | None = Field(
+        default=None, description="a system subscriber's endpoint (urgency `system` is delivered here)"
+    )
 
     @field_validator("time_zone")
     @classmethod
@@ -106,8 +114,6 @@ class DirectoryProfile(BaseModel):
 
 
 class UserProfile(DirectoryProfile):
-    """The directory's part plus what the person's apps register (devices) and, for a system
-    subscriber, its webhook endpoint."""
+    """The directory's part plus what the person's apps register (devices)."""
 
     devices: dict[str, Device] = Field(default_factory=dict, description="push token -> device")
-    webhook: WebhookEndpoint | None = None

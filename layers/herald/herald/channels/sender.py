@@ -514,7 +514,9 @@ class ChannelSender:
         provider = getattr(result, "provider", self.channel.value)
         try:
             for token in effects.dead_tokens:
-                self._suppression.suppress(push_address(token), reason="dead_token", source=provider)
+                self._suppression.suppress(
+                    push_address(token), reason="dead_token", source=provider, contact=token
+                )
                 try:
                     self._users.remove_device(message.user_id, token)
                 except ClientError as error:
@@ -523,7 +525,10 @@ class ChannelSender:
                 self._count("DeadTokensRemoved")
             if effects.opt_out_phone:
                 self._suppression.suppress(
-                    sms_address(effects.opt_out_phone), reason="opted_out", source=provider
+                    sms_address(effects.opt_out_phone),
+                    reason="opted_out",
+                    source=provider,
+                    contact=effects.opt_out_phone,
                 )
                 self._count("PhonesOptedOut")
         except ClientError:

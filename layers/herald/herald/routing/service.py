@@ -29,7 +29,7 @@ from herald.routing.held import HeldRequests
 from herald.settings import RouterSettings
 from herald.stores.dynamo import batch_get
 from herald.stores.keys import email_address, push_address, rate_counter_key, sms_address
-from herald.stores.notifications import NotificationRecord, NotificationStore
+from herald.stores.notifications import NotificationRecord, NotificationStore, stamp
 from herald.stores.presence import Presence, presence_from_item, presence_key
 from herald.stores.rate_counters import RateCounterStore
 from herald.stores.suppression import SuppressionStore
@@ -358,6 +358,8 @@ class RouterService:
             plan=plan,
             escalation=decision.escalation is not None,
             expires_at=int((now + timedelta(days=self._settings.notification_retention_days)).timestamp()),
+            inbox=decision.inbox,
+            unread_at=stamp(now) if decision.inbox else None,
             **(NotificationRecord.digest_fields(decision.digest_due_at) if decision.digest_due_at else {}),
         )
         if self._notifications.create(record):

@@ -1,12 +1,21 @@
-"""Key shapes of Herald's tables (docs/contracts.md §Tables): one place, so stores agree."""
+"""Key shapes of Herald's tables (docs/contracts.md §Tables): one place, so stores agree.
+
+Suppression keys are hashes of the normalized contact (decision 017): an entry outlives the
+person's erasure, so its key must not be the address itself. The plain contact, while the person
+exists, is only the entry's non-key `contact` attribute.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 
 from herald.models import Channel
 
 PROFILE_SK = "PROFILE"
+DIRECTORY_SK = "DIRECTORY"  # the directory's version / tombstone item (decision 014)
+DEVICE_OWNER_SK = "OWNER"
+RELEASED_DEVICE_SK_PREFIX = "RELEASED_DEVICE#"
 
 
 def user_pk(user_id: str) -> str:
@@ -17,16 +26,37 @@ def role_sk(role: str) -> str:
     return f"ROLE#{role}"
 
 
+def sha256_hex(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def normalized_email(email: str) -> str:
+    return email.strip().lower()
+
+
 def email_address(email: str) -> str:
-    return f"email#{email.strip().lower()}"
+    """Suppression key of an email address: `email#sha256:<hex of the lowercased address>`."""
+    return f"email#sha256:{sha256_hex(normalized_email(email))}"
 
 
 def sms_address(phone: str) -> str:
-    return f"sms#{phone}"
+    """Suppression key of a phone number (E.164): `sms#sha256:<hex>`."""
+    return f"sms#sha256:{sha256_hex(phone.strip())}"
 
 
 def push_address(token: str) -> str:
-    return f"push#{token}"
+    """Suppression key of a push token: `push#sha256:<hex>`."""
+    return f"push#sha256:{sha256_hex(token)}"
+
+
+def device_owner_key(token: str) -> dict[str, str]:
+    """Users table: who holds a push token now (one owner per token, decision 017)."""
+    return {"pk": f"DEVICE#{sha256_hex(token)}", "sk": DEVICE_OWNER_SK}
+
+
+def released_device_key(user_id: str, token: str) -> dict[str, str]:
+    """Users table, the person's partition: a token they removed (a repeated DELETE answers alike)."""
+    return {"pk": user_pk(user_id), "sk": RELEASED_DEVICE_SK_PREFIX + sha256_hex(token)}
 
 
 def rate_counter_key(user_id: str, channel: Channel, at: datetime) -> str:

@@ -7,19 +7,29 @@ Record layout (one item per user and notification):
 - `deliveries`: map channel → latest state (`sending` / `sent` / `failed` / `retry` ...), written by senders
 - `delivery_log`: every attempt, appended by senders
 - `digest_day` + `digest_due_at`: only while an unread medium notification awaits its digest (sparse index)
-- `read_at`, `acked_at`, `task_token`
+- inbox state (decision 015): `inbox` (shown in the person's inbox), `unread_at` (= `created_at`,
+  only while unread and not archived: the sparse Unread index), `seen_at`, `read_at`, `archived_at`
+- `acked_at`, `task_token`
+
+Every timestamp is written in one fixed-width form (`stamp()`: microseconds, `Z`), so string order
+is time order in the indexes.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer
 
 from herald.models import Category, Urgency
 from herald.stores.dynamo import from_attributes, to_attributes
+
+
+def stamp(at: datetime) -> str:
+    """`2026-11-30T20:01:02.000000Z`: fixed width, so comparing strings compares times."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class NotificationRecord(BaseModel):
@@ -42,9 +52,18 @@ class NotificationRecord(BaseModel):
     delivery_log: list[dict[str, Any]] = Field(default_factory=list)
     digest_day: str | None = None
     digest_due_at: str | None = None
+    inbox: bool = False
+    in_app: dict[str, Any] | None = None  # the realtime sender's render (title, body, locale)
+    unread_at: str | None = None
+    seen_at: AwareDatetime | None = None
     read_at: AwareDatetime | None = None
+    archived_at: AwareDatetime | None = None
     acked_at: AwareDatetime | None = None
     expires_at: int | None = None
+
+    @field_serializer("created_at", "seen_at", "read_at", "archived_at", "acked_at", when_used="json")
+    def _stamp(self, at: datetime | None) -> str | None:
+        return None if at is None else stamp(at)
 
     @staticmethod
     def digest_fields(due_at: datetime) -> dict[str, str]:

@@ -1,10 +1,17 @@
-"""Suppression table: addresses Herald must never use again (bounces, complaints, STOP, dead tokens)."""
+"""Suppression table: addresses Herald must never use again (bounces, complaints, STOP, dead tokens,
+an erased person's opt-outs).
+
+Keys are hashes (`herald.stores.keys.email_address` / `sms_address` / `push_address`, decision 017);
+the plain address is kept beside it as `contact`, for support, until the person is erased.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from herald.stores.dynamo import batch_get, to_attributes
 
@@ -32,18 +39,66 @@ class SuppressionStore:
         )
         return "Item" in response
 
-    def suppress(self, address: str, reason: str, source: str, now: datetime | None = None) -> None:
-        """Suppress an address; the first reason recorded wins (later ones are kept as `last_reason`)."""
+    def suppress(
+        self,
+        address: str,
+        reason: str,
+        source: str,
+        now: datetime | None = None,
+        contact: str | None = None,
+    ) -> None:
+        """Suppress an address (a key from herald.stores.keys); the first reason recorded wins (later
+        ones are kept as `last_reason`). `contact`: the plain address, kept for support."""
         at = (now or datetime.now(UTC)).isoformat()
+        expression = (
+            "SET #reason = if_not_exists(#reason, :reason), #source = if_not_exists(#source, :source), "
+            "created_at = if_not_exists(created_at, :at), last_reason = :reason, updated_at = :at"
+        )
+        values: dict[str, Any] = {":reason": reason, ":source": source, ":at": at}
+        if contact is not None:
+            expression += ", contact = :contact"
+            values[":contact"] = contact
         self._client.update_item(
             TableName=self._table,
             Key=to_attributes(suppression_key(address)),
-            UpdateExpression="SET #reason = if_not_exists(#reason, :reason), #source = if_not_exists("
-            "#source, :source), created_at = if_not_exists(created_at, :at), last_reason = :reason, "
-            "updated_at = :at",
+            UpdateExpression=expression,
             ExpressionAttributeNames={"#reason": "reason", "#source": "source"},
-            ExpressionAttributeValues=to_attributes({":reason": reason, ":source": source, ":at": at}),
+            ExpressionAttributeValues=to_attributes(values),
         )
+
+    def keep_anonymously(
+        self, address: str, *, opted_out: bool, source: str = "erasure", now: datetime | None = None
+    ) -> bool:
+        """For an erased person: drop the entry's plain `contact`, keep the hashed entry. With
+        `opted_out`, record an `opted_out` entry if there is none (their channel opt-out outlives
+        them). True when an entry exists afterwards."""
+        key = to_attributes(suppression_key(address))
+        if opted_out:
+            at = (now or datetime.now(UTC)).isoformat()
+            self._client.update_item(
+                TableName=self._table,
+                Key=key,
+                UpdateExpression="SET #reason = if_not_exists(#reason, :reason), #source = if_not_exists("
+                "#source, :source), created_at = if_not_exists(created_at, :at), updated_at = :at "
+                "REMOVE contact",
+                ExpressionAttributeNames={"#reason": "reason", "#source": "source"},
+                ExpressionAttributeValues=to_attributes(
+                    {":reason": "opted_out", ":source": source, ":at": at}
+                ),
+            )
+            return True
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=key,
+                UpdateExpression="REMOVE contact",
+                ConditionExpression="attribute_exists(address)",
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return False  # never suppressed: nothing to keep
+        return True
 
     def release(self, address: str) -> None:
         """Lift a suppression (e.g. an SMS START reply)."""

@@ -1,29 +1,155 @@
-"""Users table: profiles (with devices) and role memberships for fan-out."""
+"""Users table: profiles (with devices), role memberships for fan-out, and what the person set
+through the app API (decision 016).
+
+The profile item holds two layers. The product's directory (`UserUpserted`, herald.directory) writes
+the top-level profile fields: they are the DEFAULTS. What the person sets through the API
+(preferences, quiet hours, time zone, locale, contacts, SMS marketing consent) is kept in the item's
+`own` map, which the directory never writes, and it WINS: `profile_from_item` lays `own` over the
+directory's fields, so every reader (the router's one BatchGetItem, the senders' GetItem) sees the
+person's choice with no extra read. A key present in `own` is the person's choice, `null` included
+(no quiet hours, no phone, consent withdrawn); a key absent follows the directory.
+
+The person's SMS marketing consents and withdrawals are also appended, never rewritten, to a
+history item of their partition (`sk = CONSENTS`): the proof TCPA asks for (`consent_history`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
+from botocore.exceptions import ClientError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer
+
+from herald.models import Category, Channel
 from herald.stores.dynamo import from_attributes, to_attributes
-from herald.stores.keys import PROFILE_SK, role_sk, user_pk
-from herald.users import MAX_DEVICES_PER_USER, Device, UserProfile
+from herald.stores.keys import DIRECTORY_SK, PROFILE_SK, role_sk, user_pk
+from herald.users import MAX_DEVICES_PER_USER, Consent, Device, QuietHours, UserProfile
+
+OWN = "own"
+CONSENTS_SK = "CONSENTS"
+# The profile fields a person may set through the API; anything else in `own` is not overlaid.
+OWN_FIELDS = ("preferences", "quiet_hours", "time_zone", "locale", "email", "phone", "sms_marketing_consent")
+MAX_CONSENT_EVENTS = 1000  # ≈300 bytes each: the history item stays far below 400 KB
+MAX_EDIT_ATTEMPTS = 5
 
 
 def profile_key(user_id: str) -> dict[str, str]:
     return {"pk": user_pk(user_id), "sk": PROFILE_SK}
 
 
+def consents_key(user_id: str) -> dict[str, str]:
+    return {"pk": user_pk(user_id), "sk": CONSENTS_SK}
+
+
+class OwnPreferences(BaseModel):
+    """The preference fields the person set (each one absent when they left it to the directory)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    channels: dict[Channel, bool] | None = None
+    muted_categories: frozenset[Category] | None = None
+    muted_types: frozenset[str] | None = None
+    marketing_opt_in: bool | None = None
+
+    @field_serializer("muted_categories", "muted_types")
+    def _sorted(self, values: frozenset[str] | None) -> list[str] | None:
+        return None if values is None else sorted(values)  # one canonical form: edits compare equal
+
+
+class OwnSettings(BaseModel):
+    """The `own` map: what the person set through the API. Unknown keys are ignored (rolling
+    deploys); a malformed value fails like any malformed profile (the router skips and logs it)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    revision: int = Field(default=0, ge=0, description="optimistic lock of the person's edits")
+    updated_at: AwareDatetime | None = None
+    preferences: OwnPreferences | None = None
+    quiet_hours: QuietHours | None = None
+    time_zone: str | None = None
+    locale: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    sms_marketing_consent: Consent | None = None
+
+    def choices(self) -> dict[str, Any]:
+        """The person's choices as JSON values, only the keys they set (`None` is a choice)."""
+        dumped = self.model_dump(mode="json", exclude_unset=True)
+        return {name: dumped[name] for name in OWN_FIELDS if name in dumped}
+
+
+def _overlay(fields: dict[str, Any], own: OwnSettings) -> dict[str, Any]:
+    merged = dict(fields)
+    for name, value in own.choices().items():
+        if name == "preferences" and value is not None:
+            base = merged.get("preferences") or {}
+            preferences = {**base, **{k: v for k, v in value.items() if k != "channels"}}
+            if "channels" in value:  # channel by channel: one the person did not set follows the directory
+                preferences["channels"] = {**(base.get("channels") or {}), **(value["channels"] or {})}
+            merged["preferences"] = preferences
+        elif name != "preferences":
+            merged[name] = value
+    return merged
+
+
+def _canonical(choices: dict[str, Any]) -> dict[str, Any]:
+    return OwnSettings.model_validate(choices).choices()
+
+
 def profile_from_item(item: dict[str, Any]) -> UserProfile:
-    fields = {k: v for k, v in item.items() if k not in ("pk", "sk")}
+    """The profile the router and the senders use: the directory's fields with the person's own
+    choices laid over them. Raises pydantic's ValidationError for a malformed item."""
+    fields = {k: v for k, v in item.items() if k not in ("pk", "sk", OWN)}
+    own = item.get(OWN)
+    if own is not None:
+        fields = _overlay(fields, OwnSettings.model_validate(own))
     return UserProfile.model_validate(fields)
 
 
+class ConsentEvent(BaseModel):
+    """One entry of the person's consent history: a grant or a withdrawal, as it happened."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    kind: Literal["sms_marketing"] = "sms_marketing"
+    granted: bool = Field(description="true: consent given; false: withdrawn")
+    at: AwareDatetime = Field(description="server time of the request")
+    source: str = Field(min_length=1, description="how it was recorded: `api`, with the app's user agent")
+    wording_version: str | None = Field(default=None, description="the consent text shown to the person")
+    phone: str | None = Field(default=None, description="the E.164 number the consent covered at that time")
+    user_agent: str | None = None
+    source_ip: str | None = None
+
+
+@dataclass(frozen=True)
+class OwnChange:
+    """What an edit of the person's settings results in: their whole `own` choices afterwards (JSON
+    values, a key per field they set) and the consent events to append to their history."""
+
+    choices: dict[str, Any]
+    consent_events: tuple[ConsentEvent, ...] = field(default=())
+
+
+# An edit: (the person's current own choices, their current effective profile or None) -> change.
+OwnEdit = Callable[[dict[str, Any], UserProfile | None], OwnChange]
+
+
+class PersonErased(LookupError):
+    """The person was deleted (a directory tombstone): nothing about them may be written again."""
+
+
+class ConsentHistoryFull(RuntimeError):
+    """The consent history item holds `max_consent_events` already."""
+
+
 class UserStore:
-    def __init__(self, client: Any, table: str) -> None:
+    def __init__(self, client: Any, table: str, max_consent_events: int = MAX_CONSENT_EVENTS) -> None:
         self._client = client
         self._table = table
+        self._max_consent_events = max_consent_events
 
     def put_profile(self, profile: UserProfile) -> None:
         """Write the profile and its role memberships (the ByRole index reads the latter)."""
@@ -48,11 +174,109 @@ class UserStore:
             self._client.batch_write_item(RequestItems={self._table: writes[start : start + 25]})
 
     def get_profile(self, user_id: str) -> UserProfile | None:
-        response = self._client.get_item(
-            TableName=self._table, Key=to_attributes(profile_key(user_id)), ConsistentRead=True
-        )
+        item = self._get(profile_key(user_id))
+        return profile_from_item(item) if item else None
+
+    # -- what the person sets through the API (decision 016) -----------------------------------------
+
+    def edit_own(self, user_id: str, edit: OwnEdit, now: datetime | None = None) -> UserProfile:
+        """Apply `edit` to the person's own choices; returns the effective profile afterwards.
+
+        Read, edit, write back conditioned on the revision read (a concurrent edit makes it read
+        again), in one transaction with the consent events and a check that the person has not been
+        erased. Creates the profile item (with `user_id`) when the directory has not synced the
+        person yet; only `own` and `user_id` are written, so the directory's part is never touched
+        (and the directory never writes `own`). An edit that changes nothing writes nothing.
+        Raises PersonErased, ConsentHistoryFull, or pydantic's ValidationError when the result
+        would not be a valid profile (then nothing is written).
+        """
+        at = now or datetime.now(UTC)
+        for _ in range(MAX_EDIT_ATTEMPTS):
+            item = self._get(profile_key(user_id)) or {}
+            raw_own = item.get(OWN)
+            before = OwnSettings.model_validate(raw_own) if raw_own is not None else None
+            current = profile_from_item(item) if item else None
+            choices = before.choices() if before else {}
+            change = edit(dict(choices), current)
+            if _canonical(change.choices) == choices and not change.consent_events:
+                return current or profile_from_item({"user_id": user_id})
+            revision = (before.revision if before else 0) + 1
+            own = OwnSettings.model_validate(
+                {**change.choices, "revision": revision, "updated_at": at.isoformat()}
+            ).model_dump(mode="json", exclude_unset=True)
+            effective = profile_from_item({**item, "user_id": item.get("user_id", user_id), OWN: own})
+            writes = [self._not_erased(user_id), self._own_write(user_id, own, before)]
+            if change.consent_events:
+                writes.append(self._consent_append(user_id, change.consent_events))
+            try:
+                self._client.transact_write_items(TransactItems=writes)
+                return effective
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                    raise
+                reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+                if reasons[:1] == ["ConditionalCheckFailed"]:
+                    raise PersonErased(f"user {user_id} was erased") from None
+                if len(reasons) > 2 and reasons[2] == "ConditionalCheckFailed":
+                    raise ConsentHistoryFull(f"user {user_id}: consent history is full") from None
+                # the revision moved (another edit, or the item was created or deleted): read again
+        raise RuntimeError(f"user {user_id}: own settings kept changing under {MAX_EDIT_ATTEMPTS} attempts")
+
+    def consent_history(self, user_id: str) -> list[ConsentEvent]:
+        """Every SMS marketing consent and withdrawal the person made through the API, oldest first:
+        the retrievable proof (when, how, which wording, for which number). Empty when none."""
+        item = self._get(consents_key(user_id))
+        return [ConsentEvent.model_validate(event) for event in (item or {}).get("events", [])]
+
+    def _get(self, key: dict[str, str]) -> dict[str, Any] | None:
+        response = self._client.get_item(TableName=self._table, Key=to_attributes(key), ConsistentRead=True)
         item = response.get("Item")
-        return profile_from_item(from_attributes(item)) if item else None
+        return from_attributes(item) if item else None
+
+    def _not_erased(self, user_id: str) -> dict[str, Any]:
+        return {
+            "ConditionCheck": {
+                "TableName": self._table,
+                "Key": to_attributes({"pk": user_pk(user_id), "sk": DIRECTORY_SK}),
+                "ConditionExpression": "attribute_not_exists(deleted_at)",
+            }
+        }
+
+    def _own_write(self, user_id: str, own: dict[str, Any], before: OwnSettings | None) -> dict[str, Any]:
+        values: dict[str, Any] = {":own": own, ":user_id": user_id}
+        if before is None:
+            condition = "attribute_not_exists(#own)"
+        else:
+            condition = "#own.revision = :revision"
+            values[":revision"] = before.revision
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": to_attributes(profile_key(user_id)),
+                "UpdateExpression": "SET #own = :own, user_id = if_not_exists(user_id, :user_id)",
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": {"#own": OWN},
+                "ExpressionAttributeValues": to_attributes(values),
+            }
+        }
+
+    def _consent_append(self, user_id: str, events: tuple[ConsentEvent, ...]) -> dict[str, Any]:
+        values = {
+            ":events": [e.model_dump(mode="json", exclude_none=True) for e in events],
+            ":none": [],
+            ":room": self._max_consent_events - len(events),
+            ":user_id": user_id,
+        }
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": to_attributes(consents_key(user_id)),
+                "UpdateExpression": "SET events = list_append(if_not_exists(events, :none), :events), "
+                "user_id = :user_id",
+                "ConditionExpression": "attribute_not_exists(events) OR size(events) <= :room",
+                "ExpressionAttributeValues": to_attributes(values),
+            }
+        }
 
     def register_device(self, user_id: str, token: str, platform: str, now: datetime | None = None) -> None:
         device = Device(platform=platform, registered_at=now or datetime.now(UTC))

@@ -1,0 +1,25 @@
+"""API: the HTTP API's routes (JWT) → one powertools resolver with a router per module
+(herald.api.*, decision 015). Thin: the work is in the routers' domain modules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from herald.api.resolver import build_resolver
+from herald.api.services import services
+
+logger = Logger()
+tracer = Tracer()
+
+services()  # configuration validated at cold start, not on the first request
+app = build_resolver()
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

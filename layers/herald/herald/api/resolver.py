@@ -1,0 +1,86 @@
+"""The API function's one resolver: every router under `/v1`, one error shape, and the OpenAPI
+document generated from it (`python -m herald.api.resolver` writes `schemas/openapi.json`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Server
+
+from herald.api import contacts, devices, errors, export, inbox, preferences, privacy
+from herald.api.errors import ErrorResponse
+
+PREFIX = "/v1"
+ROUTERS = (
+    inbox.router,
+    preferences.router,
+    contacts.router,
+    devices.router,
+    export.router,
+    privacy.router,
+)
+TITLE = "Herald app API"
+VERSION = "1.0.0"
+OPENAPI_PATH = Path("schemas/openapi.json")
+
+_ERRORS = {
+    "401": "No token, or one API Gateway's JWT authorizer refused. The authorizer's own answer is "
+    '`{"message": "Unauthorized"}`; the function\'s is the error shape below.',
+    "404": "No such resource for the caller (another person's ids included: never 403).",
+    "422": "The request is not valid: `details` lists each field's problem.",
+}
+
+
+def build_resolver() -> APIGatewayHttpResolver:
+    app = APIGatewayHttpResolver(enable_validation=True)
+    for router in ROUTERS:
+        app.include_router(router, prefix=PREFIX)
+    errors.register(app)
+    return app
+
+
+def openapi_document(app: APIGatewayHttpResolver | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document, with every operation's errors in the one error shape."""
+    app = app or build_resolver()
+    document = json.loads(
+        app.get_openapi_json_schema(
+            title=TITLE,
+            version=VERSION,
+            description="The signed-in person's inbox, preferences, contacts and devices (JWT bearer).",
+            servers=[Server(url="https://{api-id}.execute-api.{region}.amazonaws.com")],
+            security_schemes={"jwt": HTTPBearer(bearerFormat="JWT")},
+            security=[{"jwt": []}],
+        )
+    )
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    error_schema = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(error_schema.pop("$defs", {}))
+    schemas["ErrorResponse"] = error_schema
+    for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
+        schemas.pop(name, None)
+    reference = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            for status, description in _ERRORS.items():
+                responses[status] = {"description": description, "content": reference}
+    return document
+
+
+def render_openapi() -> str:
+    return json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    target = Path((argv or sys.argv[1:] or [str(OPENAPI_PATH)])[0])
+    target.write_text(render_openapi(), encoding="utf-8")
+    print(f"wrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,151 @@
+"""Everything Herald holds about one person, for `GET /v1/me/export` (the right of access).
+
+Read from the person's own partitions only (never a scan): their Users partition (profile with
+devices, their own settings, role memberships, directory version, inbox watermark, consent history,
+released devices), their Notifications partition (every record with its decision trace and delivery
+log), their presence item, and the suppression entries of their current contacts and device tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from herald.stores.dynamo import batch_get, from_attributes, to_attributes
+from herald.stores.keys import PROFILE_SK, email_address, push_address, sms_address, user_pk
+from herald.stores.users import CONSENTS_SK, OWN, ConsentEvent, profile_from_item
+
+# Internal handles that are not information about the person (and would let a holder act on
+# Herald's behalf): never exported.
+_INTERNAL = frozenset({"task_token"})
+
+
+class Suppression(BaseModel):
+    channel: str = Field(description="email, sms or push")
+    contact: str = Field(description="the address, number or device token it applies to")
+    reason: str | None = None
+    source: str | None = None
+    created_at: str | None = None
+
+
+class PersonalData(BaseModel):
+    user_id: str
+    exported_at: datetime
+    profile: dict[str, Any] | None = Field(description="the profile in effect: contacts, locale, devices ...")
+    own_settings: dict[str, Any] | None = Field(
+        description="what the person set themselves (over the defaults)"
+    )
+    roles: list[str]
+    consents: list[ConsentEvent] = Field(description="every consent given or withdrawn, oldest first")
+    directory: dict[str, Any] | None = Field(description="the product directory's last applied version")
+    inbox: dict[str, Any] | None = Field(description="inbox state kept per person (the read-all mark)")
+    other_records: list[dict[str, Any]] = Field(description="any other record kept in the person's partition")
+    notifications: list[dict[str, Any]] = Field(
+        description="each notification with its decision and delivery log"
+    )
+    presence: dict[str, Any] | None
+    suppressions: list[Suppression] = Field(description="suppression entries of the person's contacts")
+
+
+class Exporter:
+    def __init__(
+        self, client: Any, *, users: str, notifications: str, presence: str, suppression: str
+    ) -> None:
+        self._client = client
+        self._users = users
+        self._notifications = notifications
+        self._presence = presence
+        self._suppression = suppression
+
+    def _query(self, table: str, condition: str, values: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        params: dict[str, Any] = {
+            "TableName": table,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": to_attributes(values),
+            "ConsistentRead": True,
+        }
+        while True:
+            response = self._client.query(**params)
+            for item in response.get("Items", []):
+                yield from_attributes(item)
+            if not response.get("LastEvaluatedKey"):
+                return
+            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def export(self, user_id: str, now: datetime | None = None) -> PersonalData:
+        profile_item: dict[str, Any] | None = None
+        roles: list[str] = []
+        consents: list[ConsentEvent] = []
+        directory = inbox = None
+        other: list[dict[str, Any]] = []
+        for item in self._query(self._users, "pk = :pk", {":pk": user_pk(user_id)}):
+            sk = str(item.pop("sk"))
+            item.pop("pk", None)
+            if sk == PROFILE_SK:
+                profile_item = item
+            elif sk.startswith("ROLE#"):
+                roles.append(str(item.get("role")))
+            elif sk == CONSENTS_SK:
+                consents = [ConsentEvent.model_validate(e) for e in item.get("events", [])]
+            elif sk == "DIRECTORY":
+                directory = item
+            elif sk == "INBOX":
+                inbox = item
+            else:
+                other.append({"record": sk, **item})
+        profile = profile_from_item(profile_item) if profile_item else None
+        notifications = [
+            {k: v for k, v in item.items() if k not in _INTERNAL}
+            for item in self._query(self._notifications, "user_id = :u", {":u": user_id})
+        ]
+        presence_item = self._client.get_item(
+            TableName=self._presence, Key=to_attributes({"user_id": user_id}), ConsistentRead=True
+        ).get("Item")
+        return PersonalData(
+            user_id=user_id,
+            exported_at=now or datetime.now(UTC),
+            profile=profile.model_dump(mode="json") if profile else None,
+            own_settings=(profile_item or {}).get(OWN),
+            roles=sorted(roles),
+            consents=consents,
+            directory=directory,
+            inbox=inbox,
+            other_records=other,
+            notifications=sorted(notifications, key=lambda n: str(n.get("created_at", ""))),
+            presence=from_attributes(presence_item) if presence_item else None,
+            suppressions=self._suppressions(
+                profile.email if profile else None,
+                profile.phone if profile else None,
+                list(profile.devices) if profile else [],
+            ),
+        )
+
+    def _suppressions(self, email: str | None, phone: str | None, tokens: list[str]) -> list[Suppression]:
+        wanted: dict[str, tuple[str, str]] = {}
+        if email:
+            wanted[email_address(email)] = ("email", email)
+        if phone:
+            wanted[sms_address(phone)] = ("sms", phone)
+        for token in tokens:
+            wanted[push_address(token)] = ("push", token)
+        if not wanted:
+            return []
+        found = batch_get(self._client, {self._suppression: [{"address": a} for a in wanted]})[
+            self._suppression
+        ]
+        entries = []
+        for item in found:
+            channel, contact = wanted[item["address"]]
+            entries.append(
+                Suppression(
+                    channel=channel,
+                    contact=contact,
+                    reason=item.get("reason"),
+                    source=item.get("source"),
+                    created_at=item.get("created_at"),
+                )
+            )
+        return sorted(entries, key=lambda s: (s.channel, s.contact))
