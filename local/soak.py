@@ -10,13 +10,19 @@ Four scenarios, each judged only through the stack's public surfaces:
   once, and nothing is dead-lettered;
 - poison: hypothesis-generated malformed `NotificationRequested` events mixed into the same
   `PutEvents` batches as valid ones: each malformed one is in the ingest DLQ with its reason, every
-  valid neighbour is delivered.
+  valid neighbour is delivered;
+- cross-user: people with a delivered notification, a device, preferences and a consent; another
+  person tries every `/v1/me` route on them (their ids in paths, bodies and queries, their
+  cursors, tokens forged in their name, no token): every attempt is refused or answers about the
+  caller only, and each target's export is the same afterwards.
 
-What the suite touches: `PutEvents` on the Herald bus (boto3 at the moto endpoint); the sandboxes'
-HTTP control API (`/_outbox`, `/_faults`, `/_receivers`, `/_pusher/occupy`); SQS and DynamoDB
-reads of the stack's own queues and tables (queue depths, dead-letter queues, delivery logs). It
-never calls a handler. Users are seeded in the users table, and online users in the presence
-table, as `make demo` does: the profile API and the presence webhook are later issues.
+What the suite touches: `PutEvents` on the Herald bus (boto3 at the moto endpoint); the HTTP API
+with tokens from the local issuer; the sandboxes' HTTP control API (`/_outbox`, `/_faults`,
+`/_receivers`, `/_pusher/occupy`); SQS and DynamoDB reads of the stack's own queues and tables
+(queue depths, dead-letter queues, delivery logs). It never calls a handler. The thousands of
+burst users are written straight into the users table (through the bus and the API the seeding
+alone would take minutes; `make demo` and the cross-user scenario go through them), and online
+users into the presence table (the presence webhook is a later issue).
 
 Prints a table, writes `.local/soak.json`, exits 1 on any loss, double or dead-letter mismatch.
 """
@@ -40,10 +46,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from herald.catalog import load_catalog
 from herald.stores.dynamo import from_attributes
 from herald.stores.users import UserStore
 from herald.users import UserProfile
+from local.app_client import AppClient
 from local.ses_feedback import MotoDataJsonMail
 from local.stack import REPO, STATE_DIR, LocalStack
 
@@ -77,6 +87,7 @@ PROVIDER_CHANNEL = {
 }
 DEVICE = {"platform": "android", "registered_at": "2026-01-01T00:00:00Z"}
 PUT_BATCH = 10  # PutEvents takes at most 10 entries
+CONSENT = {"granted": True, "wording_version": "v1"}
 POLL_SECONDS = 0.5  # the outbox
 QUIET_CHECK_SECONDS = 2.0  # the queues' depths, until every expected delivery has arrived
 
@@ -257,6 +268,8 @@ class Surfaces:
         self._outbox_seq = 0
         self._phones = itertools.count(1)  # a number of their own for every seeded user
         self._ses = MotoDataJsonMail(stack.moto.url) if self.email_provider == "ses" else None
+        assert stack.api
+        self.app = AppClient(stack.api.url, self.sandbox_url)
 
     # -- the sandboxes' HTTP control API -----------------------------------------------------------
     def http(self, path: str, *, method: str = "GET", body: Any = None) -> tuple[Any, dict[str, str]]:
@@ -300,6 +313,30 @@ class Surfaces:
 
     def occupy(self, channel: str) -> None:
         self.http("/_pusher/occupy", method="POST", body={"channel": channel})
+
+    # -- the HTTP API, as an app (tokens from the local issuer) -------------------------------------
+    def forged_token(self, user_id: str) -> str:
+        """A token in `user_id`'s name that the issuer never signed: the issuer's key id, an RSA
+        key of our own."""
+        jwks, _ = self.http("/.well-known/jwks.json")
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        now = int(time.time())
+        claims = {"sub": user_id, "iss": self.sandbox_url, "aud": "herald-api", "iat": now, "exp": now + 600}
+        return jwt.encode(claims, key, algorithm="RS256", headers={"kid": jwks["keys"][0]["kid"]})
+
+    def put_bus_event(self, detail_type: str, detail: dict[str, Any]) -> None:
+        response = self.events.put_events(
+            Entries=[
+                {
+                    "EventBusName": self.bus,
+                    "Source": "herald.soak",
+                    "DetailType": detail_type,
+                    "Detail": json.dumps(detail),
+                }
+            ]
+        )
+        if response["FailedEntryCount"]:
+            raise RuntimeError(f"PutEvents refused {detail_type}: {response['Entries']}")
 
     # -- the bus -----------------------------------------------------------------------------------
     def put_events(self, details: Sequence[dict[str, Any]], source: str = "herald.soak") -> list[str]:
@@ -625,10 +662,11 @@ class Config:
     outage_seconds: float = 8.0
     poison: int = 100
     poison_neighbours: int = 100
+    cross_user: int = 5
     seed: int = 7
     grace_seconds: float = 3.0
     quiet_polls: int = 3
-    scenarios: tuple[str, ...] = ("burst", "duplicates", "outage", "poison")
+    scenarios: tuple[str, ...] = ("burst", "duplicates", "outage", "poison", "cross_user")
 
 
 class Soak:
@@ -874,6 +912,128 @@ class Soak:
         }
         return result
 
+    def cross_user(self, people: int) -> ScenarioResult:
+        """`people` targets, each set up through the bus and the API with a delivered notification;
+        an attacker then tries every `/v1/me` route on each. Judged by the answers and by each
+        target's export before and after."""
+        started = time.monotonic()
+        app = self.surfaces.app
+        targets = [f"xu-{i}" for i in range(people)]
+        tokens = {user: f"xu-device-{user}-{'k' * 100}" for user in targets}
+        for user in targets:
+            self.surfaces.put_bus_event(
+                "UserUpserted", {"user_id": user, "version": 1, "email": f"{user}@example.com"}
+            )
+            app.put(f"/v1/me/devices/{tokens[user]}", user=user, json_body={"platform": "ios"})
+            app.put("/v1/me/preferences", user=user, json_body={"time_zone": "Europe/Lisbon"})
+            app.put(
+                "/v1/me/contacts",
+                user=user,
+                json_body={
+                    "phone": "+351912345678",
+                    "sms_marketing": {"granted": True, "wording_version": "v1"},
+                },
+            )
+        sample = self._sample(OFFLINE)
+        self.surfaces.put_events(
+            [
+                {"event_id": f"xu-e-{user}", "type": OFFLINE.type, "user_id": user, "data": sample}
+                for user in targets
+            ]
+        )
+        inbox: dict[str, str] = {}  # each target's notification, once pushed (nothing moves after)
+        deadline = time.monotonic() + self._timeout(people)
+        while len(inbox) < people and time.monotonic() < deadline:
+            for user in sorted(set(targets) - set(inbox)):
+                records = self._exported(user)["notifications"]
+                if records and records[0].get("deliveries", {}).get("push", {}).get("state") == "sent":
+                    inbox[user] = records[0]["notification_id"]
+            time.sleep(POLL_SECONDS)
+        problems = [
+            f"{user}: its notification never reached the inbox" for user in targets if user not in inbox
+        ]
+        before = {user: self._exported(user) for user in targets}
+
+        attacker = "xu-attacker"
+        attempts = refused = 0
+        for user in targets:
+            for name, answer in self._attacks(
+                attacker, user, inbox.get(user, "ntf-" + "0" * 32), tokens[user]
+            ):
+                attempts += 1
+                text = json.dumps(answer.body)
+                leaked = [
+                    secret
+                    for secret in (user, tokens[user], inbox.get(user, ""))
+                    if secret and secret in text
+                ]
+                if answer.status in (401, 404, 422) or (answer.ok and not leaked):
+                    refused += 1
+                else:
+                    problems.append(f"{name} on {user}: {answer.status}, leaked {leaked}")
+        for user in targets:
+            after = self._exported(user)
+            if after != before[user]:
+                changed = sorted(k for k in after if after[k] != before[user].get(k))
+                problems.append(f"{user}: {changed} changed by another person's requests")
+        result = ScenarioResult(
+            scenario="cross_user",
+            events_put=attempts,
+            expected=attempts,
+            delivered=refused,
+            lost=attempts - refused,
+            doubled=0,
+            dead_expected=0,
+            dead_actual=len(self.surfaces.drain_dead_letters()),
+            seconds=round(time.monotonic() - started, 2),
+            problems=problems,
+        )
+        result.notes = {"targets": people, "attempts": attempts, "refused_or_about_the_caller_only": refused}
+        return result
+
+    def _exported(self, user: str) -> dict[str, Any]:
+        exported = dict(self.surfaces.app.get("/v1/me/export", user=user).body)
+        exported.pop("exported_at", None)
+        return exported
+
+    def _attacks(self, attacker: str, user: str, notification: str, token: str) -> Iterator[tuple[str, Any]]:
+        """Every `/v1/me` route, aimed at `user` by `attacker` (or by someone with no valid token)."""
+        app = self.surfaces.app
+        forged = self.surfaces.forged_token(user)
+        victim_cursor = app.get("/v1/me/notifications", user=user, query={"limit": 1}).body.get("next_cursor")
+        routes: list[tuple[str, str, Any]] = [
+            ("GET", "/v1/me/notifications", None),
+            ("GET", "/v1/me/notifications/count", None),
+            ("POST", "/v1/me/notifications/read-all", None),
+            ("POST", f"/v1/me/notifications/{notification}/read", None),
+            ("POST", f"/v1/me/notifications/{notification}/seen", None),
+            ("POST", f"/v1/me/notifications/{notification}/archive", None),
+            ("GET", "/v1/me/preferences", None),
+            ("PUT", "/v1/me/preferences", {"time_zone": "Asia/Tokyo"}),
+            ("PUT", "/v1/me/contacts", {"email": "attacker@example.com"}),
+            ("PUT", f"/v1/me/devices/{attacker}-own-device", {"platform": "android"}),
+            ("DELETE", f"/v1/me/devices/{token}", None),
+            ("GET", "/v1/me/export", None),
+            ("DELETE", "/v1/me", None),
+        ]
+        for method, path, body in routes:
+            name = f"{method} {path.replace(user, '<them>')}"
+            # their id in the query and in the body; the attacker's own valid token
+            yield name, app.request(method, path, user=attacker, query={"user_id": user}, json_body=body)
+            if body is not None:
+                yield (
+                    f"{name} (their id in the body)",
+                    app.request(method, path, user=attacker, json_body={**body, "user_id": user}),
+                )
+            # a token in their name signed by someone else, and no token at all
+            yield f"{name} (forged token)", app.request(method, path, user=None, token=forged, json_body=body)
+            yield f"{name} (no token)", app.request(method, path, user=None, json_body=body)
+        if victim_cursor:
+            yield (
+                "GET /v1/me/notifications (their cursor)",
+                app.get("/v1/me/notifications", user=attacker, query={"limit": 1, "cursor": victim_cursor}),
+            )
+
     def _own_event_id(self, item: Malformed, index: int) -> dict[str, Any]:
         """A distinct event id for each malformed event whose mutation left the id alone."""
         if "event_id" in item.mutation or item.detail.get("event_id") is None:
@@ -909,6 +1069,8 @@ class Soak:
                 record(self.outage(provider, config.outage_events, config.outage_seconds))
         if "poison" in config.scenarios and config.poison:
             record(self.poison(config.poison, config.poison_neighbours))
+        if "cross_user" in config.scenarios and config.cross_user:
+            record(self.cross_user(config.cross_user))
         return results
 
     def outage_providers(self) -> list[str]:
@@ -994,6 +1156,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--neighbours", type=int, default=defaults.poison_neighbours, help="valid events among them"
     )
+    parser.add_argument(
+        "--cross-user", type=int, default=defaults.cross_user, help="people another person attacks"
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument(
         "--only", action="append", choices=defaults.scenarios, help="run only these scenarios"
@@ -1011,6 +1176,7 @@ def main(argv: list[str] | None = None) -> int:
         outage_seconds=args.outage_seconds,
         poison=args.poison,
         poison_neighbours=args.neighbours,
+        cross_user=args.cross_user,
         seed=args.seed,
         scenarios=tuple(args.only or defaults.scenarios),
     )

@@ -27,6 +27,7 @@ SIZES = Config(
     outage_seconds=3.0,
     poison=30,
     poison_neighbours=30,
+    cross_user=2,
     grace_seconds=1.0,
 )
 CHANNELS = {"email", "push", "sms", "realtime", "webhook"}
@@ -86,3 +87,10 @@ def test_malformed_events_are_dead_lettered_with_their_reason_and_their_neighbou
     assert result.notes["reasons_checked"] == SIZES.poison, explain(result)
     assert (result.delivered, result.lost, result.doubled) == (result.expected, 0, 0), explain(result)
     assert result.ok, explain(result)
+
+
+def test_another_person_can_neither_read_nor_change_anyones_data_through_any_route(soak: Soak) -> None:
+    result = soak.cross_user(SIZES.cross_user)
+
+    assert result.notes["attempts"] >= SIZES.cross_user * 13 * 3  # every /v1/me route, three ways at least
+    assert result.lost == 0 and result.ok, explain(result)
