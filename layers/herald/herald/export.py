@@ -35,6 +35,9 @@ class PersonalData(BaseModel):
     user_id: str
     exported_at: datetime
     profile: dict[str, Any] | None = Field(description="the profile in effect: contacts, locale, devices ...")
+    directory_profile: dict[str, Any] | None = Field(
+        description="the profile as stored: the directory's values (defaults under the person's own settings)"
+    )
     own_settings: dict[str, Any] | None = Field(
         description="what the person set themselves (over the defaults)"
     )
@@ -108,6 +111,7 @@ class Exporter:
             user_id=user_id,
             exported_at=now or datetime.now(UTC),
             profile=profile.model_dump(mode="json") if profile else None,
+            directory_profile={k: v for k, v in profile_item.items() if k != OWN} if profile_item else None,
             own_settings=(profile_item or {}).get(OWN),
             roles=sorted(roles),
             consents=consents,
@@ -116,21 +120,12 @@ class Exporter:
             other_records=other,
             notifications=sorted(notifications, key=lambda n: str(n.get("created_at", ""))),
             presence=from_attributes(presence_item) if presence_item else None,
-            suppressions=self._suppressions(
-                profile.email if profile else None,
-                profile.phone if profile else None,
-                list(profile.devices) if profile else [],
-            ),
+            suppressions=self._suppressions(_contacts(profile_item)),
         )
 
-    def _suppressions(self, email: str | None, phone: str | None, tokens: list[str]) -> list[Suppression]:
-        wanted: dict[str, tuple[str, str]] = {}
-        if email:
-            wanted[email_address(email)] = ("email", email)
-        if phone:
-            wanted[sms_address(phone)] = ("sms", phone)
-        for token in tokens:
-            wanted[push_address(token)] = ("push", token)
+    def _suppressions(self, contacts: list[tuple[str, str]]) -> list[Suppression]:
+        keys = {"email": email_address, "sms": sms_address, "push": push_address}
+        wanted = {keys[channel](contact): (channel, contact) for channel, contact in contacts}
         if not wanted:
             return []
         found = batch_get(self._client, {self._suppression: [{"address": a} for a in wanted]})[
@@ -149,3 +144,18 @@ class Exporter:
                 )
             )
         return sorted(entries, key=lambda s: (s.channel, s.contact))
+
+
+def _contacts(profile_item: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """Every address Herald holds for the person: the directory's and their own, and their tokens."""
+    if not profile_item:
+        return []
+    own = profile_item.get(OWN) or {}
+    found: list[tuple[str, str]] = []
+    for source in (profile_item, own):
+        if source.get("email"):
+            found.append(("email", str(source["email"])))
+        if source.get("phone"):
+            found.append(("sms", str(source["phone"])))
+    found += [("push", str(token)) for token in profile_item.get("devices") or {}]
+    return list(dict.fromkeys(found))

@@ -18,6 +18,7 @@ import base64
 import binascii
 import json
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -26,11 +27,13 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from herald.stores.dynamo import batch_get, from_attributes, to_attributes
-from herald.stores.keys import user_pk
+from herald.stores.keys import DIRECTORY_SK, user_pk
 from herald.stores.notifications import NotificationRecord, stamp
+from herald.stores.users import PersonErased
 
 INBOX_SK = "INBOX"
 NOTIFICATION_ID = re.compile(r"^ntf-[0-9a-f]{32}$")
+STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 MAX_LIMIT = 100
 # A filtered listing reads at most this many pages per request, then hands back a cursor.
 MAX_QUERY_PAGES = 10
@@ -89,7 +92,7 @@ def _decode(kind: str, cursor: str) -> tuple[str, str]:
         raise BadCursor("the cursor is not one this listing handed out") from None
     if found_kind != kind or not isinstance(sort, str) or not isinstance(notification_id, str):
         raise BadCursor("the cursor belongs to another listing")
-    if not NOTIFICATION_ID.match(notification_id):
+    if not NOTIFICATION_ID.match(notification_id) or not STAMP.match(sort):
         raise BadCursor("the cursor is not one this listing handed out")
     return sort, notification_id
 
@@ -112,20 +115,39 @@ class Inbox:
         return str(from_attributes(item)["read_all_at"]) if item and "read_all_at" in item else None
 
     def read_all(self, user_id: str, now: datetime | None = None) -> str:
-        """Mark everything created up to now read (one write); the watermark never moves back."""
+        """Mark everything created up to now read (one write); the watermark never moves back.
+        Raises PersonErased for an erased person (nothing is written for them)."""
         at = stamp(now or datetime.now(UTC))
         try:
-            self._client.update_item(
-                TableName=self._users,
-                Key=self._inbox_key(user_id),
-                UpdateExpression="SET read_all_at = :at",
-                ConditionExpression="attribute_not_exists(read_all_at) OR read_all_at < :at",
-                ExpressionAttributeValues=to_attributes({":at": at}),
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "ConditionCheck": {
+                            "TableName": self._users,
+                            "Key": to_attributes({"pk": user_pk(user_id), "sk": DIRECTORY_SK}),
+                            "ConditionExpression": "attribute_not_exists(deleted_at)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._users,
+                            "Key": self._inbox_key(user_id),
+                            "UpdateExpression": "SET read_all_at = :at",
+                            "ConditionExpression": "attribute_not_exists(read_all_at) OR read_all_at < :at",
+                            "ExpressionAttributeValues": to_attributes({":at": at}),
+                        }
+                    },
+                ]
             )
         except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            if error.response["Error"]["Code"] != "TransactionCanceledException":
                 raise
-            return self.watermark(user_id) or at
+            reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                raise PersonErased(f"user {user_id} is erased") from None
+            if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+                return self.watermark(user_id) or at  # a later read-all won
+            raise
         return at
 
     # -- counts -------------------------------------------------------------------------------
@@ -143,11 +165,14 @@ class Inbox:
             "IndexName": "Unread",
             "KeyConditionExpression": condition,
             "ExpressionAttributeValues": to_attributes(values),
-            "ProjectionExpression": "seen_at",
+            "ProjectionExpression": "seen_at, expires_at",
         }
+        now = int(time.time())
         while True:
             response = self._client.query(**params)
             for item in response.get("Items", []):
+                if "expires_at" in item and int(item["expires_at"]["N"]) <= now:
+                    continue  # expired: DynamoDB deletes it within days, the person no longer sees it
                 unread += 1
                 unseen += "seen_at" not in item
             if not response.get("LastEvaluatedKey"):
@@ -190,6 +215,8 @@ class Inbox:
         }
         if cursor:
             sort, notification_id = _decode("unread", cursor)
+            if watermark is not None and sort <= watermark:
+                return [], None  # read-all since that page: everything after it is read
             params["ExclusiveStartKey"] = to_attributes(
                 {"user_id": user_id, "notification_id": notification_id, "unread_at": sort}
             )
@@ -197,10 +224,14 @@ class Inbox:
         ids = [from_attributes(item)["notification_id"] for item in response.get("Items", [])]
         records = self._records(user_id, ids)
         # The index is eventually consistent: drop what was read or archived a moment ago.
+        now = int(time.time())
         entries = [
             _effective(r, watermark)
             for r in records
-            if r.unread_at is not None and r.read_at is None and r.archived_at is None
+            if r.unread_at is not None
+            and r.read_at is None
+            and r.archived_at is None
+            and (r.expires_at is None or r.expires_at > now)
         ]
         last = response.get("LastEvaluatedKey")
         next_cursor = None
@@ -213,7 +244,7 @@ class Inbox:
         if not ids:
             return []
         keys = [{"user_id": user_id, "notification_id": nid} for nid in ids]
-        found = batch_get(self._client, {self._notifications: keys})[self._notifications]
+        found = batch_get(self._client, {self._notifications: keys}, consistent=True)[self._notifications]
         by_id = {item["notification_id"]: NotificationRecord.model_validate(item) for item in found}
         return [by_id[nid] for nid in ids if nid in by_id]
 
@@ -227,8 +258,8 @@ class Inbox:
         archived: Archived,
     ) -> tuple[list[InboxEntry], str | None]:
         condition = "user_id = :u"
-        values: dict[str, Any] = {":u": user_id, ":true": True}
-        filters = ["inbox = :true"]
+        values: dict[str, Any] = {":u": user_id, ":true": True, ":now": int(time.time())}
+        filters = ["inbox = :true", "(attribute_not_exists(expires_at) OR expires_at > :now)"]
         if unread:
             filters.append("attribute_not_exists(read_at)")
             if watermark is not None:
@@ -250,6 +281,8 @@ class Inbox:
         kind = f"all:{int(unread)}:{archived.value}"
         if cursor:
             sort, notification_id = _decode(kind, cursor)
+            if unread and watermark is not None and sort <= watermark:
+                return [], None  # read-all since that page: everything after it is read
             params["ExclusiveStartKey"] = to_attributes(
                 {"user_id": user_id, "notification_id": notification_id, "created_at": sort}
             )

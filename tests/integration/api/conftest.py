@@ -41,6 +41,7 @@ def seed_notification(
     inbox: bool = True,
     data: dict[str, Any] | None = None,
     in_app: dict[str, str] | None = None,
+    expires_at: int | None = None,
 ) -> str:
     """A notification record as the router writes it (inbox state included); returns its id."""
     notification_id = notification_id_for(f"{key}#{user_id}")
@@ -58,7 +59,9 @@ def seed_notification(
             status="dispatched" if inbox else "skipped",
             inbox=inbox,
             unread_at=stamp(created_at) if inbox else None,
-            expires_at=int((created_at + timedelta(days=90)).timestamp()),
+            expires_at=expires_at
+            if expires_at is not None
+            else int((created_at + timedelta(days=90)).timestamp()),
             in_app=in_app,
         )
     )

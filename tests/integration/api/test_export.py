@@ -104,3 +104,24 @@ def test_the_export_refuses_a_missing_or_bad_token(api: ApiClient) -> None:
     for token in (None, api.issuer.token("u1", ttl=-60), "x.y.z"):
         assert api.request("GET", "/v1/me/export", user=None, token=token).status == 401
     assert api.events == []
+
+
+def test_the_export_holds_the_directorys_values_under_the_persons_own(
+    api: ApiClient, stack: MotoStack
+) -> None:
+    """GIVEN the directory's email bounced and the person set another one THEN the export shows both
+    addresses and the suppression of the directory's one."""
+    client = stack.client("dynamodb")
+    Directory(client, stack.tables["UsersTable"]).apply(
+        UserUpserted(user_id="u1", version=1, email="old@example.com")
+    )
+    SuppressionStore(client, stack.tables["SuppressionTable"]).suppress(
+        email_address("old@example.com"), "bounce", "ses", contact="old@example.com"
+    )
+    assert api.put("/v1/me/contacts", json={"email": "new@example.com"}).status == 200
+
+    data = api.get("/v1/me/export").json
+
+    assert data["profile"]["email"] == "new@example.com"
+    assert data["directory_profile"]["email"] == "old@example.com"
+    assert [(s["contact"], s["reason"]) for s in data["suppressions"]] == [("old@example.com", "bounce")]

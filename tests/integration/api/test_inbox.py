@@ -231,3 +231,94 @@ def test_the_router_puts_inbox_notifications_in_the_inbox_and_skipped_ones_out(
     by_user = {from_attributes(r)["user_id"]: from_attributes(r) for r in records}
     assert by_user["u1"]["unread_at"] and by_user["u1"]["inbox"] is True
     assert "unread_at" not in by_user["nobody"] and by_user["nobody"]["inbox"] is False
+
+
+@pytest.mark.parametrize("archived", ["exclude", "include"])
+def test_a_cursor_from_before_a_read_all_ends_the_unread_listing(
+    api: ApiClient, stack: MotoStack, archived: str
+) -> None:
+    """DynamoDB refuses a start key outside the key condition's range: a cursor at or below the
+    read-all mark must end the listing, not reach DynamoDB."""
+    for i in range(3):
+        seed_notification(stack, "u1", f"ord-{i}", created_at=T0 + timedelta(seconds=i))
+    query = {"limit": 1, "unread": "true", "archived": archived}
+    cursor = api.get("/v1/me/notifications", query=query).json["next_cursor"]
+    assert cursor
+    api.post("/v1/me/notifications/read-all")
+    start_keys: list[object] = []  # moto serves such a start key; AWS answers ValidationException
+    client = api.module.services().dynamodb
+    client.meta.events.register(
+        "provide-client-params.dynamodb.Query",
+        lambda params, **_: start_keys.append(params.get("ExclusiveStartKey")),
+    )
+
+    answer = api.get("/v1/me/notifications", query={**query, "cursor": cursor})
+
+    assert answer.status == 200 and answer.json == {"items": [], "next_cursor": None}
+    assert [key for key in start_keys if key] == []
+
+
+def test_a_forged_cursor_is_refused_before_it_reaches_dynamodb(api: ApiClient) -> None:
+    import base64
+    import json
+
+    for sort in ("", "2026-13-99", "~"):
+        raw = json.dumps(["unread", sort, "ntf-" + "0" * 32]).encode()
+        cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        answer = api.get("/v1/me/notifications", query={"unread": "true", "cursor": cursor})
+        assert answer.status == 400, sort
+        assert answer.json["error"]["details"][0]["type"] == "invalid_cursor"
+
+
+def test_expired_notifications_are_neither_listed_nor_counted(api: ApiClient, stack: MotoStack) -> None:
+    """DynamoDB deletes expired items within days, not at once: until then they are not shown."""
+    import time
+
+    seed_notification(stack, "u1", "old", expires_at=int(time.time()) - 60)
+    fresh = seed_notification(stack, "u1", "new", created_at=T0 + timedelta(seconds=1))
+
+    assert api.get("/v1/me/notifications/count").json == {"unread": 1, "unseen": 1}
+    assert ids(api.get("/v1/me/notifications")) == [fresh]
+    assert ids(api.get("/v1/me/notifications", query={"unread": "true"})) == [fresh]
+
+
+def test_read_all_for_an_erased_person_writes_nothing(api: ApiClient, stack: MotoStack) -> None:
+    seed_notification(stack, "u1", "ord-1")
+    assert api.delete("/v1/me").status == 204
+
+    answer = api.post("/v1/me/notifications/read-all")
+
+    assert answer.status == 404 and answer.json["error"]["code"] == "not_found"
+    assert api.get("/v1/me/export").json["inbox"] is None
+
+
+def test_a_subject_in_herald_s_reserved_namespace_is_nobody(api: ApiClient, stack: MotoStack) -> None:
+    answer = api.get("/v1/me/export", user="#held#sched-1")
+
+    assert answer.status == 401 and answer.json["error"]["code"] == "unauthorized"
+
+
+def test_an_unexpected_failure_is_a_500_in_the_one_shape(
+    api: ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import ClientError
+
+    from herald.devices import Contended
+    from herald.inbox import Inbox
+
+    def throttled(self: Inbox, user_id: str) -> None:
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "Query")
+
+    monkeypatch.setattr(Inbox, "counts", throttled)
+    answer = api.get("/v1/me/notifications/count")
+    assert answer.status == 500
+    assert answer.json == {
+        "error": {"code": "internal", "message": "an unexpected error occurred: retry later", "details": []}
+    }
+
+    def contended(self: Inbox, user_id: str) -> None:
+        raise Contended("lost every race")
+
+    monkeypatch.setattr(Inbox, "counts", contended)
+    answer = api.get("/v1/me/notifications/count")
+    assert answer.status == 409 and answer.json["error"]["code"] == "conflict"

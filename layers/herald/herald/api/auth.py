@@ -12,6 +12,7 @@ from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
 from herald.api.errors import Unauthorized
 
 MAX_SUBJECT_LENGTH = 128  # the directory's user_id bound
+RESERVED_PREFIX = "#"
 
 
 def caller_id(router: BaseRouter) -> str:
@@ -19,4 +20,7 @@ def caller_id(router: BaseRouter) -> str:
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject.strip() or len(subject) > MAX_SUBJECT_LENGTH:
         raise Unauthorized("a bearer token with a subject is required")
+    if subject.startswith(RESERVED_PREFIX):
+        # Herald's own partitions (held requests: `#held#<name>`) are nobody's account.
+        raise Unauthorized("this subject cannot be a person in Herald")
     return subject

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
+
+from herald.devices import Contended
+
+logger = Logger(child=True)
 
 
 class ErrorDetail(BaseModel):
@@ -91,6 +96,17 @@ def register(app: APIGatewayHttpResolver) -> None:
     @app.exception_handler(ServiceError)
     def _service_error(error: ServiceError) -> Response:
         return error_response(error.status_code, _SERVICE_CODES.get(error.status_code, "error"), error.msg)
+
+    @app.exception_handler(Contended)
+    def _contended(error: Contended) -> Response:
+        return error_response(409, "conflict", "changed concurrently by another request: retry")
+
+    @app.exception_handler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        # Last resort (an AWS error, a bug): logged with its trace, answered in the one shape
+        # without internals. Retrying is safe: every route is idempotent.
+        logger.exception("unexpected error")
+        return error_response(500, "internal", "an unexpected error occurred: retry later")
 
 
 def _strip(errors: Any) -> list[dict[str, Any]]:

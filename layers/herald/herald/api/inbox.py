@@ -17,6 +17,7 @@ from herald.api.services import services
 from herald.inbox import MAX_LIMIT, Archived, BadCursor, Inbox, InboxEntry, Mark
 from herald.models import Category, Channel, Urgency
 from herald.rendering import TemplateRenderError, TemplateSourceError, default_renderer
+from herald.stores.users import PersonErased
 
 logger = Logger(child=True)
 router = APIGatewayHttpRouter()
@@ -132,7 +133,10 @@ def count_notifications() -> InboxCounts:
 
 @router.post("/me/notifications/read-all", summary="Mark every notification read (and seen)")
 def read_all() -> ReadAll:
-    at = _inbox().read_all(caller_id(router))
+    try:
+        at = _inbox().read_all(caller_id(router))
+    except PersonErased:
+        raise NotFound("no such person: erased") from None
     return ReadAll(read_all_at=datetime.fromisoformat(at))
 
 

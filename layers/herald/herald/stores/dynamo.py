@@ -48,8 +48,11 @@ def from_attributes(attributes: Mapping[str, Any]) -> Item:
     return {k: _plain(_deserializer.deserialize(v)) for k, v in attributes.items()}
 
 
-def batch_get(client: Any, keys_by_table: Mapping[str, Iterable[Key]]) -> dict[str, list[Item]]:
+def batch_get(
+    client: Any, keys_by_table: Mapping[str, Iterable[Key]], *, consistent: bool = False
+) -> dict[str, list[Item]]:
     """One logical BatchGetItem across tables: chunks of 100 keys, unprocessed keys retried with backoff.
+    `consistent`: strongly consistent reads (twice the read units).
 
     Keys are plain Python values; items come back plain (numbers as int/float).
     """
@@ -67,7 +70,10 @@ def batch_get(client: Any, keys_by_table: Mapping[str, Iterable[Key]]) -> dict[s
         chunk, pending = pending[:BATCH_GET_LIMIT], pending[BATCH_GET_LIMIT:]
         request: dict[str, dict[str, Any]] = {}
         for table, key in chunk:
-            request.setdefault(table, {"Keys": []})["Keys"].append(key)
+            entry = request.setdefault(table, {"Keys": []})
+            entry["Keys"].append(key)
+            if consistent:
+                entry["ConsistentRead"] = True
         for round_number in range(BATCH_GET_MAX_ROUNDS):
             response = client.batch_get_item(RequestItems=request)
             for table, items in response.get("Responses", {}).items():
