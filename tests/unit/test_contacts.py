@@ -12,23 +12,30 @@ import pytest
 from moto import mock_aws
 from pydantic import ValidationError
 
+from herald.catalog import load_catalog
 from herald.contacts import (
     ConsentSource,
     ContactsService,
     ContactsUpdate,
     NoPhoneForConsent,
     SmsMarketingChoice,
+    contacts_document,
     normalize_email,
     normalize_phone,
 )
 from herald.directory import Directory, UserUpserted
-from herald.stores.users import ConsentHistoryFull, UserStore
+from herald.models import Channel, NotificationRequest, Urgency
+from herald.routing.decision import Decision, RoutingInput, Verdict, decide
+from herald.stores.users import ConsentHistoryFull, UserStore, profile_from_item
+from herald.users import Consent, Preferences, UserProfile
 from tests.support.aws import table_definitions
 
 pytestmark = pytest.mark.unit
 
 TABLE = "users"
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+OLD_PHONE, NEW_PHONE = "+14155552671", "+14155550123"
+ANOTHER_NUMBER = "marketing SMS: the recorded consent is for another phone number, not the user's current one"
 APP = ConsentSource(user_agent="ShopApp/4.2 (iOS 19)", source_ip="203.0.113.7")
 
 
@@ -160,7 +167,8 @@ def test_a_grant_is_recorded_with_its_proof(contacts: ContactsService, users: Us
     assert profile.sms_marketing_consent.given_at == T0
     assert profile.sms_marketing_consent.wording_version == "sms-v3"
     assert profile.sms_marketing_consent.source == "api; user-agent: ShopApp/4.2 (iOS 19)"
-    assert document.sms_marketing.granted is True
+    assert profile.sms_marketing_consent.phone == "+14155552671"  # the one number it covers
+    assert (document.sms_marketing.granted, document.sms_marketing.phone) == (True, "+14155552671")
     [event] = users.consent_history("42")
     assert event.model_dump(mode="json") == {
         "kind": "sms_marketing",
@@ -169,6 +177,7 @@ def test_a_grant_is_recorded_with_its_proof(contacts: ContactsService, users: Us
         "source": "api; user-agent: ShopApp/4.2 (iOS 19)",
         "wording_version": "sms-v3",
         "phone": "+14155552671",
+        "reason": None,
         "user_agent": "ShopApp/4.2 (iOS 19)",
         "source_ip": "203.0.113.7",
     }
@@ -247,3 +256,184 @@ def test_a_full_history_refuses_the_change_whole(dynamodb: Any) -> None:
 def test_an_app_without_a_user_agent_is_recorded_as_the_api() -> None:
     assert ConsentSource(user_agent="   ").label == "api"
     assert ConsentSource(user_agent="x" * 1000).agent == "x" * 256
+
+
+# -- a consent covers one number -----------------------------------------------------------------
+
+
+def marketing_sms(user: UserProfile) -> Decision:
+    """The router's decision for a marketing SMS to `user`, opted in to marketing (marketing_promo, on
+    SMS at once)."""
+    user = user.model_copy(update={"preferences": Preferences(marketing_opt_in=True)})
+    entry = (
+        load_catalog()
+        .entry("marketing_promo")
+        .model_copy(update={"channels": frozenset({Channel.SMS}), "urgency": Urgency.CRITICAL})
+    )
+    request = NotificationRequest(event_id="e", type="marketing_promo", user_id=user.user_id)
+    limits = {Channel.SMS: 5}
+    return decide(RoutingInput(request, entry, user, False, frozenset(), {}, limits, T0))
+
+
+def sms_block_reason(decision: Decision) -> str | None:
+    return next(
+        (s.reason for s in decision.trace if s.channel is Channel.SMS and s.verdict is Verdict.BLOCK), None
+    )
+
+
+def history(users: UserStore) -> list[tuple[bool, str | None, str | None, str | None]]:
+    return [(e.granted, e.phone, e.wording_version, e.reason) for e in users.consent_history("42")]
+
+
+def test_changing_the_phone_ends_the_consent_and_the_proof_for_the_old_number_stays(
+    contacts: ContactsService, users: UserStore
+) -> None:
+    contacts.update("42", update(phone=OLD_PHONE, sms_marketing=grant("v1")), APP, now=T0)
+
+    document = contacts.update("42", update(phone=NEW_PHONE), APP, now=T0 + timedelta(days=1))
+
+    assert document.phone == NEW_PHONE
+    assert (document.sms_marketing.granted, document.sms_marketing.phone) == (False, None)
+    profile = users.get_profile("42")
+    assert profile is not None and profile.sms_marketing_consent is None
+    assert history(users) == [(True, OLD_PHONE, "v1", None), (False, OLD_PHONE, None, "phone changed")]
+    ended = users.consent_history("42")[1]
+    assert (ended.at, ended.source, ended.user_agent) == (T0 + timedelta(days=1), APP.label, APP.agent)
+    decision = marketing_sms(profile)
+    assert decision.deliveries == ()
+    assert sms_block_reason(decision) == "marketing SMS without recorded consent"
+
+
+def test_the_same_wording_granted_again_for_the_new_number_is_a_new_entry(
+    contacts: ContactsService, users: UserStore
+) -> None:
+    contacts.update("42", update(phone=OLD_PHONE, sms_marketing=grant("v1")), APP, now=T0)
+    contacts.update("42", update(phone=NEW_PHONE), APP, now=T0 + timedelta(minutes=1))
+
+    document = contacts.update("42", update(sms_marketing=grant("v1")), APP, now=T0 + timedelta(minutes=2))
+
+    assert (document.sms_marketing.granted, document.sms_marketing.phone) == (True, NEW_PHONE)
+    assert history(users) == [
+        (True, OLD_PHONE, "v1", None),
+        (False, OLD_PHONE, None, "phone changed"),
+        (True, NEW_PHONE, "v1", None),
+    ]
+    profile = users.get_profile("42")
+    assert profile is not None and profile.sms_marketing_consent is not None
+    assert profile.sms_marketing_consent.phone == NEW_PHONE
+    assert profile.sms_marketing_consent.given_at == T0 + timedelta(minutes=2)
+
+
+def test_a_new_number_granted_in_the_same_request_ends_the_old_consent_and_records_the_new(
+    contacts: ContactsService, users: UserStore
+) -> None:
+    contacts.update("42", update(phone=OLD_PHONE, sms_marketing=grant("v1")), APP, now=T0)
+
+    contacts.update("42", update(phone=NEW_PHONE, sms_marketing=grant("v1")), APP, now=T0 + timedelta(1))
+
+    assert history(users) == [
+        (True, OLD_PHONE, "v1", None),
+        (False, OLD_PHONE, None, "phone changed"),
+        (True, NEW_PHONE, "v1", None),
+    ]
+
+
+def test_a_withdrawal_sent_with_a_new_number_is_one_withdrawal_of_the_old_one(
+    contacts: ContactsService, users: UserStore
+) -> None:
+    contacts.update("42", update(phone=OLD_PHONE, sms_marketing=grant("v1")), APP, now=T0)
+
+    contacts.update("42", update(phone=NEW_PHONE, sms_marketing={"granted": False}), APP, now=T0)
+
+    assert history(users) == [(True, OLD_PHONE, "v1", None), (False, OLD_PHONE, None, None)]
+
+
+def test_the_same_number_written_differently_or_another_field_changes_nothing(
+    contacts: ContactsService, users: UserStore
+) -> None:
+    contacts.update("42", update(phone=OLD_PHONE, sms_marketing=grant("v1")), APP, now=T0)
+
+    contacts.update("42", update(phone="+1 (415) 555-2671", email="a@example.com"), APP, now=T0)
+    contacts.update("42", update(sms_marketing=grant("v1")), APP, now=T0)  # a repeat: same number too
+
+    assert history(users) == [(True, OLD_PHONE, "v1", None)]
+    profile = users.get_profile("42")
+    assert profile is not None and profile.sms_marketing_consent is not None
+
+
+def test_a_phone_set_in_the_app_ends_the_directorys_consent_too(
+    contacts: ContactsService, users: UserStore, directory: Directory
+) -> None:
+    consent = {"given_at": "2026-01-01T00:00:00Z", "source": "signup form"}  # no number named
+    directory.apply(UserUpserted(user_id="42", version=1, phone=OLD_PHONE, sms_marketing_consent=consent))
+
+    contacts.update("42", update(phone=NEW_PHONE), APP, now=T0)
+
+    profile = users.get_profile("42")
+    assert profile is not None and profile.sms_marketing_consent is None
+    assert history(users) == [(False, OLD_PHONE, None, "phone changed")]
+
+
+def test_the_directorys_consent_covers_the_number_it_names_not_a_newer_phone(
+    users: UserStore, directory: Directory
+) -> None:
+    consent = {"given_at": "2026-01-01T00:00:00Z", "source": "signup form", "phone": OLD_PHONE}
+    directory.apply(UserUpserted(user_id="42", version=1, phone=OLD_PHONE, sms_marketing_consent=consent))
+    directory.apply(UserUpserted(user_id="42", version=2, phone=NEW_PHONE, sms_marketing_consent=consent))
+
+    profile = users.get_profile("42")
+    assert profile is not None and profile.sms_marketing_consent is not None
+    assert profile.sms_marketing_consent.covers(NEW_PHONE, profile.phone) is False
+    decision = marketing_sms(profile)
+    assert decision.deliveries == ()
+    assert sms_block_reason(decision) == ANOTHER_NUMBER
+    assert contacts_document(profile).sms_marketing.granted is False
+
+
+def test_a_directory_consent_naming_no_number_covers_the_directorys_phone_not_the_persons_own(
+    contacts: ContactsService, users: UserStore, directory: Directory
+) -> None:
+    contacts.update("42", update(phone=NEW_PHONE), APP, now=T0)  # their own number, no consent
+    consent = {"given_at": "2026-01-01T00:00:00Z", "source": "signup form"}
+
+    directory.apply(UserUpserted(user_id="42", version=1, phone=OLD_PHONE, sms_marketing_consent=consent))
+
+    profile = users.get_profile("42")
+    assert profile is not None and profile.phone == NEW_PHONE
+    assert profile.sms_marketing_consent is not None and profile.sms_marketing_consent.phone == OLD_PHONE
+    assert sms_block_reason(marketing_sms(profile)) == ANOTHER_NUMBER
+
+
+GIVEN = {"given_at": "2026-01-01T00:00:00Z", "source": "signup"}
+
+
+@pytest.mark.parametrize(
+    ("item", "covered"),
+    [
+        # the directory's consent naming no number: the phone of the same UserUpserted
+        ({"phone": OLD_PHONE, "sms_marketing_consent": GIVEN}, OLD_PHONE),
+        # the directory sent no phone with it: it covers no number
+        ({"sms_marketing_consent": GIVEN}, None),
+        # the person's own consent written before consents named their number: the current phone
+        ({"phone": OLD_PHONE, "own": {"phone": NEW_PHONE, "sms_marketing_consent": GIVEN}}, NEW_PHONE),
+        ({"phone": OLD_PHONE, "own": {"sms_marketing_consent": GIVEN}}, OLD_PHONE),
+    ],
+)
+def test_a_consent_naming_no_number_is_read_as_covering_one(
+    item: dict[str, Any], covered: str | None
+) -> None:
+    profile = profile_from_item({"user_id": "42", **item})
+
+    consent = profile.sms_marketing_consent
+    assert (consent.phone if consent else None) == covered
+
+
+def test_a_consent_covers_only_its_number() -> None:
+    named = Consent(given_at=T0, source="api", phone=OLD_PHONE)
+    unnamed = Consent(given_at=T0, source="api")
+
+    assert named.covers(OLD_PHONE, NEW_PHONE) and not named.covers(NEW_PHONE, NEW_PHONE)
+    assert unnamed.covers(NEW_PHONE, NEW_PHONE) and not unnamed.covers(OLD_PHONE, NEW_PHONE)
+    assert not named.covers(None, None) and not unnamed.covers(None, None)
+    with pytest.raises(ValidationError):
+        Consent(given_at=T0, source="api", phone="4155552671")  # E.164 only

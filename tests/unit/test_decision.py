@@ -224,6 +224,31 @@ def test_marketing_sms_needs_recorded_consent() -> None:
     assert plan(a_user(preferences=opted_in, sms_marketing_consent=consent)) == {Channel.EMAIL, Channel.SMS}
 
 
+def test_a_consent_for_one_number_does_not_allow_marketing_sms_to_another() -> None:
+    entry = (
+        load_catalog()
+        .entry("marketing_promo")
+        .model_copy(update={"channels": frozenset({Channel.EMAIL, Channel.SMS}), "urgency": Urgency.CRITICAL})
+    )
+    request = NotificationRequest(event_id="e", type="marketing_promo", user_id="42")
+
+    def decision(consented_number: str) -> Decision:
+        consent = {"given_at": "2026-01-02T03:04:05Z", "source": "api", "phone": consented_number}
+        user = a_user(preferences={"marketing_opt_in": True}, sms_marketing_consent=consent)
+        return decide(RoutingInput(request, entry, user, False, frozenset(), {}, LIMITS, NOON_UTC))
+
+    moved = decision("+14155552671")  # the user's phone is now +351912345678
+
+    assert channels(moved) == {Channel.EMAIL}
+    [step] = [s for s in moved.trace if s.channel is Channel.SMS]
+    assert (step.rule, step.verdict) == ("channel_opt_in", Verdict.BLOCK)
+    assert step.reason == (
+        "marketing SMS: the recorded consent is for another phone number, not the user's current one"
+    )
+    sms = next(d for d in decision("+351912345678").deliveries if d.channel is Channel.SMS)
+    assert sms.to == "+351912345678"
+
+
 # -- step 3: suppression -------------------------------------------------------------------------
 
 

@@ -5,11 +5,14 @@
   addresses: ASCII (an internationalized domain in punycode, as SES sends and reports it), lower case.
 - A phone number becomes E.164 with Google's libphonenumber (`phonenumbers`); a national number needs
   the `region` it is written in.
-- SMS marketing consent (TCPA) is an act, not a setting: each grant or withdrawal that changes the
-  person's record is appended to their consent history (`UserStore.consent_history`) with the
-  server's time, the source (the API and the app's user agent), the wording version the person saw
-  and the number it covers; the profile's `sms_marketing_consent` holds the current state, which is
-  what the SMS path checks.
+- SMS marketing consent (TCPA) is an act, not a setting, and it covers ONE number: each grant or
+  withdrawal that changes the person's record is appended to their consent history
+  (`UserStore.consent_history`) with the server's time, the source (the API and the app's user
+  agent), the wording version the person saw and the number it covers; the profile's
+  `sms_marketing_consent` holds the current state, with that number, which is what the router and
+  the SMS sender check against the number they text. A grant for another number (or the same
+  wording again after a phone change) is a new entry; changing the phone without a new grant ends
+  the consent (a withdrawal entry, reason `phone changed`, for the old number).
 
 Like preferences, the person's contacts are kept apart from the directory's and win over them.
 Changing an address lifts nothing: suppression is keyed by the address (herald.stores.suppression),
@@ -32,6 +35,7 @@ from herald.stores.users import ConsentEvent, OwnChange, UserStore
 from herald.users import Consent, UserProfile
 
 MAX_USER_AGENT = 256
+PHONE_CHANGED = "phone changed"  # the history's reason when a phone change ended the consent
 _ABSENT = object()
 
 
@@ -125,10 +129,11 @@ class ContactsUpdate(BaseModel):
 
 
 class SmsMarketingState(BaseModel):
-    granted: bool = Field(description="whether marketing texts may be sent")
+    granted: bool = Field(description="whether marketing texts may be sent to the current `phone`")
     given_at: datetime | None = Field(description="when the consent in force was given")
     wording_version: str | None = Field(description="the consent text version in force")
     source: str | None = Field(description="how the consent in force was recorded")
+    phone: str | None = Field(default=None, description="the E.164 number the consent in force covers")
 
 
 class ContactsDocument(BaseModel):
@@ -158,6 +163,8 @@ class ConsentSource:
 
 def contacts_document(profile: UserProfile) -> ContactsDocument:
     consent = profile.sms_marketing_consent
+    if consent is not None and not consent.covers(profile.phone, profile.phone):
+        consent = None  # a consent for another number is not in force for this one
     return ContactsDocument(
         email=profile.email,
         phone=profile.phone,
@@ -166,37 +173,59 @@ def contacts_document(profile: UserProfile) -> ContactsDocument:
             given_at=consent.given_at if consent else None,
             wording_version=consent.wording_version if consent else None,
             source=consent.source if consent else None,
+            phone=(consent.phone or profile.phone) if consent else None,
         ),
     )
 
 
+def _event(
+    granted: bool,
+    phone: str | None,
+    source: ConsentSource,
+    at: datetime,
+    wording_version: str | None = None,
+    reason: str | None = None,
+) -> ConsentEvent:
+    return ConsentEvent(
+        granted=granted,
+        at=at,
+        source=source.label,
+        wording_version=wording_version,
+        phone=phone,
+        reason=reason,
+        user_agent=source.agent,
+        source_ip=source.source_ip,
+    )
+
+
 def _consent_change(
-    own: dict[str, Any], choice: SmsMarketingChoice, phone: str | None, source: ConsentSource, at: datetime
+    own: dict[str, Any],
+    choice: SmsMarketingChoice,
+    phone: str | None,
+    in_force: Consent | None,
+    source: ConsentSource,
+    at: datetime,
 ) -> tuple[dict[str, Any] | None, ConsentEvent] | None:
     """The new consent record and its history event, or None when the person's record already says so
-    (a repeated grant of the same wording, a repeated withdrawal)."""
+    (a repeated grant of the same wording for the same number, a repeated withdrawal). `phone` is the
+    person's phone after this request; `in_force` the consent their profile held before it."""
     old = own.get("sms_marketing_consent", _ABSENT)
     if choice.granted:
         if phone is None:
             raise NoPhoneForConsent("there is no phone number to consent for")
-        if isinstance(old, dict) and old.get("wording_version") == choice.wording_version:
+        if (
+            isinstance(old, dict)
+            and old.get("wording_version") == choice.wording_version
+            and old.get("phone") == phone
+        ):
             return None
-        consent = Consent(given_at=at, source=source.label, wording_version=choice.wording_version)
-        record: dict[str, Any] | None = consent.model_dump(mode="json", exclude_none=True)
-    else:
-        if old is None:
-            return None
-        record = None
-    event = ConsentEvent(
-        granted=choice.granted,
-        at=at,
-        source=source.label,
-        wording_version=choice.wording_version,
-        phone=phone,
-        user_agent=source.agent,
-        source_ip=source.source_ip,
-    )
-    return record, event
+        version = choice.wording_version
+        consent = Consent(given_at=at, source=source.label, wording_version=version, phone=phone)
+        return consent.model_dump(mode="json", exclude_none=True), _event(True, phone, source, at, version)
+    if old is None:
+        return None
+    # the withdrawal names the number the withdrawn consent covered
+    return None, _event(False, (in_force.phone if in_force else None) or phone, source, at)
 
 
 class ContactsService:
@@ -221,13 +250,22 @@ class ContactsService:
             for name in ("email", "phone"):
                 if name in sent:
                     new[name] = getattr(update, name)
-            if "sms_marketing" not in sent:
-                return OwnChange(choices=new)
-            phone = new.get("phone", current.phone if current else None)  # theirs, else the directory's
-            change = _consent_change(own, update.sms_marketing, phone, source, at)
-            if change is None:
-                return OwnChange(choices=new)
-            new["sms_marketing_consent"], event = change
-            return OwnChange(choices=new, consent_events=(event,))
+            old_phone = current.phone if current else None
+            phone = new.get("phone", old_phone)  # theirs, else the directory's
+            in_force = current.sms_marketing_consent if current else None
+            recorded = in_force is not None or isinstance(own.get("sms_marketing_consent"), dict)
+            events: list[ConsentEvent] = []
+            withdrawn = "sms_marketing" in sent and not update.sms_marketing.granted
+            if phone != old_phone and recorded and not withdrawn:
+                # consent covers one number: a new number is not consented to until the person says so
+                new["sms_marketing_consent"] = None
+                covered = in_force.phone if in_force else None
+                events.append(_event(False, covered or old_phone, source, at, reason=PHONE_CHANGED))
+            if "sms_marketing" in sent:
+                change = _consent_change(new, update.sms_marketing, phone, in_force, source, at)
+                if change is not None:
+                    new["sms_marketing_consent"], event = change
+                    events.append(event)
+            return OwnChange(choices=new, consent_events=tuple(events))
 
         return contacts_document(self._users.edit_own(user_id, edit, now=at))

@@ -37,8 +37,12 @@ class Device(BaseModel):
     locale: str | None = Field(default=None, max_length=35, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
 
 
+PHONE_PATTERN = r"^\+[1-9]\d{6,14}$"  # E.164
+
+
 class Consent(BaseModel):
-    """A recorded consent (TCPA for SMS marketing): when, and how it was given."""
+    """A recorded consent (TCPA for SMS marketing): when, how, and for which number it was given.
+    It covers that one number only; sent without `phone`, it covers the `phone` sent beside it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -47,6 +51,19 @@ class Consent(BaseModel):
     wording_version: str | None = Field(
         default=None, min_length=1, max_length=64, description="the consent text the person agreed to"
     )
+    phone: str | None = Field(
+        default=None,
+        pattern=PHONE_PATTERN,
+        description="the E.164 number the person consented to receive marketing texts at; the consent "
+        "covers no other (omitted: the profile's `phone` sent with it; no phone: no number)",
+    )
+
+    def covers(self, number: str | None, profile_phone: str | None) -> bool:
+        """Whether marketing texts to `number` are consented to; `profile_phone` is the profile's
+        current phone (what a consent without `phone` covers)."""
+        if not number:
+            return False
+        return number == (self.phone if self.phone is not None else profile_phone)
 
 
 class WebhookEndpoint(BaseModel):

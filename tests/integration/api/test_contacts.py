@@ -60,9 +60,43 @@ def test_contacts_and_consent_are_set_and_the_proof_is_retrievable(api: ApiClien
     assert body["sms_marketing"]["source"] == "api; user-agent: ShopApp/4.2 (Android 16)"
     profile = users(stack).get_profile("u1")
     assert profile is not None and profile.sms_marketing_consent is not None  # what the SMS path checks
+    assert profile.sms_marketing_consent.phone == "+14155552671"  # the one number it covers
+    assert body["sms_marketing"]["phone"] == "+14155552671"
     [event] = users(stack).consent_history("u1")
     assert (event.granted, event.phone, event.wording_version) == (True, "+14155552671", "sms-terms-2026-11")
     assert event.user_agent == "ShopApp/4.2 (Android 16)" and event.source_ip
+
+
+def test_a_new_number_ends_the_consent_until_it_is_granted_for_that_number(
+    api: ApiClient, stack: MotoStack
+) -> None:
+    grant = {"granted": True, "wording_version": "sms-terms-2026-11"}
+    assert api.put(PATH, json={"phone": "+1 415 555 2671", "sms_marketing": grant}).status == 200
+
+    moved = api.put(PATH, json={"phone": "+1 415 555 0123"})
+
+    assert moved.status == 200, moved.json
+    assert moved.json["phone"] == "+14155550123"
+    assert moved.json["sms_marketing"] == {
+        "granted": False,
+        "given_at": None,
+        "wording_version": None,
+        "source": None,
+        "phone": None,
+    }
+    profile = users(stack).get_profile("u1")
+    assert profile is not None and profile.sms_marketing_consent is None  # the SMS path sees no consent
+
+    again = api.put(PATH, json={"sms_marketing": grant})  # the same wording, for the new number
+
+    assert again.json["sms_marketing"]["granted"] is True
+    assert again.json["sms_marketing"]["phone"] == "+14155550123"
+    proof = [(c["granted"], c["phone"], c.get("reason")) for c in api.get("/v1/me/export").json["consents"]]
+    assert proof == [
+        (True, "+14155552671", None),
+        (False, "+14155552671", "phone changed"),
+        (True, "+14155550123", None),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""The SMS channel: phone, suppression (STOP), marketing consent at send time, render, Twilio."""
+"""The SMS channel: phone, suppression (STOP), marketing consent for that number at send time, render,
+Twilio."""
 
 from __future__ import annotations
 
@@ -39,10 +40,18 @@ class SmsDeliverer:
         if self._suppression.is_suppressed(sms_address(to)):
             return Skip(DeliveryState.SUPPRESSED, "the phone opted out of SMS (STOP)", "suppressed")
         if message.category is Category.MARKETING:
-            # TCPA: marketing SMS only with a consent on record now, not just at routing time
+            # TCPA: marketing SMS only with a consent on record now, not just at routing time, and
+            # for the number texted (a consent covers one number: not a phone the person has since)
             profile = context.profile()
-            if profile is None or profile.sms_marketing_consent is None:
+            consent = profile.sms_marketing_consent if profile else None
+            if profile is None or consent is None:
                 return Skip(DeliveryState.SUPPRESSED, "no recorded SMS marketing consent", "no_consent")
+            if not consent.covers(to, profile.phone):
+                return Skip(
+                    DeliveryState.SUPPRESSED,
+                    "the recorded SMS marketing consent is for another phone number",
+                    "no_consent_for_number",
+                )
             if not profile.preferences.marketing_opt_in:
                 return Skip(
                     DeliveryState.SUPPRESSED, "no marketing opt-in at send time", "no_marketing_opt_in"

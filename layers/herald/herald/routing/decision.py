@@ -184,7 +184,7 @@ def _preferences_allow(given: RoutingInput, urgency: Urgency, trace: _Trace) -> 
 
 
 def _channel_opt_ins(given: RoutingInput, candidates: list[Channel], trace: _Trace) -> list[Channel]:
-    """Step 2b: per-channel opt-ins; SMS marketing needs recorded consent (TCPA)."""
+    """Step 2b: per-channel opt-ins; SMS marketing needs a recorded consent for the user's phone (TCPA)."""
     user = given.user
     assert user is not None
     kept = []
@@ -194,12 +194,23 @@ def _channel_opt_ins(given: RoutingInput, candidates: list[Channel], trace: _Tra
         elif (
             channel is Channel.SMS
             and given.entry.category is Category.MARKETING
-            and user.sms_marketing_consent is None
+            and (reason := _sms_marketing_consent_missing(user))
         ):
-            trace.add("channel_opt_in", Verdict.BLOCK, "marketing SMS without recorded consent", channel)
+            trace.add("channel_opt_in", Verdict.BLOCK, reason, channel)
         else:
             kept.append(channel)
     return kept
+
+
+def _sms_marketing_consent_missing(user: UserProfile) -> str | None:
+    """Why marketing SMS may not go to the user's phone, or None. A consent covers one number; no
+    phone at all is step 3's to report."""
+    consent = user.sms_marketing_consent
+    if consent is None:
+        return "marketing SMS without recorded consent"
+    if user.phone and not consent.covers(user.phone, user.phone):
+        return "marketing SMS: the recorded consent is for another phone number, not the user's current one"
+    return None
 
 
 def _suppression_and_contacts(given: RoutingInput, channels: list[Channel], trace: _Trace) -> list[Channel]:

@@ -11,6 +11,7 @@ person's choice with no extra read. A key present in `own` is the person's choic
 
 The person's SMS marketing consents and withdrawals are also appended, never rewritten, to a
 history item of their partition (`sk = CONSENTS`): the proof TCPA asks for (`consent_history`).
+A consent covers the one number it names (`Consent.phone`).
 """
 
 from __future__ import annotations
@@ -99,13 +100,28 @@ def _canonical(choices: dict[str, Any]) -> dict[str, Any]:
     return OwnSettings.model_validate(choices).choices()
 
 
+def _bind_consent(fields: dict[str, Any]) -> dict[str, Any]:
+    """`fields` with an SMS marketing consent that names no number bound to the phone beside it;
+    with no phone beside it, the consent covers no number and is left out (decision 016)."""
+    consent = fields.get("sms_marketing_consent")
+    if not isinstance(consent, dict) or consent.get("phone"):
+        return fields
+    phone = fields.get("phone")
+    return {**fields, "sms_marketing_consent": {**consent, "phone": phone} if phone else None}
+
+
 def profile_from_item(item: dict[str, Any]) -> UserProfile:
     """The profile the router and the senders use: the directory's fields with the person's own
-    choices laid over them. Raises pydantic's ValidationError for a malformed item."""
-    fields = {k: v for k, v in item.items() if k not in ("pk", "sk", OWN)}
+    choices laid over them. Raises pydantic's ValidationError for a malformed item.
+
+    An SMS marketing consent covers one number. The directory's, when its event named none, covers
+    the phone the same `UserUpserted` carried (the directory's, never a phone the person set
+    themselves); the person's own (the API always names the number; only older items lack it)
+    covers the profile's current phone."""
+    fields = _bind_consent({k: v for k, v in item.items() if k not in ("pk", "sk", OWN)})
     own = item.get(OWN)
     if own is not None:
-        fields = _overlay(fields, OwnSettings.model_validate(own))
+        fields = _bind_consent(_overlay(fields, OwnSettings.model_validate(own)))
     return UserProfile.model_validate(fields)
 
 
@@ -119,7 +135,12 @@ class ConsentEvent(BaseModel):
     at: AwareDatetime = Field(description="server time of the request")
     source: str = Field(min_length=1, description="how it was recorded: `api`, with the app's user agent")
     wording_version: str | None = Field(default=None, description="the consent text shown to the person")
-    phone: str | None = Field(default=None, description="the E.164 number the consent covered at that time")
+    phone: str | None = Field(default=None, description="the E.164 number the consent covered (given, ended)")
+    reason: str | None = Field(
+        default=None,
+        description="why a consent ended other than by the person's withdrawal: `phone changed` (the "
+        "person changed their number without consenting for the new one)",
+    )
     user_agent: str | None = None
     source_ip: str | None = None
 
