@@ -47,7 +47,10 @@ def apply_record(record: DirectoryRecord) -> dict[str, Any]:
         name="DirectoryEventsApplied" if applied else "DirectoryEventsStale", unit="Count", value=1
     )
     logger.info(
-        "directory event applied" if applied else "directory event older than the stored version: ignored",
+        "directory event applied"
+        if applied
+        # a repeated UserDeleted still finished its (idempotent) erasure
+        else "directory event not newer than the stored version: nothing changed",
         extra={"detail_type": envelope.detail_type, "user_id": event.user_id, "version": event.version},
     )
     return {"applied": applied}

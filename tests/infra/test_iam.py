@@ -180,6 +180,12 @@ def test_sender_permissions(translated: dict[str, Any], function_id: str) -> Non
         assert "NotificationsTable" in granted.get(action, set()), (
             f"{function_id} lacks {action} on NotificationsTable"
         )
+    # a message whose record is gone: the person's directory item may be a tombstone (decision 017)
+    assert "UsersTable" in granted.get("dynamodb:GetItem", set()), (
+        f"{function_id} lacks GetItem on UsersTable"
+    )
+    if function_id == "PushSenderFunction":  # a dead token leaves the map and its owner item (017)
+        assert "UsersTable" in granted.get("dynamodb:UpdateItem", set()), "push sender lacks UpdateItem"
     dlq = queue.replace("Queue", "DeadLetterQueue")
     assert granted.get("sqs:SendMessage") == {dlq, queue}, (
         f"{function_id} must send to its own DLQ {dlq} (rejections and outages, decisions 003 and "
@@ -233,6 +239,7 @@ ERASURE = {
     "dynamodb:BatchWriteItem": {"UsersTable", "NotificationsTable", "RateCountersTable"},
     "dynamodb:DeleteItem": {"UsersTable", "PresenceTable"},
     "dynamodb:UpdateItem": {"UsersTable", "SuppressionTable"},
+    "dynamodb:ConditionCheckItem": {"UsersTable"},  # the profile goes only while the tombstone stands
 }
 
 

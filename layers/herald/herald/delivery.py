@@ -52,6 +52,13 @@ after its point of no return):
 
 A push goes to each device token separately: any device accepting makes it `sent` (the detail
 counts the uncertain devices); none accepting but one uncertain makes it `uncertain`.
+
+**An erased person is never written again** (decision 017). The erasure deletes the person's
+notification records; a message queued before it (held to the end of quiet hours, a retry, an
+escalation's email) finds no record. Only then (the rare path: the router writes the record before it
+queues anything) the ledger reads the person's directory item in the Users table: with a tombstone
+(`deleted_at`) it writes nothing and answers `RecipientErased`, and the sender ends the message as
+not delivered (acknowledged: never retried nor dead-lettered).
 """
 
 from __future__ import annotations
@@ -68,6 +75,8 @@ from botocore.exceptions import ClientError
 from herald.messages import ChannelMessage
 from herald.models import Channel
 from herald.stores.dynamo import from_attributes, to_attributes
+from herald.stores.keys import DIRECTORY_SK, user_pk
+from herald.stores.notifications import stamp
 
 
 class DeliveryState(StrEnum):
@@ -164,9 +173,18 @@ class InFlight:
     seconds_left: int
 
 
-ClaimResult = Claim | AlreadyFinal | InFlight
+@dataclass(frozen=True)
+class RecipientErased:
+    """The record does not exist and the person has a directory tombstone: nothing was written,
+    nothing may be sent (the message ends as not delivered)."""
+
+    reason: str = "the recipient was erased (directory tombstone): not delivered, nothing recorded"
+
+
+ClaimResult = Claim | AlreadyFinal | InFlight | RecipientErased
 
 _MISSING = object()  # the record has no `deliveries` map yet
+_ABSENT = object()  # there is no record at all (an erased person's, or another producer's message)
 _AGAIN = object()  # the channel's state changed while we looked: claim again
 
 
@@ -206,9 +224,13 @@ class DeliveryLedger:
         *,
         clock: Callable[[], datetime] = utc_now,
         retention_days: int = 90,
+        users_table: str | None = None,
     ) -> None:
+        """`users_table`: where a missing record's person is looked up for a tombstone before the
+        ledger creates the record (the senders always pass it; without it, no lookup)."""
         self._client = client
         self._table = table
+        self._users_table = users_table
         self._clock = clock
         self._retention = timedelta(days=retention_days)
 
@@ -241,7 +263,9 @@ class DeliveryLedger:
         )
         for _ in range(3):
             outcome = self._try_claim(message, claim, now, resend_stale)
-            if outcome is _MISSING:
+            if outcome is _ABSENT and self._erased(message.user_id):
+                return RecipientErased()
+            if outcome is _MISSING or outcome is _ABSENT:
                 created = self._create_with_claim(message, claim, now)
                 if created is not None:
                     return created
@@ -250,6 +274,18 @@ class DeliveryLedger:
         raise RuntimeError(
             f"could not claim {message.channel} on {message.notification_id}: it keeps changing"
         )
+
+    def _erased(self, user_id: str) -> bool:
+        """The person's directory item is a tombstone (one read, only when the record is missing)."""
+        if self._users_table is None:
+            return False
+        item = self._client.get_item(
+            TableName=self._users_table,
+            Key=to_attributes({"pk": user_pk(user_id), "sk": DIRECTORY_SK}),
+            ProjectionExpression="deleted_at",
+            ConsistentRead=True,
+        ).get("Item")
+        return bool(item and "deleted_at" in item)
 
     def _claim_map(self, claim: Claim, now: datetime) -> dict[str, Any]:
         return {
@@ -262,8 +298,8 @@ class DeliveryLedger:
     def _try_claim(
         self, message: ChannelMessage, claim: Claim, now: datetime, resend_stale: bool
     ) -> ClaimResult | object:
-        """`_MISSING` when the record (or its `deliveries` map) does not exist yet; `_AGAIN` when
-        the channel's state changed between our write and our read."""
+        """`_ABSENT` when the record does not exist, `_MISSING` when it has no `deliveries` map yet;
+        `_AGAIN` when the channel's state changed between our write and our read."""
         condition = "attribute_not_exists(#d.#ch) OR #d.#ch.#st = :retry"
         values: dict[str, Any] = {":claim": self._claim_map(claim, now), ":retry": DeliveryState.RETRY.value}
         if resend_stale:
@@ -308,7 +344,9 @@ class DeliveryLedger:
         now: datetime,
         resend_stale: bool,
     ) -> ClaimResult | object:
-        if record is None or not isinstance(record.get("deliveries"), dict):
+        if record is None:
+            return _ABSENT
+        if not isinstance(record.get("deliveries"), dict):
             return _MISSING
         current = record["deliveries"].get(message.channel.value) or {}
         state = current.get("state")
@@ -381,7 +419,7 @@ class DeliveryLedger:
             "urgency": message.urgency.value,
             "locale": message.locale,
             "data": message.data,  # None for a reference: left out below
-            "created_at": now.isoformat(),
+            "created_at": stamp(now),  # fixed width, as the router's (decision 015)
             "status": "created_by_sender",
             "expires_at": int((now + self._retention).timestamp()),
         }

@@ -18,9 +18,15 @@ the item and keeps `devices`.
 
 A removal answers False (→ 404) for a token the caller does not hold, and never touches another
 owner. It leaves a short-lived `RELEASED_DEVICE#<hash>` item in the caller's partition, so that a
-repeated removal answers as the first did. Owner items written before a token's removal by the push
-sender (a dead token, `UserStore.remove_device`) may be stale: every path here treats the owner
-item as a hint checked against the owner's map, so a stale one is harmless.
+repeated removal answers as the first did. The push sender drops a dead token (`drop_dead`) from the
+holder's map and their name from its owner item in one transaction, so the owner item of a token the
+person no longer has never outlives their erasure with their id on it.
+
+An owner item may still be stale (it names someone whose map no longer holds the token: an older
+release's dead-token removal, `UserStore.remove_device`, or a registration racing an erasure). It is
+a hint: a registration that moves a token conditions the recorded owner's map too (it takes the
+token out of it, or checks that it is not there), so whatever interleaves, the token ends in one
+map only (never delivered to both).
 
 Every transaction first checks that the caller has no directory tombstone (deleted by the bus or
 erased through `DELETE /v1/me`): nothing is written for an erased person (PersonErased).
@@ -152,20 +158,33 @@ class Devices:
         owner = self.owner(token)
         devices = self._devices_of(user_id)
         writes: list[dict[str, Any]] = [self._not_erased(user_id)]
-        # 1. the previous owner's map loses the token (only if it is there: a stale owner item
-        #    must not create a profile item for someone erased)
-        if owner is not None and owner != user_id and self._holds(owner, token):
-            writes.append(
-                {
-                    "Update": {
-                        "TableName": self._table,
-                        "Key": to_attributes(profile_key(owner)),
-                        "UpdateExpression": "REMOVE devices.#t",
-                        "ConditionExpression": "attribute_exists(devices.#t)",
-                        "ExpressionAttributeNames": {"#t": token},
+        # 1. the previous owner's map loses the token; if it does not hold it (a stale owner item,
+        #    which must not create a profile item for someone erased), it still must not hold it
+        #    when we write: they may register it again between our read and our write
+        if owner is not None and owner != user_id:
+            if self._holds(owner, token):
+                writes.append(
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": to_attributes(profile_key(owner)),
+                            "UpdateExpression": "REMOVE devices.#t",
+                            "ConditionExpression": "attribute_exists(devices.#t)",
+                            "ExpressionAttributeNames": {"#t": token},
+                        }
                     }
-                }
-            )
+                )
+            else:
+                writes.append(
+                    {
+                        "ConditionCheck": {
+                            "TableName": self._table,
+                            "Key": to_attributes(profile_key(owner)),
+                            "ConditionExpression": "attribute_not_exists(devices.#t)",
+                            "ExpressionAttributeNames": {"#t": token},
+                        }
+                    }
+                )
         # 2. the owner item names the caller, if it still names whom we read
         owner_put: dict[str, Any] = {
             "TableName": self._table,
@@ -247,6 +266,48 @@ class Devices:
             return []
         oldest = sorted(devices, key=lambda t: (str(devices[t].get("registered_at", "")), t))
         return oldest[:excess]
+
+    # -- a dead token (the push sender) ---------------------------------------------------------
+
+    def drop_dead(self, user_id: str, token: str) -> None:
+        """The push provider says `token` is dead: out of `user_id`'s map, and the owner item no
+        longer names them, in one transaction (so the owner item never names nobody while the map
+        still holds the token). Idempotent; writes no item that is not there, and nothing of anyone
+        else's: where only one of the two holds (the token moved on, or an older stale owner item),
+        that one is done alone."""
+        removal = {
+            "TableName": self._table,
+            "Key": to_attributes(profile_key(user_id)),
+            "UpdateExpression": "REMOVE devices.#t",
+            "ConditionExpression": "attribute_exists(devices.#t)",
+            "ExpressionAttributeNames": {"#t": token},
+        }
+        release = {
+            "TableName": self._table,
+            "Key": to_attributes(device_owner_key(token)),
+            "UpdateExpression": "REMOVE user_id, registered_at",
+            "ConditionExpression": "user_id = :me",
+            "ExpressionAttributeValues": to_attributes({":me": user_id}),
+        }
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                self._client.transact_write_items(TransactItems=[{"Update": removal}, {"Update": release}])
+                return
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                    raise
+                reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+            if "ConditionalCheckFailed" not in reasons:
+                continue  # a conflicting write: try again
+            # one of the two does not hold (the other may): each alone, as far as it holds
+            for update in (release, removal):
+                try:
+                    self._client.update_item(**update)
+                except ClientError as error:
+                    if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                        raise
+            return
+        raise Contended(f"dead token of user {user_id}: contended under {MAX_ATTEMPTS} attempts")
 
     # -- remove ---------------------------------------------------------------------------------
 

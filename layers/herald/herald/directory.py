@@ -7,11 +7,13 @@ the version item still holds the version read before (optimistic locking) and wr
 the role memberships and the new version together. So:
 
 - an event whose version is not greater than the stored one changes nothing (older or repeated);
-- `UserDeleted` erases the person (herald.erasure, decision 017: notifications, presence, rate
-  counters, device owners, their other Users items; suppressions kept as hashes), then removes the
-  profile item (with its devices, decision 002) and the role memberships in the version
-  transaction, and leaves the version item as a tombstone with a TTL: an older `UserUpserted`
-  arriving late cannot bring the person back while the tombstone lives;
+- `UserDeleted` first turns the version item into a tombstone with a TTL (the version
+  transaction): from then on the person's own writes through the API are refused, and an older
+  `UserUpserted` arriving late cannot bring them back while the tombstone lives. Then it erases
+  the person (herald.erasure, decision 017: notifications, presence, rate counters, device owners,
+  their other Users items, and last the profile with its devices and the role memberships;
+  suppressions kept as hashes). A failure after the tombstone fails the event; its redelivery (the
+  same version as the tombstone's) runs the idempotent erasure again, so the job gets finished;
 - a newer `UserUpserted` after a delete recreates the person (without devices: the apps register
   them again).
 """
@@ -119,29 +121,32 @@ class Directory:
         self._erasure = erasure
 
     def apply(self, event: UserUpserted | UserDeleted, now: float | None = None) -> bool:
-        """True when applied; False when the stored version is the same or newer (nothing changed)."""
-        erased = False
+        """True when applied; False when the stored version is the same or newer (nothing changed;
+        a repeated `UserDeleted` finishes its erasure, which changes nothing once it is done)."""
         for _ in range(MAX_ATTEMPTS):
-            seen, roles = self._current(event.user_id)
-            if seen is not None and seen >= event.version:
-                return False
+            seen, roles, deleted = self._current(event.user_id)
             at = now if now is not None else time.time()
-            if isinstance(event, UserDeleted) and self._erasure is not None and not erased:
-                # before the version transaction: the profile still names the contacts and devices
-                # to deal with, and a failure here leaves the event to be retried whole
-                self._erasure.erase(
-                    event.user_id, now=datetime.fromtimestamp(at, UTC), keep_directory_entry=True
-                )
-                erased = True
-            writes = self._writes(event, seen, roles, at)
+            if seen is not None and seen >= event.version:
+                if isinstance(event, UserDeleted) and deleted and seen == event.version:
+                    # a redelivery: its erasure may have failed after the tombstone was written
+                    self._erase(event, at)
+                return False
             try:
-                self._client.transact_write_items(TransactItems=writes)
-                return True
+                self._client.transact_write_items(
+                    TransactItems=self._writes(event, seen, roles, at, deleted=deleted)
+                )
             except ClientError as error:
                 if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                     raise
-                # another event for this person won the race (or a write conflicted): read again
+                continue  # another event for this person won the race (or a write conflicted): read again
+            if isinstance(event, UserDeleted):
+                self._erase(event, at)  # after the tombstone: nothing written meanwhile survives it
+            return True
         raise RuntimeError(f"user {event.user_id}: version kept changing under {MAX_ATTEMPTS} attempts")
+
+    def _erase(self, event: UserDeleted, at: float) -> None:
+        if self._erasure is not None:
+            self._erasure.erase(event.user_id, now=datetime.fromtimestamp(at, UTC), mark=False)
 
     def stored_version(self, user_id: str) -> int | None:
         return self._current(user_id)[0]
@@ -161,14 +166,19 @@ class Directory:
         item = response.get("Item")
         return from_attributes(item) if item else None
 
-    def _current(self, user_id: str) -> tuple[int | None, set[str]]:
+    def _current(self, user_id: str) -> tuple[int | None, set[str], bool]:
+        """(stored version, the profile's roles, the directory item is a tombstone)."""
         directory = self._get(self._directory_key(user_id))
         profile = self._get(profile_key(user_id))
         seen = int(directory["version"]) if directory and "version" in directory else None
         roles = set((profile or {}).get("roles") or [])
-        return seen, roles
+        return seen, roles, bool(directory and "deleted_at" in directory)
 
-    def _version_update(self, event: UserUpserted | UserDeleted, seen: int | None, now: float) -> dict:
+    def _version_update(
+        self, event: UserUpserted | UserDeleted, seen: int | None, now: float, deleted: bool
+    ) -> dict:
+        """Conditioned on the version AND the tombstone as read (`DELETE /v1/me` sets a tombstone
+        without changing the version: an upsert read before it must not overwrite it unseen)."""
         values: dict[str, Any] = {":v": event.version, ":now": int(now)}
         if isinstance(event, UserDeleted):
             expression = "SET version = :v, updated_at = :now, deleted_at = :now, expires_at = :expires"
@@ -180,6 +190,9 @@ class Directory:
         else:
             condition = "version = :seen"
             values[":seen"] = seen
+        condition += (
+            " AND attribute_exists(deleted_at)" if deleted else " AND attribute_not_exists(deleted_at)"
+        )
         return {
             "Update": {
                 "TableName": self._table,
@@ -214,9 +227,18 @@ class Directory:
         return writes
 
     def _writes(
-        self, event: UserUpserted | UserDeleted, seen: int | None, roles: set[str], now: float
+        self,
+        event: UserUpserted | UserDeleted,
+        seen: int | None,
+        roles: set[str],
+        now: float,
+        deleted: bool = False,
     ) -> list[dict[str, Any]]:
-        version = self._version_update(event, seen, now)
+        """`deleted`: the stored entry is a tombstone; an upsert then replaces the whole profile item
+        (an erasure still under way must leave nothing of the erased person in it: `own`, devices)."""
+        version = self._version_update(event, seen, now, deleted)
+        if isinstance(event, UserDeleted) and self._erasure is not None:
+            return [version]  # the tombstone alone: the erasure, right after, takes the rest
         if isinstance(event, UserDeleted):
             return [
                 version,
@@ -224,6 +246,10 @@ class Directory:
                 *self._role_writes(event.user_id, roles, set()),
             ]
         fields = event.profile().model_dump(mode="json", exclude_none=True)
+        if deleted:
+            item = {**profile_key(event.user_id), **fields, "devices": {}}
+            replaced = {"Put": {"TableName": self._table, "Item": to_attributes(item)}}
+            return [version, replaced, *self._role_writes(event.user_id, roles, set(event.roles))]
         names = {f"#{name}": name for name in fields}
         sets = [f"#{name} = :{name}" for name in fields]
         values: dict[str, Any] = {f":{name}": value for name, value in fields.items()}

@@ -5,7 +5,9 @@ Erased, by key (queries of the person's own partitions, never a scan):
 - Users table, partition `USER#<id>`: the profile item (with its devices map), role memberships,
   the `INBOX` watermark, released-device marks and anything else there, EXCEPT the directory's
   version/tombstone item (`DIRECTORY`, decision 014: it keeps an older `UserUpserted` from bringing
-  the person back). The profile goes last, so an erasure cut short is finished by a repeat.
+  the person back). The profile goes last, so an erasure cut short is finished by a repeat; it
+  goes with the role memberships in a transaction that checks the tombstone still stands, so a
+  newer `UserUpserted` that re-created the person meanwhile keeps its profile and roles.
 - Users table: the owner items of their device tokens (only where they still name the person).
 - Notifications table: the partition `user_id=<id>` (records, delivery logs, inbox state).
 - Presence table: their item. Rate counters: every channel's keys for the last
@@ -22,13 +24,13 @@ The person's contacts are those of the directory's part of the profile, of their
 history: all of them lose `contact`. A channel counts as turned off as the router sees it (their own
 choice over the directory's default).
 
-`DELETE /v1/me` first marks the directory item deleted (`deleted_at`, `expires_at`: the same
-tombstone a `UserDeleted` leaves, its `version` kept), so writes racing the erasure (a device
-registration, a preferences edit) are refused from then on, and only a NEWER `UserUpserted` brings
-the person back. The bus's `UserDeleted` erases in two steps: this module first (with
-`keep_directory_entry`, leaving the profile and role memberships), then the directory's version
-transaction deletes those and writes the tombstone, so a concurrent newer `UserUpserted` is never
-half-overwritten.
+The tombstone comes first, through both doors: `DELETE /v1/me` marks the directory item deleted
+here (`deleted_at`, `expires_at`, its `version` kept); the bus's `UserDeleted` writes it in the
+directory's version transaction and then calls `erase(..., mark=False)`. From then on writes racing
+the erasure (a device registration, a contacts or preferences edit) are refused (they check
+`attribute_not_exists(deleted_at)`), and only a NEWER `UserUpserted` brings the person back. A
+failure part way is finished by a repeat (every step is idempotent; the directory re-runs the
+erasure for a redelivered `UserDeleted` of the tombstone's version).
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ RATE_COUNTER_HOURS = 48
 DEFAULT_TOMBSTONE_DAYS = 30  # as the directory's (DIRECTORY_TOMBSTONE_DAYS)
 BATCH_WRITE_LIMIT = 25
 BATCH_WRITE_MAX_ROUNDS = 8
+TRANSACTION_LIMIT = 100  # items in one TransactWriteItems
+TRANSACTION_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,9 @@ class Erased:
     user_items: int = 0
     device_owners: int = 0
     suppressions_kept: int = 0
+    # False when a newer UserUpserted re-created the person during the erasure: their new profile
+    # and role memberships were left alone
+    directory_entry_erased: bool = True
 
 
 def batch_delete(client: Any, table: str, keys: list[dict[str, Any]]) -> int:
@@ -170,14 +177,12 @@ class Erasure:
             suppression=tables.suppression,
         )
 
-    def erase(
-        self, user_id: str, *, now: datetime | None = None, keep_directory_entry: bool = False
-    ) -> Erased:
-        """Erase the person; idempotent. `keep_directory_entry`: leave the profile item and the role
-        memberships, and the directory item as it is, to the caller (the directory deletes those
-        and writes the tombstone in its version transaction)."""
+    def erase(self, user_id: str, *, now: datetime | None = None, mark: bool = True) -> Erased:
+        """Erase the person; idempotent. `mark`: write the directory's tombstone first (`DELETE
+        /v1/me`); False when the caller wrote it already (the directory's `UserDeleted`, whose
+        version transaction did: marking again could tombstone a person a newer upsert re-created)."""
         at = now or datetime.now(UTC)
-        if not keep_directory_entry:
+        if mark:
             self._mark_erased(user_id, at)
         profile = self._profile(user_id)
         consents = self._get({"pk": user_pk(user_id), "sk": CONSENTS_SK}) or {}
@@ -189,14 +194,24 @@ class Erasure:
         notifications = self._erase_notifications(user_id)
         self._client.delete_item(TableName=self._presence, Key=to_attributes(presence_key(user_id)))
         batch_delete(self._client, self._rate_counters, self._rate_counter_keys(user_id, at))
-        user_items = self._erase_user_partition(user_id, keep_directory_entry)
+        user_items, directory_entry_erased = self._erase_user_partition(
+            user_id, had_profile=profile is not None
+        )
         erased = Erased(
-            notifications=notifications, user_items=user_items, device_owners=owners, suppressions_kept=kept
+            notifications=notifications,
+            user_items=user_items,
+            device_owners=owners,
+            suppressions_kept=kept,
+            directory_entry_erased=directory_entry_erased,
         )
-        logger.info(
-            "person erased",
-            extra={"user_id": user_id, "erased": asdict(erased), "directory": keep_directory_entry},
-        )
+        if directory_entry_erased:
+            logger.info("person erased", extra={"user_id": user_id, "erased": asdict(erased)})
+        else:
+            logger.warning(
+                "person erased, but re-created by a newer UserUpserted meanwhile: their profile and "
+                "roles were kept",
+                extra={"user_id": user_id, "erased": asdict(erased)},
+            )
         return erased
 
     # -- steps ----------------------------------------------------------------------------------
@@ -273,9 +288,11 @@ class Erasure:
         hours = [at.astimezone(UTC) - timedelta(hours=h) for h in range(RATE_COUNTER_HOURS)]
         return [{"pk": rate_counter_key(user_id, channel, hour)} for hour in hours for channel in Channel]
 
-    def _erase_user_partition(self, user_id: str, keep_directory_entry: bool) -> int:
-        spared = {DIRECTORY_SK}
+    def _erase_user_partition(self, user_id: str, *, had_profile: bool) -> tuple[int, bool]:
+        """Every item of the partition but `DIRECTORY`; the directory's part (profile, roles) last,
+        and only while the tombstone stands. Returns (items erased, directory part erased)."""
         keys: list[dict[str, str]] = []
+        roles: list[dict[str, str]] = []
         for page in self._pages(
             TableName=self._users,
             KeyConditionExpression="pk = :pk",
@@ -285,18 +302,43 @@ class Erasure:
         ):
             for item in page:
                 sk = str(item["sk"])
-                if sk in spared or sk == PROFILE_SK:
+                if sk in (DIRECTORY_SK, PROFILE_SK):
                     continue
-                if keep_directory_entry and sk.startswith(ROLE_SK_PREFIX):
-                    continue
-                keys.append({"pk": item["pk"], "sk": sk})
+                (roles if sk.startswith(ROLE_SK_PREFIX) else keys).append({"pk": item["pk"], "sk": sk})
         erased = batch_delete(self._client, self._users, keys)
-        if not keep_directory_entry:
-            # last: while it exists, a repeated erasure still finds the contacts and devices
-            deleted = self._client.delete_item(
-                TableName=self._users,
-                Key=to_attributes({"pk": user_pk(user_id), "sk": PROFILE_SK}),
-                ReturnValues="ALL_OLD",
-            )
-            erased += 1 if deleted.get("Attributes") else 0
-        return erased
+        # last: while the profile exists, a repeated erasure still finds the contacts and devices
+        profile = {"pk": user_pk(user_id), "sk": PROFILE_SK}
+        room = TRANSACTION_LIMIT - 1  # one item is the tombstone's check
+        chunks = [roles[start : start + room] for start in range(0, len(roles), room)]
+        if not chunks or len(chunks[-1]) == room:
+            chunks.append([])
+        chunks[-1].append(profile)
+        for chunk in chunks:
+            if not self._delete_while_erased(user_id, chunk):
+                return erased, False
+            erased += len(chunk)
+        return erased - (0 if had_profile else 1), True
+
+    def _delete_while_erased(self, user_id: str, keys: list[dict[str, str]]) -> bool:
+        """Delete `keys` in one transaction that checks the directory's tombstone still stands;
+        False when it does not (a newer UserUpserted re-created the person: nothing deleted)."""
+        check = {
+            "ConditionCheck": {
+                "TableName": self._users,
+                "Key": to_attributes({"pk": user_pk(user_id), "sk": DIRECTORY_SK}),
+                "ConditionExpression": "attribute_exists(deleted_at)",
+            }
+        }
+        deletes = [{"Delete": {"TableName": self._users, "Key": to_attributes(key)}} for key in keys]
+        for attempt in range(TRANSACTION_ATTEMPTS):
+            try:
+                self._client.transact_write_items(TransactItems=[check, *deletes])
+                return True
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                    raise
+                reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+                if reasons[:1] == ["ConditionalCheckFailed"]:
+                    return False
+                time.sleep(min(0.05 * 2**attempt, 1.0))  # a conflicting write: try again
+        raise RuntimeError(f"erasure of user {user_id}: the directory part kept conflicting")

@@ -278,6 +278,66 @@ def test_a_registration_that_loses_a_race_reads_again_and_still_leaves_one_owner
     assert owner_of(stack, TOKEN) == "u2"
 
 
+def test_a_stale_owner_registering_again_mid_move_still_leaves_one_holder(stack: MotoStack) -> None:
+    # GIVEN u1's token was taken off u1's map by the older profile-only removal (the owner item still
+    # names u1: stale), and u1 registers it again while u2's registration is between read and write
+    client, table = stack.client("dynamodb"), stack.tables["UsersTable"]
+    Devices(client, table).register("u1", TOKEN, "android")
+    UserStore(client, table).remove_device("u1", TOKEN)
+    assert (owner_of(stack, TOKEN), TOKEN in devices_of(stack, "u1")) == ("u1", False)
+    racing = RaceBeforeFirstWrite(client, lambda: Devices(client, table).register("u1", TOKEN, "android"))
+
+    # WHEN u2's registration goes on
+    Devices(racing, table).register("u2", TOKEN, "ios")
+
+    # THEN u2's first transaction was refused (u1's map holds the token again), the retry moved it:
+    # one holder, the one the owner item names
+    assert racing.transactions == 2
+    holders = [u for u in ("u1", "u2") if TOKEN in devices_of(stack, u)]
+    assert holders == ["u2"]
+    assert owner_of(stack, TOKEN) == "u2"
+
+
+def test_a_dead_token_leaves_the_map_and_the_owner_item_forgets_the_person(stack: MotoStack) -> None:
+    # GIVEN u1 holds two tokens
+    client, table = stack.client("dynamodb"), stack.tables["UsersTable"]
+    devices = Devices(client, table)
+    devices.register("u1", TOKEN, "android")
+    devices.register("u1", "fcm:other", "ios")
+
+    # WHEN the push sender drops the dead one (twice: a redelivered message)
+    devices.drop_dead("u1", TOKEN)
+    devices.drop_dead("u1", TOKEN)
+
+    # THEN it is gone from the map, and its owner item names nobody (and no one else is touched)
+    assert list(devices_of(stack, "u1")) == ["fcm:other"]
+    assert owner_of_item(stack, TOKEN) == {**device_owner_key(TOKEN)}
+    assert owner_of(stack, "fcm:other") == "u1"
+    # and anyone may register it afterwards, with one holder
+    devices.register("u2", TOKEN, "android")
+    assert (owner_of(stack, TOKEN), TOKEN in devices_of(stack, "u2")) == ("u2", True)
+
+
+def test_a_dead_token_that_moved_on_is_only_dropped_from_the_old_map(stack: MotoStack) -> None:
+    # GIVEN u1's token moved to u2 (a shared tablet) and then (an older stale state) u1's map held it
+    client, table = stack.client("dynamodb"), stack.tables["UsersTable"]
+    devices = Devices(client, table)
+    devices.register("u1", TOKEN, "android")
+    devices.register("u2", TOKEN, "android")
+    UserStore(client, table).register_device("u1", TOKEN, "android")  # the old two-map path
+
+    # WHEN a push to u1 finds it dead
+    devices.drop_dead("u1", TOKEN)
+
+    # THEN u1's map loses it; u2's owner item and map are untouched
+    assert TOKEN not in devices_of(stack, "u1")
+    assert (owner_of(stack, TOKEN), TOKEN in devices_of(stack, "u2")) == ("u2", True)
+
+
+def owner_of_item(stack: MotoStack, token: str) -> dict[str, Any] | None:
+    return users_item(stack, device_owner_key(token))
+
+
 def test_a_removal_refused_by_the_store_is_an_error_not_a_404(stack: MotoStack) -> None:
     # GIVEN a client whose transactions fail for another reason than a condition
     client, table = stack.client("dynamodb"), stack.tables["UsersTable"]

@@ -10,13 +10,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
-from herald.directory import Directory, UserUpserted
-from herald.models import Channel
+from herald.catalog import load_catalog
+from herald.channels.context import DeliveryContext, Skip
+from herald.channels.result import DEAD_TOKEN, Effects, PermanentFailure, SendResult
+from herald.channels.sender import ChannelSender
+from herald.delivery import DeliveryLedger
+from herald.devices import Devices
+from herald.directory import Directory, UserDeleted, UserUpserted
+from herald.erasure import Erasure
+from herald.messages import ChannelMessage
+from herald.models import Category, Channel, Urgency
 from herald.stores.dynamo import from_attributes, to_attributes
 from herald.stores.keys import email_address, push_address, sms_address
 from herald.stores.rate_counters import RateCounterStore
 from herald.stores.suppression import SuppressionStore
+from herald.stores.users import UserStore
 from tests.integration.api.conftest import seed_notification
 from tests.support.api import ApiClient
 from tests.support.sqs import sqs_event
@@ -124,7 +134,10 @@ def seed_person(stack: MotoStack, api: ApiClient, user_id: str) -> None:
         ),
     )
     seed_notification(stack, user_id, f"{user_id}-ord-1")
-    seed_notification(stack, user_id, f"{user_id}-ord-2")
+    shipped = seed_notification(stack, user_id, f"{user_id}-ord-2")
+    # the tablet's token died: FCM answered UNREGISTERED to a push, and the push sender suppressed
+    # it and removed it from her profile (the sender's own code path, so what it keeps is tested)
+    fcm_says_unregistered(stack, user_id, shipped, contacts["tablet_token"])
     assert api.post("/v1/me/notifications/read-all", user=user_id).status == 200
     now = datetime.now(UTC)
     client.put_item(
@@ -145,11 +158,48 @@ def seed_person(stack: MotoStack, api: ApiClient, user_id: str) -> None:
     suppression = SuppressionStore(client, stack.tables["SuppressionTable"])
     suppression.suppress(email_address(contacts["email"]), "bounce", "ses", contact=contacts["email"])
     suppression.suppress(
-        push_address(contacts["tablet_token"]), "dead_token", "fcm", contact=contacts["tablet_token"]
-    )
-    suppression.suppress(
         sms_address(contacts["old_phone"]), "opted_out", "twilio", contact=contacts["old_phone"]
     )
+
+
+class DeadTokenPush:
+    """A push deliverer whose provider answers that the token is dead (FCM's UNREGISTERED)."""
+
+    channel = Channel.PUSH
+    resend_stale_claims = False
+
+    def deliver(self, context: DeliveryContext) -> SendResult | Skip:
+        (token,) = context.message.device_tokens
+        return PermanentFailure("fcm", "UNREGISTERED", code=DEAD_TOKEN, effects=Effects(dead_tokens=(token,)))
+
+
+def fcm_says_unregistered(stack: MotoStack, user_id: str, notification_id: str, token: str) -> None:
+    client = stack.client("dynamodb")
+    sender = ChannelSender(
+        DeadTokenPush(),
+        ledger=DeliveryLedger(
+            client, stack.tables["NotificationsTable"], users_table=stack.tables["UsersTable"]
+        ),
+        users=UserStore(client, stack.tables["UsersTable"]),
+        suppression=SuppressionStore(client, stack.tables["SuppressionTable"]),
+        devices=Devices(client, stack.tables["UsersTable"]),
+        catalog=load_catalog(),
+        sqs=stack.client("sqs"),
+        queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/unused",
+    )
+    message = ChannelMessage(
+        notification_id=notification_id,
+        event_id=f"{user_id}-ord-2",
+        user_id=user_id,
+        type="order_shipped",
+        channel=Channel.PUSH,
+        urgency=Urgency.MEDIUM,
+        category=Category.TRANSACTIONAL,
+        locale="en",
+        device_tokens=[token],
+    )
+    assert sender.process(message).state == "not_delivered"
+    assert token not in (UserStore(client, stack.tables["UsersTable"]).get_profile(user_id).devices)  # type: ignore[union-attr]
 
 
 def every_item(stack: MotoStack) -> list[tuple[str, dict[str, Any]]]:
@@ -222,7 +272,7 @@ def test_erasure_leaves_only_the_tombstone_and_hashed_suppressions(
 
     # THEN nothing holds her id or a contact of hers but the directory's tombstone
     left = about(stack, ANA)
-    assert [(table, item["sk"]) for table, item in left] == [("UsersTable", "DIRECTORY")]
+    assert [(table, item.get("sk")) for table, item in left] == [("UsersTable", "DIRECTORY")], left
     assert "deleted_at" in left[0][1]
     # her suppressions stay, keyed by hashes, without the plain contact
     contacts = contacts_of(ANA)
@@ -381,3 +431,138 @@ def test_a_person_never_suppressed_is_mailed_after_being_recreated(api: ApiClien
     assert "sms" not in planned
     blocked = {(s["channel"], s["reason"]) for s in record["decision"] if s["rule"] == "suppression"}
     assert ("sms", "phone number opted out of SMS (STOP)") in blocked
+
+
+# -- UserDeleted: the tombstone first, then the erasure ------------------------------------------
+
+
+class DuringErasure:
+    """A DynamoDB client that runs `race` once, as the erasure reaches the notifications table."""
+
+    def __init__(self, client: Any, notifications: str, race: Callable[[], None]) -> None:
+        self._client = client
+        self._notifications = notifications
+        self._race: Callable[[], None] | None = race
+
+    def query(self, **kwargs: Any) -> Any:
+        if kwargs.get("TableName") == self._notifications and self._race is not None:
+            race, self._race = self._race, None
+            race()
+        return self._client.query(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+class FailingOnce:
+    """A DynamoDB client whose first BatchWriteItem on the notifications table fails (throttled)."""
+
+    def __init__(self, client: Any, notifications: str) -> None:
+        self._client = client
+        self._notifications = notifications
+        self.failed = False
+
+    def batch_write_item(self, **kwargs: Any) -> Any:
+        if self._notifications in kwargs["RequestItems"] and not self.failed:
+            self.failed = True
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}}, "BatchWrite"
+            )
+        return self._client.batch_write_item(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def directory_with_erasure(stack: MotoStack, client: Any) -> Directory:
+    tables = stack.tables
+    erasure = Erasure(
+        client,
+        users=tables["UsersTable"],
+        notifications=tables["NotificationsTable"],
+        presence=tables["PresenceTable"],
+        rate_counters=tables["RateCountersTable"],
+        suppression=tables["SuppressionTable"],
+    )
+    return Directory(client, tables["UsersTable"], erasure=erasure)
+
+
+def test_writes_racing_a_user_deleted_are_refused_and_nothing_of_them_survives(
+    api: ApiClient, stack: MotoStack
+) -> None:
+    # GIVEN Ana; her app registers a device and sets her contacts while the bus's UserDeleted is
+    # being applied
+    seed_person(stack, api, ANA)
+    answers: dict[str, int] = {}
+
+    def her_app_writes() -> None:
+        answers["device"] = api.put("/v1/me/devices/fcm:racing", json={"platform": "ios"}, user=ANA).status
+        answers["contacts"] = api.put(
+            "/v1/me/contacts", json={"email": "racing@example.com"}, user=ANA
+        ).status
+
+    client = DuringErasure(stack.client("dynamodb"), stack.tables["NotificationsTable"], her_app_writes)
+
+    # WHEN the UserDeleted is applied
+    assert directory_with_erasure(stack, client).apply(UserDeleted(user_id=ANA, version=2)) is True
+
+    # THEN her writes were refused (the tombstone came first), and only the tombstone is left
+    assert answers == {"device": 404, "contacts": 404}
+    left = about(stack, ANA) + [
+        (t, i) for t, i in every_item(stack) if "fcm:racing" in json.dumps(i, default=str)
+    ]
+    assert [(table, item.get("sk")) for table, item in left] == [("UsersTable", "DIRECTORY")], left
+    assert Devices(stack.client("dynamodb"), stack.tables["UsersTable"]).owner("fcm:racing") is None
+
+
+def test_a_user_deleted_that_failed_after_its_tombstone_is_finished_by_its_redelivery(
+    api: ApiClient, stack: MotoStack
+) -> None:
+    # GIVEN Ana, and an erasure that fails part way (after the tombstone)
+    seed_person(stack, api, ANA)
+    flaky = FailingOnce(stack.client("dynamodb"), stack.tables["NotificationsTable"])
+    directory = directory_with_erasure(stack, flaky)
+    with pytest.raises(ClientError):
+        directory.apply(UserDeleted(user_id=ANA, version=2))
+    assert flaky.failed and directory.is_deleted(ANA)
+    assert len(about(stack, ANA)) > 1  # not finished
+
+    # WHEN SQS redelivers the same event
+    repeated = directory.apply(UserDeleted(user_id=ANA, version=2))
+
+    # THEN the erasure is finished (the version did not change: reported as not applied)
+    assert repeated is False
+    assert [(table, item.get("sk")) for table, item in about(stack, ANA)] == [("UsersTable", "DIRECTORY")]
+    after = every_item(stack)
+    # and a further repeat, or an older event, changes nothing
+    assert directory.apply(UserDeleted(user_id=ANA, version=2)) is False
+    assert directory.apply(UserDeleted(user_id=ANA, version=1)) is False
+    assert directory.apply(UserUpserted(user_id=ANA, version=2, email="x@example.com")) is False
+    assert every_item(stack) == after
+
+
+def test_a_newer_upsert_racing_the_erasure_keeps_the_re_created_profile_and_roles(
+    api: ApiClient, stack: MotoStack
+) -> None:
+    # GIVEN Ana is deleted (version 2) and the directory re-creates her (version 3) mid-erasure
+    seed_person(stack, api, ANA)
+    plain = stack.client("dynamodb")
+
+    def recreated() -> None:
+        Directory(plain, stack.tables["UsersTable"]).apply(
+            UserUpserted.model_validate(
+                {"user_id": ANA, "version": 3, "email": "back@example.com", "roles": ["support"]}
+            )
+        )
+
+    client = DuringErasure(plain, stack.tables["NotificationsTable"], recreated)
+
+    # WHEN the UserDeleted's erasure goes on
+    directory_with_erasure(stack, client).apply(UserDeleted(user_id=ANA, version=2))
+
+    # THEN the person of version 3 is there, with her roles; the tombstone is gone
+    profile = UserStore(plain, stack.tables["UsersTable"]).get_profile(ANA)
+    assert profile is not None and profile.email == "back@example.com"
+    assert profile.devices == {} and profile.phone is None, "nothing of the erased person"
+    assert list(UserStore(plain, stack.tables["UsersTable"]).iter_user_ids_with_role("support")) == [ANA]
+    assert Directory(plain, stack.tables["UsersTable"]).is_deleted(ANA) is False

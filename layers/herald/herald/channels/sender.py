@@ -10,6 +10,8 @@ Outcomes and SQS:
 - a body that is not a ChannelMessage for this queue's channel is rejected: moved to the DLQ at
   once with the reason (`herald.batch.RejectingBatchProcessor`), never retried;
 - sent / failed / suppressed / not delivered: recorded, the record succeeds (SQS deletes it);
+- the recipient was erased (no record, a directory tombstone: decision 017): nothing is sent or
+  written, the record succeeds as not delivered (an escalation primary fails its task token);
 - uncertain (the request may have reached the provider: a read timeout, a reset after writing, an
   exception once an adapter marked its point of no return, `herald.channels.transport`): recorded
   with `DeliveryUncertain`, the record succeeds and the channel is final, never sent again;
@@ -94,8 +96,10 @@ from herald.delivery import (
     DeliveryState,
     InFlight,
     LogEntry,
+    RecipientErased,
     RetryRun,
 )
+from herald.devices import Contended, Devices
 from herald.messages import ChannelMessage, UnresolvedReference, parse_channel_body
 from herald.rendering import TemplateRenderError, TemplateSourceError
 from herald.stores.keys import push_address, sms_address
@@ -201,8 +205,11 @@ class ChannelSender:
         dead_letter_queue_url: str | None = None,
         clock: Callable[[], datetime] = utc_now,
         deadline_margin_seconds: float = 25.0,
+        devices: Devices | None = None,
     ) -> None:
-        """`outage`: the retry-later budget (default: one hour over `backoff`);
+        """`devices`: drops dead push tokens with their owner items (decision 017; without it, a
+        hand-built sender removes them from the profile only);
+        `outage`: the retry-later budget (default: one hour over `backoff`);
         `max_receive_count`: the queue's RedrivePolicy `maxReceiveCount` (None: never renew);
         `dead_letter_queue_url`: where a message past the outage tolerance goes (None: it keeps
         retrying and SQS dead-letters it after `maxReceiveCount`)."""
@@ -221,6 +228,7 @@ class ChannelSender:
         self._max_receive_count = max_receive_count
         self._dead_letter_queue_url = dead_letter_queue_url
         self._clock = clock
+        self._devices = devices
 
     # -- SQS record --------------------------------------------------------------------------
 
@@ -376,6 +384,8 @@ class ChannelSender:
             )
         if isinstance(claim, AlreadyFinal):
             return self._duplicate(message, claim)
+        if isinstance(claim, RecipientErased):
+            return self._erased(message, claim)
         if claim.took_over_stale:
             self._count("StaleClaimResent")
             logger.warning(
@@ -505,6 +515,14 @@ class ChannelSender:
             "duplicate" if not claim.just_marked_uncertain else claim.state.value, reason=claim.state.value
         )
 
+    def _erased(self, message: ChannelMessage, erased: RecipientErased) -> Outcome:
+        """Queued before the person's erasure: not sent, nothing written (not even a log entry)."""
+        self._count(_METRIC_BY_STATE[DeliveryState.NOT_DELIVERED])
+        logger.info("the recipient was erased: not delivered", extra=_ids(message))
+        if message.task_token:  # the escalation's email then meets the same tombstone
+            self._fail_escalation(message, f"{self.channel.value} not delivered: {erased.reason}")
+        return Outcome(DeliveryState.NOT_DELIVERED.value, reason=erased.reason)
+
     # -- effects and escalation --------------------------------------------------------------
 
     def _apply_effects(self, message: ChannelMessage, result: SendResult | Skip) -> None:
@@ -514,14 +532,10 @@ class ChannelSender:
         provider = getattr(result, "provider", self.channel.value)
         try:
             for token in effects.dead_tokens:
-                self._suppression.suppress(
-                    push_address(token), reason="dead_token", source=provider, contact=token
-                )
-                try:
-                    self._users.remove_device(message.user_id, token)
-                except ClientError as error:
-                    if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                        raise  # no profile any more: nothing to remove
+                # no plain `contact`: the token leaves the profile now, so an erasure of its holder
+                # could not find the entry again; and a token has no support value (decision 017)
+                self._suppression.suppress(push_address(token), reason="dead_token", source=provider)
+                self._drop_dead_token(message.user_id, token)
                 self._count("DeadTokensRemoved")
             if effects.opt_out_phone:
                 self._suppression.suppress(
@@ -531,12 +545,22 @@ class ChannelSender:
                     contact=effects.opt_out_phone,
                 )
                 self._count("PhonesOptedOut")
-        except ClientError:
+        except (ClientError, Contended):
             # the outcome must still be recorded; the next failure will report the effect again
             logger.exception(
                 "could not apply the provider's effects", extra={**_ids(message), "effects": repr(effects)}
             )
             self._count("EffectErrors")
+
+    def _drop_dead_token(self, user_id: str, token: str) -> None:
+        if self._devices is not None:  # map and owner item together (herald.devices)
+            self._devices.drop_dead(user_id, token)
+            return
+        try:
+            self._users.remove_device(user_id, token)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise  # no profile any more: nothing to remove
 
     def _fail_escalation(self, message: ChannelMessage, cause: str) -> None:
         """The primary cannot reach the user: the state machine sends the email now."""

@@ -14,6 +14,7 @@ from herald.channels.outage import Backoff, OutageBudget
 from herald.channels.sender import ChannelRecord, ChannelSender, MetricsSink, peek_event_id
 from herald.channels.settings import SenderSettings
 from herald.delivery import DeliveryLedger
+from herald.devices import Devices
 from herald.stores.suppression import SuppressionStore
 from herald.stores.users import UserStore
 
@@ -23,15 +24,20 @@ class Stores:
     ledger: DeliveryLedger
     users: UserStore
     suppression: SuppressionStore
+    devices: Devices
 
 
 def stores_for(settings: SenderSettings, dynamodb: Any) -> Stores:
     return Stores(
         ledger=DeliveryLedger(
-            dynamodb, settings.notifications_table, retention_days=settings.notification_retention_days
+            dynamodb,
+            settings.notifications_table,
+            retention_days=settings.notification_retention_days,
+            users_table=settings.users_table,  # an erased person's tombstone (decision 017)
         ),
         users=UserStore(dynamodb, settings.users_table),
         suppression=SuppressionStore(dynamodb, settings.suppression_table),
+        devices=Devices(dynamodb, settings.users_table),
     )
 
 
@@ -49,6 +55,7 @@ def sender_for(
         ledger=stores.ledger,
         users=stores.users,
         suppression=stores.suppression,
+        devices=stores.devices,
         catalog=load_catalog(),
         sqs=sqs,
         queue_url=settings.queue_url,
