@@ -10,16 +10,17 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from herald.api.resolver import build_resolver
-from herald.api.services import services
+from herald.api.services import CONTEXT_KEY, Services
 
 logger = Logger()
 tracer = Tracer()
 
-services()  # configuration validated at cold start, not on the first request
+services = Services.from_environment()  # configuration validated at cold start
 app = build_resolver()
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    app.append_context(**{CONTEXT_KEY: services})  # cleared by the resolver after each request
     return app.resolve(event, context)

@@ -63,9 +63,6 @@ class ApiClient:
     """Requests through the template's routes and authorizer to a freshly imported API module."""
 
     def __init__(self, stack: MotoStack, credentials: SandboxCredentials | None = None) -> None:
-        from herald.api import services
-
-        services.reset()
         self.module = fresh_function_module("functions.api.app")
         self.issuer = JwtIssuer((credentials or api_credentials()).jwt)
         self.events: list[dict[str, Any]] = []

@@ -154,7 +154,3 @@ class ApiSettings(HeraldSettings):
     tables: Tables = Field(default_factory=Tables)
     notification_retention_days: int = Field(default=90, alias="NOTIFICATION_RETENTION_DAYS", ge=1)
 
-
-@cache
-def api_settings() -> ApiSettings:
-    return load(ApiSettings)

@@ -246,7 +246,7 @@ def test_a_cursor_from_before_a_read_all_ends_the_unread_listing(
     assert cursor
     api.post("/v1/me/notifications/read-all")
     start_keys: list[object] = []  # moto serves such a start key; AWS answers ValidationException
-    client = api.module.services().dynamodb
+    client = api.module.services.dynamodb
     client.meta.events.register(
         "provide-client-params.dynamodb.Query",
         lambda params, **_: start_keys.append(params.get("ExclusiveStartKey")),

@@ -3,8 +3,6 @@ work)."""
 
 from __future__ import annotations
 
-from functools import cache
-
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from herald.api.auth import caller_id
@@ -27,9 +25,8 @@ class Conflict(ApiError):
     code = "conflict"
 
 
-@cache
 def _contacts() -> ContactsService:
-    found = services()
+    found = services(router)
     return ContactsService(UserStore(found.dynamodb, found.tables.users))
 
 

@@ -51,7 +51,7 @@ class DeviceOut(BaseModel):
 
 
 def _devices() -> Devices:
-    found = services()
+    found = services(router)
     return Devices(found.dynamodb, found.tables.users)
 
 

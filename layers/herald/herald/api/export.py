@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cache
-
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from herald.api.auth import caller_id
@@ -13,9 +11,8 @@ from herald.export import Exporter, PersonalData
 router = APIGatewayHttpRouter()
 
 
-@cache
 def _exporter() -> Exporter:
-    found = services()
+    found = services(router)
     tables = found.tables
     return Exporter(
         found.dynamodb,

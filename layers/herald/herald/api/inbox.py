@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from functools import cache
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger
@@ -60,9 +59,8 @@ class ReadAll(BaseModel):
     read_all_at: datetime = Field(description="everything created up to this instant is read")
 
 
-@cache
 def _inbox() -> Inbox:
-    found = services()
+    found = services(router)
     return Inbox(found.dynamodb, found.tables.notifications, found.tables.users)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cache
-
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from herald.api.auth import caller_id
@@ -15,9 +13,8 @@ from herald.stores.users import PersonErased, UserStore
 router = APIGatewayHttpRouter()
 
 
-@cache
 def _preferences() -> PreferencesService:
-    found = services()
+    found = services(router)
     return PreferencesService(UserStore(found.dynamodb, found.tables.users))
 
 

@@ -13,7 +13,7 @@ router = APIGatewayHttpRouter()
 
 
 def _erasure() -> Erasure:
-    found = services()
+    found = services(router)
     return Erasure.for_tables(found.dynamodb, found.tables)
 
 
