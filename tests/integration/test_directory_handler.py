@@ -3,7 +3,6 @@ batch failures, invalid events to the directory DLQ with the reason."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +10,7 @@ import pytest
 
 from herald.batch import REJECTION_ATTRIBUTE
 from herald.stores.users import UserStore
+from tests.support.sqs import directory_body
 from tests.support.stack import (
     MotoStack,
     fresh_function_module,
@@ -46,21 +46,6 @@ def handler(stack: MotoStack) -> Any:
     return fresh_function_module("functions.directory.app")
 
 
-def envelope(detail_type: str, detail: dict[str, Any]) -> str:
-    return json.dumps(
-        {
-            "version": "0",
-            "id": f"evt-{detail.get('user_id')}-{detail.get('version')}",
-            "detail-type": detail_type,
-            "source": "tests.integration",
-            "time": "2026-11-30T12:00:00Z",
-            "region": "us-east-1",
-            "resources": [],
-            "detail": detail,
-        }
-    )
-
-
 def sqs_event(*bodies: str) -> dict[str, Any]:
     return {
         "Records": [
@@ -87,8 +72,8 @@ def sqs_event(*bodies: str) -> dict[str, Any]:
 
 def test_a_batch_is_applied_in_version_order_whatever_its_order(stack: MotoStack, handler: Any) -> None:
     # GIVEN a batch where a newer upsert precedes an older one, and a repeat
-    newer = envelope("UserUpserted", {"user_id": "42", "version": 2, "phone": "+14155550199"})
-    older = envelope("UserUpserted", {"user_id": "42", "version": 1, "phone": "+14155550100"})
+    newer = directory_body("UserUpserted", {"user_id": "42", "version": 2, "phone": "+14155550199"})
+    older = directory_body("UserUpserted", {"user_id": "42", "version": 1, "phone": "+14155550100"})
 
     # WHEN the handler runs it
     result = handler.lambda_handler(sqs_event(newer, older, newer), FakeContext())
@@ -102,13 +87,14 @@ def test_a_batch_is_applied_in_version_order_whatever_its_order(stack: MotoStack
 
 def test_a_delete_removes_the_entry_and_blocks_a_late_upsert(stack: MotoStack, handler: Any) -> None:
     handler.lambda_handler(
-        sqs_event(envelope("UserUpserted", {"user_id": "7", "version": 1, "roles": ["admin"]})), FakeContext()
+        sqs_event(directory_body("UserUpserted", {"user_id": "7", "version": 1, "roles": ["admin"]})),
+        FakeContext(),
     )
 
     result = handler.lambda_handler(
         sqs_event(
-            envelope("UserDeleted", {"user_id": "7", "version": 3}),
-            envelope("UserUpserted", {"user_id": "7", "version": 2, "roles": ["admin"]}),
+            directory_body("UserDeleted", {"user_id": "7", "version": 3}),
+            directory_body("UserUpserted", {"user_id": "7", "version": 2, "roles": ["admin"]}),
         ),
         FakeContext(),
     )
@@ -122,8 +108,8 @@ def test_a_delete_removes_the_entry_and_blocks_a_late_upsert(stack: MotoStack, h
 def test_an_invalid_event_goes_to_the_dlq_with_its_reason_and_fails_alone(
     stack: MotoStack, handler: Any
 ) -> None:
-    bad = envelope("UserUpserted", {"user_id": "9", "version": 1, "time_zone": "Mars/Olympus"})
-    good = envelope("UserUpserted", {"user_id": "10", "version": 1})
+    bad = directory_body("UserUpserted", {"user_id": "9", "version": 1, "time_zone": "Mars/Olympus"})
+    good = directory_body("UserUpserted", {"user_id": "10", "version": 1})
 
     result = handler.lambda_handler(sqs_event(bad, good), FakeContext())
 
@@ -150,7 +136,7 @@ def test_an_aws_failure_is_a_batch_item_failure_to_retry(
     monkeypatch.setattr(handler.directory._client, "transact_write_items", throttled)
 
     result = handler.lambda_handler(
-        sqs_event(envelope("UserUpserted", {"user_id": "11", "version": 1})), FakeContext()
+        sqs_event(directory_body("UserUpserted", {"user_id": "11", "version": 1})), FakeContext()
     )
 
     assert result == {"batchItemFailures": [{"itemIdentifier": "m-0"}]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 DEFAULT_ARN = "arn:aws:sqs:us-east-1:123456789012:herald-test"
@@ -30,3 +31,20 @@ def sqs_record(body: str, *, index: int = 0, arn: str = DEFAULT_ARN) -> dict[str
 def sqs_event(*bodies: str, arn: str = DEFAULT_ARN) -> dict[str, Any]:
     """An SQS event with one record per body, in order."""
     return {"Records": [sqs_record(body, index=i, arn=arn) for i, body in enumerate(bodies)]}
+
+
+def directory_body(detail_type: str, detail: dict[str, Any]) -> str:
+    """The body a bus rule puts on the directory queue: EventBridge's envelope around a
+    `UserUpserted` / `UserDeleted` detail (its id derived from the user and version)."""
+    return json.dumps(
+        {
+            "version": "0",
+            "id": f"evt-{detail.get('user_id')}-{detail.get('version')}",
+            "detail-type": detail_type,
+            "source": "tests.integration",
+            "time": "2026-11-30T12:00:00Z",
+            "region": "us-east-1",
+            "resources": [],
+            "detail": detail,
+        }
+    )

@@ -3,13 +3,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 from pydantic import ValidationError
 
 from herald.catalog import load_catalog
@@ -28,25 +25,15 @@ from herald.models import Channel, NotificationRequest, Urgency
 from herald.routing.decision import Decision, RoutingInput, Verdict, decide
 from herald.stores.users import ConsentHistoryFull, UserStore, profile_from_item
 from herald.users import Consent, Preferences, UserProfile
-from tests.support.aws import table_definitions
+from tests.unit.conftest import USERS_TABLE
 
 pytestmark = pytest.mark.unit
 
-TABLE = "users"
+TABLE = USERS_TABLE
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 OLD_PHONE, NEW_PHONE = "+14155552671", "+14155550123"
 ANOTHER_NUMBER = "marketing SMS: the recorded consent is for another phone number, not the user's current one"
 APP = ConsentSource(user_agent="ShopApp/4.2 (iOS 19)", source_ip="203.0.113.7")
-
-
-@pytest.fixture
-def dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(TableName=TABLE, **table_definitions()["UsersTable"])
-        yield client
 
 
 @pytest.fixture

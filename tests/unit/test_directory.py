@@ -6,12 +6,9 @@ Moto in-process (`mock_aws` patches botocore: no socket is opened) stands in for
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 from pydantic import ValidationError
 
 from herald.directory import Directory, DirectoryRecord, UserDeleted, UserUpserted
@@ -19,44 +16,12 @@ from herald.models import Channel
 from herald.stores.users import UserStore
 from herald.users import UserProfile
 from tests.support.sqs import sqs_record
+from tests.unit.conftest import USERS_TABLE
 
 pytestmark = pytest.mark.unit
 
-TABLE = "users"
+TABLE = USERS_TABLE
 NOW = 1_800_000_000.0
-
-
-@pytest.fixture
-def dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-                {"AttributeName": "role", "AttributeType": "S"},
-                {"AttributeName": "user_id", "AttributeType": "S"},
-            ],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": "ByRole",
-                    "KeySchema": [
-                        {"AttributeName": "role", "KeyType": "HASH"},
-                        {"AttributeName": "user_id", "KeyType": "RANGE"},
-                    ],
-                    "Projection": {"ProjectionType": "KEYS_ONLY"},
-                }
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        yield client
 
 
 @pytest.fixture

@@ -5,13 +5,10 @@ Users table, created from template.yaml's definition."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, time
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 from pydantic import ValidationError
 
 from herald.directory import Directory, UserDeleted, UserUpserted
@@ -19,22 +16,12 @@ from herald.models import Category, Channel
 from herald.preferences import PreferencesService, PreferencesUpdate, effective_document
 from herald.stores.users import OwnChange, PersonErased, UserStore, profile_from_item
 from herald.users import UserProfile
-from tests.support.aws import table_definitions
+from tests.unit.conftest import USERS_TABLE
 
 pytestmark = pytest.mark.unit
 
-TABLE = "users"
+TABLE = USERS_TABLE
 NOW = 1_800_000_000.0
-
-
-@pytest.fixture
-def dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(TableName=TABLE, **table_definitions()["UsersTable"])
-        yield client
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from herald.stores.suppression import SuppressionStore
 from herald.stores.users import UserStore
 from tests.integration.api.conftest import seed_notification
 from tests.support.api import ApiClient
-from tests.support.sqs import sqs_event
+from tests.support.sqs import directory_body, sqs_event
 from tests.support.stack import MotoStack, fresh_function_module
 
 pytestmark = pytest.mark.integration
@@ -58,21 +58,6 @@ def contacts_of(user_id: str) -> dict[str, str]:
         "phone_token": f"fcm:{user_id}-phone",
         "tablet_token": f"fcm:{user_id}-tablet",
     }
-
-
-def directory_event(detail_type: str, detail: dict[str, Any]) -> str:
-    return json.dumps(
-        {
-            "version": "0",
-            "id": f"evt-{detail['user_id']}-{detail['version']}",
-            "detail-type": detail_type,
-            "source": "tests.integration",
-            "time": "2026-11-30T12:00:00Z",
-            "region": "us-east-1",
-            "resources": [],
-            "detail": detail,
-        }
-    )
 
 
 def upsert(stack: MotoStack, user_id: str, version: int) -> None:
@@ -243,7 +228,7 @@ def erase_through_the_bus(stack: MotoStack, api: ApiClient, user_id: str) -> Non
 
     directory_settings.cache_clear()
     handler = fresh_function_module("functions.directory.app")
-    event = sqs_event(directory_event("UserDeleted", {"user_id": user_id, "version": 2}))
+    event = sqs_event(directory_body("UserDeleted", {"user_id": user_id, "version": 2}))
     assert handler.lambda_handler(event, Context()) == {"batchItemFailures": []}
 
 
