@@ -41,8 +41,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from herald.stores.dynamo import from_attributes, to_attributes
-from herald.stores.keys import DIRECTORY_SK, device_owner_key, released_device_key, user_pk
-from herald.stores.users import PersonErased, profile_key
+from herald.stores.keys import device_owner_key, released_device_key
+from herald.stores.users import PersonErased, not_erased, profile_key
 from herald.users import MAX_DEVICES_PER_USER, Device
 
 MAX_TOKEN_LENGTH = 4096  # FCM tokens are ~160-200 characters, APNs 64; a bound, not a format
@@ -115,13 +115,7 @@ class Devices:
 
     def _not_erased(self, user_id: str) -> dict[str, Any]:
         """First in every transaction: the person has no directory tombstone (deleted or erased)."""
-        return {
-            "ConditionCheck": {
-                "TableName": self._table,
-                "Key": to_attributes({"pk": user_pk(user_id), "sk": DIRECTORY_SK}),
-                "ConditionExpression": "attribute_not_exists(deleted_at)",
-            }
-        }
+        return not_erased(self._table, user_id)
 
     # -- register -------------------------------------------------------------------------------
 

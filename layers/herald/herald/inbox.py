@@ -27,9 +27,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from herald.stores.dynamo import batch_get, from_attributes, to_attributes
-from herald.stores.keys import DIRECTORY_SK, user_pk
+from herald.stores.keys import user_pk
 from herald.stores.notifications import NotificationRecord, stamp
-from herald.stores.users import PersonErased
+from herald.stores.users import PersonErased, not_erased
 
 INBOX_SK = "INBOX"
 NOTIFICATION_ID = re.compile(r"^ntf-[0-9a-f]{32}$")
@@ -121,13 +121,7 @@ class Inbox:
         try:
             self._client.transact_write_items(
                 TransactItems=[
-                    {
-                        "ConditionCheck": {
-                            "TableName": self._users,
-                            "Key": to_attributes({"pk": user_pk(user_id), "sk": DIRECTORY_SK}),
-                            "ConditionExpression": "attribute_not_exists(deleted_at)",
-                        }
-                    },
+                    not_erased(self._users, user_id),
                     {
                         "Update": {
                             "TableName": self._users,

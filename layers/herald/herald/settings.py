@@ -153,4 +153,3 @@ class ApiSettings(HeraldSettings):
     stage: str = Field(alias="STAGE")
     tables: Tables = Field(default_factory=Tables)
     notification_retention_days: int = Field(default=90, alias="NOTIFICATION_RETENTION_DAYS", ge=1)
-

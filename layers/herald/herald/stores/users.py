@@ -125,6 +125,19 @@ def profile_from_item(item: dict[str, Any]) -> UserProfile:
     return UserProfile.model_validate(fields)
 
 
+def not_erased(users_table: str, user_id: str) -> dict[str, Any]:
+    """A transaction's ConditionCheck: the person has no directory tombstone (deleted by the
+    directory or erased through the API, decisions 014 and 017). Put it first in the transaction, so
+    its failure is `CancellationReasons[0]`."""
+    return {
+        "ConditionCheck": {
+            "TableName": users_table,
+            "Key": to_attributes({"pk": user_pk(user_id), "sk": DIRECTORY_SK}),
+            "ConditionExpression": "attribute_not_exists(deleted_at)",
+        }
+    }
+
+
 class ConsentEvent(BaseModel):
     """One entry of the person's consent history: a grant or a withdrawal, as it happened."""
 
@@ -255,13 +268,7 @@ class UserStore:
         return from_attributes(item) if item else None
 
     def _not_erased(self, user_id: str) -> dict[str, Any]:
-        return {
-            "ConditionCheck": {
-                "TableName": self._table,
-                "Key": to_attributes({"pk": user_pk(user_id), "sk": DIRECTORY_SK}),
-                "ConditionExpression": "attribute_not_exists(deleted_at)",
-            }
-        }
+        return not_erased(self._table, user_id)
 
     def _own_write(self, user_id: str, own: dict[str, Any], before: OwnSettings | None) -> dict[str, Any]:
         values: dict[str, Any] = {":own": own, ":user_id": user_id}
