@@ -203,3 +203,11 @@ def test_the_record_picks_the_model_by_detail_type() -> None:
 
 def test_the_profile_model_is_the_directory_part_plus_devices() -> None:
     assert set(UserProfile.model_fields) - set(UserUpserted.model_fields) == {"devices"}
+
+
+@pytest.mark.parametrize("model", [UserUpserted, UserDeleted])
+def test_a_user_id_in_heralds_reserved_namespace_is_refused(model: type) -> None:
+    """`#...` partitions are Herald's own (held requests live under `#held#<name>`)."""
+    with pytest.raises(ValidationError):
+        model.model_validate({"user_id": "#held#sched-1", "version": 1})
+    assert model.model_validate({"user_id": "a#b", "version": 1}).user_id == "a#b"

@@ -40,6 +40,8 @@ USER_DELETED = "UserDeleted"
 MAX_ROLES = 48  # old + new role memberships + 2 items stay within a transaction's 100 items
 DEFAULT_TOMBSTONE_DAYS = 30
 MAX_ATTEMPTS = 5
+# `#...` partitions are Herald's own (held requests: `#held#<name>`), never a person's.
+USER_ID_PATTERN = r"^[^#]"
 # Optional profile fields a newer upsert may clear (absent from the event → removed).
 _CLEARABLE = ("email", "phone", "quiet_hours", "sms_marketing_consent", "webhook")
 
@@ -50,7 +52,12 @@ class UserUpserted(DirectoryProfile):
     model_config = ConfigDict(extra="forbid", frozen=True, title=f"{USER_UPSERTED} event detail")
 
     version: int = Field(ge=0, strict=True, description="the producer's version; higher wins")
-    user_id: str = Field(min_length=1, max_length=128)
+    user_id: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=USER_ID_PATTERN,
+        description="the person's id in the product (the JWT `sub` of their apps); not starting with `#`",
+    )
     roles: frozenset[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
         default=frozenset(), max_length=MAX_ROLES
     )
@@ -65,7 +72,12 @@ class UserDeleted(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, title=f"{USER_DELETED} event detail")
 
     version: int = Field(ge=0, strict=True, description="the producer's version; higher wins")
-    user_id: str = Field(min_length=1, max_length=128)
+    user_id: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=USER_ID_PATTERN,
+        description="the person's id in the product (the JWT `sub` of their apps); not starting with `#`",
+    )
 
 
 class _Envelope(EventBridgeModel):
