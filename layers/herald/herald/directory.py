@@ -42,6 +42,15 @@ DEFAULT_TOMBSTONE_DAYS = 30
 MAX_ATTEMPTS = 5
 # `#...` partitions are Herald's own (held requests: `#held#<name>`), never a person's.
 USER_ID_PATTERN = r"^[^#]"
+UserId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=128,
+        pattern=USER_ID_PATTERN,
+        description="the person's id in the product (the JWT `sub` of their apps); not starting with `#`",
+    ),
+]
 # Optional profile fields a newer upsert may clear (absent from the event → removed).
 _CLEARABLE = ("email", "phone", "quiet_hours", "sms_marketing_consent", "webhook")
 
@@ -52,12 +61,7 @@ class UserUpserted(DirectoryProfile):
     model_config = ConfigDict(extra="forbid", frozen=True, title=f"{USER_UPSERTED} event detail")
 
     version: int = Field(ge=0, strict=True, description="the producer's version; higher wins")
-    user_id: str = Field(
-        min_length=1,
-        max_length=128,
-        pattern=USER_ID_PATTERN,
-        description="the person's id in the product (the JWT `sub` of their apps); not starting with `#`",
-    )
+    user_id: UserId
     roles: frozenset[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
         default=frozenset(), max_length=MAX_ROLES
     )
@@ -72,12 +76,7 @@ class UserDeleted(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, title=f"{USER_DELETED} event detail")
 
     version: int = Field(ge=0, strict=True, description="the producer's version; higher wins")
-    user_id: str = Field(
-        min_length=1,
-        max_length=128,
-        pattern=USER_ID_PATTERN,
-        description="the person's id in the product (the JWT `sub` of their apps); not starting with `#`",
-    )
+    user_id: UserId
 
 
 class _Envelope(EventBridgeModel):
