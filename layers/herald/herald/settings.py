@@ -153,3 +153,5 @@ class ApiSettings(HeraldSettings):
     stage: str = Field(alias="STAGE")
     tables: Tables = Field(default_factory=Tables)
     notification_retention_days: int = Field(default=90, alias="NOTIFICATION_RETENTION_DAYS", ge=1)
+    pusher_secret_arn: str = Field(alias="PUSHER_SECRET_ARN")
+    presence_max_age_seconds: int = Field(default=21600, alias="PRESENCE_MAX_AGE_SECONDS", ge=1)

@@ -13,22 +13,37 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+import pusher
 from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
 
+from herald.channels.credentials import SecretBacked, SecretSource
 from herald.settings import ApiSettings, Tables, load
 
 CONTEXT_KEY = "services"
+
+
+def pusher_client(secret: dict[str, Any]) -> pusher.Pusher:
+    """The Pusher app of the Pusher secret (the realtime sender's too): its key and secret are what
+    the SDK's `validate_webhook` and `authenticate` use. No request is ever sent with it here."""
+    return pusher.Pusher(app_id=str(secret["app_id"]), key=str(secret["key"]), secret=str(secret["secret"]))
 
 
 @dataclass(frozen=True)
 class Services:
     settings: ApiSettings
     dynamodb: Any
+    pusher: SecretBacked[pusher.Pusher]  # `.get()`: the current app (rebuilt when the secret rotates)
 
     @classmethod
     def from_environment(cls) -> Services:
-        """Configuration validated now (a cold start fails loudly, not the first request)."""
-        return cls(settings=load(ApiSettings), dynamodb=boto3.client("dynamodb"))
+        """Configuration validated now (a cold start fails loudly, not the first request); the
+        Pusher secret is read on first use (cached by powertools)."""
+        settings = load(ApiSettings)
+        return cls(
+            settings=settings,
+            dynamodb=boto3.client("dynamodb"),
+            pusher=SecretBacked(SecretSource(), settings.pusher_secret_arn, pusher_client),
+        )
 
     @property
     def tables(self) -> Tables:
