@@ -166,19 +166,12 @@ def failed_twice_then_sent_after_backoff(seen: Observed, user_id: str) -> bool:
 
 def scenarios() -> list[Scenario]:
     def go_online(stack: LocalStack) -> None:
-        """finn's app subscribes: Pusher sees the channel occupied; Herald's presence knows it."""
-        assert stack.sandbox and stack.description
-        stack.sandbox.pusher.occupy("private-user-finn")
-        # The presence webhook function is a later issue; record what it would write.
-        stack.client("dynamodb").put_item(
-            TableName=stack.description.ref("PresenceTable"),
-            Item={
-                "user_id": {"S": "finn"},
-                "occupied": {"BOOL": True},
-                "time_ms": {"N": str(int(time.time() * 1000))},
-                "expires_at": {"N": str(int(time.time()) + 3600)},
-            },
-        )
+        """finn's app subscribes to his channel: Pusher (the sandbox) sends its signed
+        `channel_occupied` webhook to the HTTP API, which records him online."""
+        assert stack.sandbox
+        delivery = stack.sandbox.pusher.occupy("private-user-finn")
+        if delivery is None or delivery.status != 200:
+            raise RuntimeError(f"the presence webhook was not accepted: {delivery}")
 
     def failing_receiver(stack: LocalStack) -> None:
         assert stack.sandbox

@@ -21,8 +21,8 @@ with tokens from the local issuer; the sandboxes' HTTP control API (`/_outbox`, 
 `/_receivers`, `/_pusher/occupy`); SQS and DynamoDB reads of the stack's own queues and tables
 (queue depths, dead-letter queues, delivery logs). It never calls a handler. The thousands of
 burst users are written straight into the users table (through the bus and the API the seeding
-alone would take minutes; `make demo` and the cross-user scenario go through them), and online
-users into the presence table (the presence webhook is a later issue).
+alone would take minutes; `make demo` and the cross-user scenario go through them); online users
+subscribe through the Pusher sandbox, whose signed webhooks reach the HTTP API as Pusher's do.
 
 Prints a table, writes `.local/soak.json`, exits 1 on any loss, double or dead-letter mismatch.
 """
@@ -312,7 +312,11 @@ class Surfaces:
         return stats["receivers"]
 
     def occupy(self, channel: str) -> None:
-        self.http("/_pusher/occupy", method="POST", body={"channel": channel})
+        """A client subscribes: the sandbox sends Pusher's signed webhook to the HTTP API."""
+        answer, _ = self.http("/_pusher/occupy", method="POST", body={"channel": channel})
+        webhook = answer.get("webhook") or {}
+        if webhook.get("status") != 200:
+            raise RuntimeError(f"the presence webhook for {channel} was not accepted: {webhook}")
 
     # -- the HTTP API, as an app (tokens from the local issuer) -------------------------------------
     def forged_token(self, user_id: str) -> str:
@@ -423,7 +427,6 @@ class Surfaces:
     # -- seeding (as `make demo` does) -------------------------------------------------------------
     def seed(self, prefix: str, kinds: Sequence[Kind], webhook_secret: str) -> list[Recipient]:
         """One user per entry of `kinds`, set up so that its kind's channels are the ones chosen."""
-        presence = self.description.ref("PresenceTable")
         recipients = []
         for index, kind in enumerate(kinds):
             user_id = f"{prefix}-{index}"
@@ -455,17 +458,7 @@ class Surfaces:
                 )
             )
             if kind.online:
-                self.occupy(recipient.channel)
-                now = time.time()
-                self.dynamodb.put_item(
-                    TableName=presence,
-                    Item={
-                        "user_id": {"S": user_id},
-                        "occupied": {"BOOL": True},
-                        "time_ms": {"N": str(int(now * 1000))},
-                        "expires_at": {"N": str(int(now) + 3600)},
-                    },
-                )
+                self.occupy(recipient.channel)  # Pusher's signed webhook tells Herald
             recipients.append(recipient)
         return recipients
 

@@ -93,6 +93,8 @@ class LocalStack:
             self._exit.callback(self.runner.stop)
             self.api = LocalHttpApi(self.description, self.runner.invoke, port=self.api_port).start()
             self._exit.callback(self.api.stop)
+            # The Pusher app's webhook URL, as set in Pusher's dashboard: occupancy goes to Herald.
+            self.sandbox.pusher.webhook_url = f"{self.api.url}/v1/webhooks/pusher"
             if self.state_file is not None:
                 self.description.write(self.state_file)
         except BaseException:

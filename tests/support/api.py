@@ -95,8 +95,10 @@ class ApiClient:
         json: Any = None,
         query: dict[str, Any] | None = None,
         form: dict[str, str] | None = None,
+        data: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> Answer:
+        """`data`: an exact raw body (send its Content-Type in `headers`)."""
         sent = dict(headers or {})
         if token is None and user is not None:
             token = self.token(user)
@@ -108,7 +110,7 @@ class ApiClient:
             query_string=query,
             headers=sent,
             json=json,
-            data=form,
+            data=form if form is not None else data,
         )
         response = self.api.handle(Request(builder.get_environ()))
         return Answer(response.status_code, dict(response.headers), response.get_data())

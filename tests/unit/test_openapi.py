@@ -67,3 +67,21 @@ def test_every_operation_documents_the_one_error_shape_and_needs_a_token() -> No
 def test_path_parameters_are_named_alike_in_the_template_and_the_resolver() -> None:
     for _method, path in template_routes("ApiFunction"):
         assert re.fullmatch(r"(/[a-z0-9-]+|/\{[a-z_]+\})+", path), path
+
+
+def test_exactly_the_routes_without_a_jwt_in_the_template_are_documented_without_one() -> None:
+    events = template()["Resources"]["ApiFunction"]["Properties"]["Events"].values()
+    open_in_template = {
+        (e["Properties"]["Method"].upper(), e["Properties"]["Path"])
+        for e in events
+        if e["Type"] == "HttpApi" and (e["Properties"].get("Auth") or {}).get("Authorizer") == "NONE"
+    }
+    document = openapi_document()
+    open_in_document = {
+        (method.upper(), path)
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        if operation.get("security") == []
+    }
+
+    assert open_in_template == open_in_document == {("POST", "/v1/webhooks/pusher")}

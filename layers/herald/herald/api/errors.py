@@ -50,6 +50,20 @@ class Unauthorized(ApiError):
     code = "unauthorized"
 
 
+class Forbidden(ApiError):
+    """Only where no stored resource is named (a Pusher channel name): ids answer NotFound."""
+
+    status = 403
+    code = "forbidden"
+
+
+class Unavailable(ApiError):
+    """A dependency cannot be reached right now (e.g. a provider secret): the caller retries."""
+
+    status = 503
+    code = "unavailable"
+
+
 class NotFound(ApiError):
     """Also the answer for another person's ids: 404, never 403 (which would confirm they exist)."""
 
@@ -126,8 +140,10 @@ def _strip(errors: Any) -> list[dict[str, Any]]:
 __all__ = [
     "ApiError",
     "ErrorResponse",
+    "Forbidden",
     "NotFound",
     "Unauthorized",
+    "Unavailable",
     "Unprocessable",
     "error_response",
     "register",

@@ -11,7 +11,17 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Server
 
-from herald.api import contacts, devices, errors, export, inbox, preferences, privacy
+from herald.api import (
+    contacts,
+    devices,
+    errors,
+    export,
+    inbox,
+    preferences,
+    privacy,
+    pusher_auth,
+    pusher_webhooks,
+)
 from herald.api.errors import ErrorResponse
 
 PREFIX = "/v1"
@@ -22,15 +32,20 @@ ROUTERS = (
     devices.router,
     export.router,
     privacy.router,
+    pusher_auth.router,
+    pusher_webhooks.router,
 )
 TITLE = "Herald app API"
 VERSION = "1.0.0"
 OPENAPI_PATH = Path("schemas/openapi.json")
 
+WEBHOOKS_TAG = "webhooks"
+_WEBHOOK_401 = "The provider's signature, key or timestamp does not check out: nothing was written."
 _ERRORS = {
     "401": "No token, or one API Gateway's JWT authorizer refused. The authorizer's own answer is "
     '`{"message": "Unauthorized"}`; the function\'s is the error shape below.',
-    "404": "No such resource for the caller (another person's ids included: never 403).",
+    "404": "Not found: an unknown route, or an id the caller does not own (another person's ids answer "
+    "404 like unknown ones, never 403).",
     "422": "The request is not valid: `details` lists each field's problem.",
 }
 
@@ -68,6 +83,9 @@ def openapi_document(app: APIGatewayHttpResolver | None = None) -> dict[str, Any
             responses = operation.setdefault("responses", {})
             for status, description in _ERRORS.items():
                 responses[status] = {"description": description, "content": reference}
+            if WEBHOOKS_TAG in operation.get("tags", []):
+                operation["security"] = []  # signed by the provider, no JWT (Auth: NONE in the template)
+                responses["401"] = {"description": _WEBHOOK_401, "content": reference}
     return document
 
 

@@ -1,0 +1,69 @@
+"""Presence on the local stack, from Pusher's own signed webhooks: the Pusher sandbox tells the HTTP
+API when a person's `private-user-<id>` channel is occupied or vacated (as Pusher does, to the
+webhook URL configured for the app), and routing follows it. Nothing writes presence directly."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from local.app_client import AppClient
+from local.stack import LocalStack
+from tests.e2e.conftest import http_json, outbox, put_bus_event, put_event, wait_until
+
+pytestmark = pytest.mark.e2e
+
+REPLY = {"author": "Ana", "excerpt": "Agreed", "thread_url": "https://app.example.com/t/9"}
+
+
+def presence_of(stack: LocalStack, user_id: str) -> dict | None:
+    assert stack.api and stack.sandbox
+    app = AppClient(stack.api.url, stack.sandbox.url)
+    return app.get("/v1/me/export", user=user_id).body["presence"]
+
+
+def test_an_occupied_channel_means_realtime_only_and_a_vacated_one_push_again(stack: LocalStack) -> None:
+    assert stack.sandbox and stack.api
+    put_bus_event(stack, "UserUpserted", {"user_id": "pres-1", "version": 1, "email": "pres-1@example.com"})
+    app = AppClient(stack.api.url, stack.sandbox.url)
+    token = "pres-1-phone-" + "p" * 100
+    assert app.put(f"/v1/me/devices/{token}", user="pres-1", json_body={"platform": "ios"}).status == 200
+    assert wait_until(
+        lambda: (app.get("/v1/me/export", user="pres-1").body.get("directory") or {}).get("version")
+    )
+
+    # WHEN the person's app subscribes to their channel THEN Pusher's signed webhook marks them online
+    occupied = http_json(
+        f"{stack.sandbox.url}/_pusher/occupy", method="POST", body={"channel": "private-user-pres-1"}
+    )
+    assert occupied["webhook"]["status"] == 200
+    assert (presence_of(stack, "pres-1") or {}).get("occupied") is True
+    put_event(stack, {"event_id": "pres-e1", "type": "comment_reply", "user_id": "pres-1", "data": REPLY})
+    assert wait_until(lambda: outbox(stack, provider="pusher", recipient="private-user-pres-1"))
+    assert outbox(stack, provider="fcm", recipient=token) == []
+
+    # WHEN the app leaves THEN the next notification is pushed
+    http_json(f"{stack.sandbox.url}/_pusher/vacate", method="POST", body={"channel": "private-user-pres-1"})
+    assert (presence_of(stack, "pres-1") or {}).get("occupied") is False
+    put_event(stack, {"event_id": "pres-e2", "type": "comment_reply", "user_id": "pres-1", "data": REPLY})
+    assert wait_until(lambda: outbox(stack, provider="fcm", recipient=token))
+
+
+def test_a_forged_webhook_is_refused_and_changes_nothing(stack: LocalStack) -> None:
+    assert stack.api
+    body = json.dumps(
+        {"time_ms": 1, "events": [{"name": "channel_occupied", "channel": "private-user-pres-2"}]}
+    ).encode()
+    request = urllib.request.Request(
+        f"{stack.api.url}/v1/webhooks/pusher",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "X-Pusher-Key": "k", "X-Pusher-Signature": "0" * 64},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 401
+    assert presence_of(stack, "pres-2") is None
