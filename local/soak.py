@@ -11,6 +11,8 @@ Four scenarios, each judged only through the stack's public surfaces:
 - poison: hypothesis-generated malformed `NotificationRequested` events mixed into the same
   `PutEvents` batches as valid ones: each malformed one is in the ingest DLQ with its reason, every
   valid neighbour is delivered;
+- presence webhooks: Pusher's genuine webhooks captured and replayed, re-keyed, tampered, signed
+  with another secret or sent stale: each forged one refused (401), the replay without effect;
 - cross-user: people with a delivered notification, a device, preferences and a consent; another
   person tries every `/v1/me` route on them (their ids in paths, bodies and queries, their
   cursors, tokens forged in their name, no token): every attempt is refused or answers about the
@@ -31,6 +33,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
+import hmac
 import itertools
 import json
 import logging
@@ -38,6 +42,7 @@ import random
 import re
 import sys
 import time
+import urllib.error
 import urllib.request
 import warnings
 from collections import Counter
@@ -90,6 +95,13 @@ PUT_BATCH = 10  # PutEvents takes at most 10 entries
 CONSENT = {"granted": True, "wording_version": "v1"}
 POLL_SECONDS = 0.5  # the outbox
 QUIET_CHECK_SECONDS = 2.0  # the queues' depths, until every expected delivery has arrived
+
+
+SIGNATURE = "X-Pusher-Signature"
+
+
+def _hmac(secret: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def say(*parts: Any) -> None:
@@ -327,6 +339,15 @@ class Surfaces:
         now = int(time.time())
         claims = {"sub": user_id, "iss": self.sandbox_url, "aud": "herald-api", "iat": now, "exp": now + 600}
         return jwt.encode(claims, key, algorithm="RS256", headers={"kid": jwks["keys"][0]["kid"]})
+
+    def post_raw(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+        """A raw POST to the HTTP API (a provider's webhook): status and JSON answer."""
+        request = urllib.request.Request(self.app.api_url + path, data=body, method="POST", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:  # loopback (the local API)
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
 
     def put_bus_event(self, detail_type: str, detail: dict[str, Any]) -> None:
         response = self.events.put_events(
@@ -656,10 +677,18 @@ class Config:
     poison: int = 100
     poison_neighbours: int = 100
     cross_user: int = 5
+    presence_webhooks: int = 5
     seed: int = 7
     grace_seconds: float = 3.0
     quiet_polls: int = 3
-    scenarios: tuple[str, ...] = ("burst", "duplicates", "outage", "poison", "cross_user")
+    scenarios: tuple[str, ...] = (
+        "burst",
+        "duplicates",
+        "outage",
+        "poison",
+        "cross_user",
+        "presence_webhooks",
+    )
 
 
 class Soak:
@@ -984,6 +1013,66 @@ class Soak:
         result.notes = {"targets": people, "attempts": attempts, "refused_or_about_the_caller_only": refused}
         return result
 
+    def presence_webhooks(self, people: int) -> ScenarioResult:
+        """Pusher's webhooks attacked: for each person, the sandbox's genuine "occupied" webhook is
+        captured, the person leaves ("vacated"), then the captured body is replayed byte for byte,
+        re-signed with the wrong key, tampered, signed with another secret, and sent stale (6 min
+        old). Every forged one must be refused (401), the replay must change nothing, and every
+        person must end offline."""
+        started = time.monotonic()
+        problems: list[str] = []
+        attempts = refused = 0
+        credentials = self.stack.sandbox.credentials.pusher if self.stack.sandbox else None
+        assert credentials is not None
+        for index in range(people):
+            channel = f"private-user-pw-{index}"
+            self.surfaces.occupy(channel)
+            captured = self.surfaces.http("/_pusher/webhooks")[0][-1]
+            self.surfaces.http("/_pusher/vacate", method="POST", body={"channel": channel})
+            body = captured["request_body"].encode()
+            headers = dict(captured["request_headers"])
+            stale_body = json.dumps(
+                {
+                    "time_ms": int(time.time() * 1000) - 6 * 60 * 1000,
+                    "events": [{"name": "channel_occupied", "channel": channel}],
+                }
+            ).encode()
+            forged = {
+                "replayed": (body, headers, 200),
+                "wrong key": (body, {**headers, "X-Pusher-Key": "not-the-app-key"}, 401),
+                "tampered": (body.replace(b"occupied", b"occupied "), headers, 401),
+                "other secret": (body, {**headers, "X-Pusher-Signature": _hmac("not-the-secret", body)}, 401),
+                "stale": (
+                    stale_body,
+                    {**headers, "X-Pusher-Signature": _hmac(credentials.secret, stale_body)},
+                    401,
+                ),
+            }
+            for name, (sent, sent_headers, expected) in forged.items():
+                attempts += 1
+                status, answer = self.surfaces.post_raw("/v1/webhooks/pusher", sent, sent_headers)
+                if status == expected and (expected != 200 or answer.get("applied") == 0):
+                    refused += 1
+                else:
+                    problems.append(f"{name} webhook for {channel}: {status} {answer}")
+            presence = self._exported(f"pw-{index}").get("presence") or {}
+            if presence.get("occupied") is not False:
+                problems.append(f"{channel}: presence {presence} after the attacks, expected vacated")
+        result = ScenarioResult(
+            scenario="presence_webhooks",
+            events_put=attempts,
+            expected=attempts,
+            delivered=refused,
+            lost=attempts - refused,
+            doubled=0,
+            dead_expected=0,
+            dead_actual=len(self.surfaces.drain_dead_letters()),
+            seconds=round(time.monotonic() - started, 2),
+            problems=problems,
+        )
+        result.notes = {"people": people, "attempts": attempts, "refused_or_without_effect": refused}
+        return result
+
     def _exported(self, user: str) -> dict[str, Any]:
         exported = dict(self.surfaces.app.get("/v1/me/export", user=user).body)
         exported.pop("exported_at", None)
@@ -1064,6 +1153,8 @@ class Soak:
             record(self.poison(config.poison, config.poison_neighbours))
         if "cross_user" in config.scenarios and config.cross_user:
             record(self.cross_user(config.cross_user))
+        if "presence_webhooks" in config.scenarios and config.presence_webhooks:
+            record(self.presence_webhooks(config.presence_webhooks))
         return results
 
     def outage_providers(self) -> list[str]:
@@ -1152,6 +1243,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cross-user", type=int, default=defaults.cross_user, help="people another person attacks"
     )
+    parser.add_argument(
+        "--presence-webhooks",
+        type=int,
+        default=defaults.presence_webhooks,
+        help="people whose webhooks are forged",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument(
         "--only", action="append", choices=defaults.scenarios, help="run only these scenarios"
@@ -1170,6 +1267,7 @@ def main(argv: list[str] | None = None) -> int:
         poison=args.poison,
         poison_neighbours=args.neighbours,
         cross_user=args.cross_user,
+        presence_webhooks=args.presence_webhooks,
         seed=args.seed,
         scenarios=tuple(args.only or defaults.scenarios),
     )

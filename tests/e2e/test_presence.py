@@ -4,8 +4,12 @@ webhook URL configured for the app), and routing follows it. Nothing writes pres
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -67,3 +71,85 @@ def test_a_forged_webhook_is_refused_and_changes_nothing(stack: LocalStack) -> N
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 401
     assert presence_of(stack, "pres-2") is None
+
+
+def post_webhook(stack: LocalStack, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
+    assert stack.api
+    request = urllib.request.Request(
+        f"{stack.api.url}/v1/webhooks/pusher", data=body, method="POST", headers=headers
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def signed(stack: LocalStack, time_ms: int, events: list[dict]) -> tuple[bytes, dict[str, str]]:
+    """A body signed with the app's secret, as Pusher signs it, at a chosen `time_ms`."""
+    assert stack.sandbox
+    credentials = stack.sandbox.credentials.pusher
+    body = json.dumps({"time_ms": time_ms, "events": events}).encode()
+    signature = hmac.new(credentials.secret.encode(), body, hashlib.sha256).hexdigest()
+    return body, {
+        "Content-Type": "application/json",
+        "X-Pusher-Key": credentials.key,
+        "X-Pusher-Signature": signature,
+    }
+
+
+def test_a_replayed_webhook_changes_nothing_and_a_stale_one_is_refused(stack: LocalStack) -> None:
+    assert stack.sandbox
+    http_json(f"{stack.sandbox.url}/_pusher/occupy", method="POST", body={"channel": "private-user-pres-3"})
+    occupied = stack.sandbox.pusher.webhooks_sent()[-1]
+    http_json(f"{stack.sandbox.url}/_pusher/vacate", method="POST", body={"channel": "private-user-pres-3"})
+    assert (presence_of(stack, "pres-3") or {}).get("occupied") is False
+
+    # the captured "occupied" webhook, replayed byte for byte after the newer "vacated"
+    status, answer = post_webhook(stack, occupied.request_body.encode(), occupied.request_headers)
+    assert (status, answer["applied"]) == (200, 0)
+    assert (presence_of(stack, "pres-3") or {}).get("occupied") is False
+
+    stale = int(time.time() * 1000) - 6 * 60 * 1000
+    status, answer = post_webhook(
+        stack, *signed(stack, stale, [{"name": "channel_occupied", "channel": "private-user-pres-3"}])
+    )
+    assert status == 401 and answer["error"]["code"] == "unauthorized"
+    assert (presence_of(stack, "pres-3") or {}).get("occupied") is False
+
+
+def test_webhooks_delivered_out_of_order_end_in_the_newest_state(stack: LocalStack) -> None:
+    now = int(time.time() * 1000)
+    newer = signed(stack, now, [{"name": "channel_vacated", "channel": "private-user-pres-4"}])
+    older = signed(stack, now - 2000, [{"name": "channel_occupied", "channel": "private-user-pres-4"}])
+
+    assert post_webhook(stack, *newer)[0] == 200
+    assert post_webhook(stack, *older)[0] == 200
+
+    assert (presence_of(stack, "pres-4") or {}).get("occupied") is False
+
+
+def test_one_person_cannot_authorize_anothers_channel(stack: LocalStack) -> None:
+    assert stack.api and stack.sandbox
+    app = AppClient(stack.api.url, stack.sandbox.url)
+
+    def authorize(user: str, channel: str) -> int:
+        form = urllib.parse.urlencode({"socket_id": "1234.5678", "channel_name": channel}).encode()
+        request = urllib.request.Request(
+            f"{stack.api.url}/v1/pusher/auth",
+            data=form,
+            method="POST",
+            headers={
+                "Authorization": f"Bearer {app.token(user)}",
+                "Content-Type": "application/x-www-form-urlencoded",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    assert authorize("pres-a", "private-user-pres-a") == 200
+    assert authorize("pres-a", "private-user-pres-b") == 403
+    assert authorize("pres-a", "presence-user-pres-b") == 403

@@ -28,6 +28,7 @@ SIZES = Config(
     poison=30,
     poison_neighbours=30,
     cross_user=2,
+    presence_webhooks=2,
     grace_seconds=1.0,
 )
 CHANNELS = {"email", "push", "sms", "realtime", "webhook"}
@@ -93,4 +94,11 @@ def test_another_person_can_neither_read_nor_change_anyones_data_through_any_rou
     result = soak.cross_user(SIZES.cross_user)
 
     assert result.notes["attempts"] >= SIZES.cross_user * 13 * 3  # every /v1/me route, three ways at least
+    assert result.lost == 0 and result.ok, explain(result)
+
+
+def test_forged_replayed_and_stale_pusher_webhooks_change_no_ones_presence(soak: Soak) -> None:
+    result = soak.presence_webhooks(SIZES.presence_webhooks)
+
+    assert result.notes["attempts"] == SIZES.presence_webhooks * 5
     assert result.lost == 0 and result.ok, explain(result)
