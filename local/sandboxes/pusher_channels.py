@@ -33,6 +33,9 @@ MAX_DATA_BYTES = 10_240
 MAX_CHANNELS = 100
 MAX_BATCH = 10
 MAX_EVENT_NAME = 200
+USER_CHANNEL_PREFIX = "private-user-"
+DEFAULT_VACATE_DELAY_SECONDS = 3.0  # Pusher holds `channel_vacated` back a few seconds
+DEFAULT_BATCH_WINDOW_SECONDS = 0.05  # events this close together share one webhook body
 
 
 class PusherError(Exception):
@@ -46,20 +49,43 @@ def sign(secret: str, text: str) -> str:
     return hmac.new(secret.encode(), text.encode(), hashlib.sha256).hexdigest()
 
 
+def user_channel(user_id: str) -> str:
+    """The channel an app of `user_id` subscribes to."""
+    return f"{USER_CHANNEL_PREFIX}{user_id}"
+
+
+def _daemon_timer(seconds: float, action: Callable[[], None]) -> threading.Timer:
+    timer = threading.Timer(max(seconds, 0.0), action)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 class PusherSandbox:
     """Speaks `api-<cluster>.pusher.com`'s REST API; errors are plain text, as Pusher's are."""
 
     name = "pusher"
 
     def __init__(
-        self, credentials: PusherCredentials, outbox: Outbox, webhook_url: str | None = None
+        self,
+        credentials: PusherCredentials,
+        outbox: Outbox,
+        webhook_url: str | None = None,
+        vacate_delay_seconds: float = DEFAULT_VACATE_DELAY_SECONDS,
+        batch_window_seconds: float = DEFAULT_BATCH_WINDOW_SECONDS,
     ) -> None:
         self.credentials = credentials
         self.outbox = outbox
+        self.vacate_delay_seconds = vacate_delay_seconds
+        self.batch_window_seconds = batch_window_seconds
         self._subscriptions: dict[str, int] = {}
         self._webhook_url: str | None = None
         self._webhooks: list[WebhookDelivery] = []
         self._lock = threading.Lock()
+        self._send_lock = threading.Lock()  # one batch on the wire at a time, in order
+        self._vacating: dict[str, threading.Timer] = {}  # channel -> its delayed channel_vacated
+        self._queued: list[dict[str, str]] = []  # events waiting for the batch window to close
+        self._flush_timer: threading.Timer | None = None
         self.webhook_url = webhook_url
 
     # -- configuration and state -------------------------------------------------------------
@@ -81,19 +107,74 @@ class PusherSandbox:
             return {name: count for name, count in self._subscriptions.items() if count > 0}
 
     def occupy(self, channel: str, subscribers: int = 1) -> WebhookDelivery | None:
-        """A client subscribes. On vacant → occupied Pusher sends `channel_occupied` (returned)."""
+        """Clients subscribe. On vacant → occupied a `channel_occupied` webhook is sent at once
+        (returned), unless the channel was only waiting out its vacate delay."""
         self._check_channel(channel)
         with self._lock:
             was = self._subscriptions.get(channel, 0)
             self._subscriptions[channel] = was + max(subscribers, 1)
-        return self._send_webhook("channel_occupied", channel) if was == 0 else None
+            resumed = self._cancel_vacating_locked(channel)
+        return self._send_webhook("channel_occupied", channel) if was == 0 and not resumed else None
 
     def vacate(self, channel: str) -> WebhookDelivery | None:
-        """Every client leaves. On occupied → vacant Pusher sends `channel_vacated` (returned)."""
+        """Every client leaves. On occupied → vacant a `channel_vacated` webhook is sent at once
+        (returned), without the delay `disconnect` has."""
         self._check_channel(channel)
         with self._lock:
             was = self._subscriptions.pop(channel, 0)
-        return self._send_webhook("channel_vacated", channel) if was > 0 else None
+            pending = self._cancel_vacating_locked(channel)
+        return self._send_webhook("channel_vacated", channel) if was > 0 or pending else None
+
+    def connect(self, user_id: str) -> int:
+        """An app of `user_id` subscribes to its `private-user-<id>` channel; returns the channel's
+        connections. The first one queues `channel_occupied` for the next batch; one arriving while
+        a vacate is pending cancels it, and no webhook is sent at all (as Pusher does)."""
+        channel = user_channel(user_id)
+        self._check_channel(channel)
+        with self._lock:
+            was = self._subscriptions.get(channel, 0)
+            self._subscriptions[channel] = was + 1
+            if was == 0 and not self._cancel_vacating_locked(channel):
+                self._enqueue_locked({"name": "channel_occupied", "channel": channel})
+            return was + 1
+
+    def disconnect(self, user_id: str) -> int:
+        """One app of `user_id` leaves; returns the connections left. When the last leaves,
+        `channel_vacated` is sent `vacate_delay_seconds` later (if nobody reconnects by then)."""
+        channel = user_channel(user_id)
+        self._check_channel(channel)
+        with self._lock:
+            was = self._subscriptions.get(channel, 0)
+            if was == 0:
+                raise LookupError(f"user {user_id!r} has no connection")
+            if was > 1:
+                self._subscriptions[channel] = was - 1
+                return was - 1
+            del self._subscriptions[channel]
+            if self.vacate_delay_seconds <= 0:
+                self._enqueue_locked({"name": "channel_vacated", "channel": channel})
+            else:
+                timer = threading.Timer(self.vacate_delay_seconds, lambda: self._vacate_due(channel, timer))
+                timer.daemon = True
+                self._vacating[channel] = timer
+                timer.start()
+            return 0
+
+    def vacating_channels(self) -> list[str]:
+        """Channels whose last member left and whose `channel_vacated` is still held back."""
+        with self._lock:
+            return sorted(self._vacating)
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until no vacate is pending and every queued event has been delivered."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                idle = not self._vacating and not self._queued and self._flush_timer is None
+            if idle and not self._send_lock.locked():
+                return True
+            time.sleep(0.01)
+        return False
 
     def webhooks_sent(self) -> list[WebhookDelivery]:
         with self._lock:
@@ -103,6 +184,13 @@ class PusherSandbox:
         with self._lock:
             self._subscriptions.clear()
             self._webhooks.clear()
+            for timer in self._vacating.values():
+                timer.cancel()
+            self._vacating.clear()
+            if self._flush_timer is not None:
+                self._flush_timer.cancel()
+                self._flush_timer = None
+            self._queued.clear()
 
     def webhook_request(self, events: list[dict[str, Any]]) -> tuple[bytes, dict[str, str]]:
         """A webhook body and headers exactly as Pusher signs them."""
@@ -117,14 +205,45 @@ class PusherSandbox:
         return body, headers
 
     def _send_webhook(self, name: str, channel: str) -> WebhookDelivery | None:
+        return self._post_events([{"name": name, "channel": channel}])
+
+    def _post_events(self, events: list[dict[str, str]]) -> WebhookDelivery | None:
         url = self._webhook_url
-        if not url:
+        if not url or not events:
             return None
-        body, headers = self.webhook_request([{"name": name, "channel": channel}])
+        body, headers = self.webhook_request(events)
         delivery = post_loopback(url, body, headers)
         with self._lock:
             self._webhooks.append(delivery)
         return delivery
+
+    def _cancel_vacating_locked(self, channel: str) -> bool:
+        timer = self._vacating.pop(channel, None)
+        if timer is not None:
+            timer.cancel()
+        return timer is not None
+
+    def _vacate_due(self, channel: str, timer: threading.Timer) -> None:
+        with self._lock:
+            if self._vacating.get(channel) is not timer:
+                return  # a reconnect (or reset) got there first
+            del self._vacating[channel]
+            self._enqueue_locked({"name": "channel_vacated", "channel": channel})
+
+    def _enqueue_locked(self, event: dict[str, str]) -> None:
+        """Queue an event for the open batch (none is sent while no webhook URL is configured)."""
+        if not self._webhook_url:
+            return
+        self._queued.append(event)
+        if self._flush_timer is None:
+            self._flush_timer = _daemon_timer(self.batch_window_seconds, self._flush)
+
+    def _flush(self) -> None:
+        with self._send_lock:
+            with self._lock:
+                events, self._queued = self._queued, []
+                self._flush_timer = None
+            self._post_events(events)
 
     @staticmethod
     def _check_channel(channel: str) -> None:
@@ -142,6 +261,9 @@ class PusherSandbox:
             Route("/_pusher/channels", ("GET",), self._control_channels),
             Route("/_pusher/occupy", ("POST",), self._control_occupy),
             Route("/_pusher/vacate", ("POST",), self._control_vacate),
+            Route("/_pusher/connect", ("POST",), self._control_connect),
+            Route("/_pusher/disconnect", ("POST",), self._control_disconnect),
+            Route("/_pusher/config", ("GET", "PUT", "POST"), self._control_config),
             Route("/_pusher/webhook_url", ("PUT", "POST"), self._control_webhook_url),
             Route("/_pusher/webhooks", ("GET",), self._control_webhooks),
         ]
@@ -158,6 +280,47 @@ class PusherSandbox:
         data = control_json(request, "channel")
         delivery = self._guard(lambda: self.vacate(str(data["channel"])))
         return json_response({"occupied": False, "webhook": delivery.to_dict() if delivery else None})
+
+    def _control_connect(self, request: Request, args: dict[str, str]) -> Response:
+        user_id = str(control_json(request, "user_id")["user_id"])
+        connections = self._guard(lambda: self.connect(user_id))
+        return json_response(
+            {"user_id": user_id, "channel": user_channel(user_id), "connections": connections}
+        )
+
+    def _control_disconnect(self, request: Request, args: dict[str, str]) -> Response:
+        user_id = str(control_json(request, "user_id")["user_id"])
+        try:
+            connections = self._guard(lambda: self.disconnect(user_id))
+        except LookupError as error:
+            raise ControlError(str(error), status=409) from None
+        vacated_in = int(self.vacate_delay_seconds * 1000) if connections == 0 else None
+        return json_response(
+            {
+                "user_id": user_id,
+                "channel": user_channel(user_id),
+                "connections": connections,
+                "vacated_in_ms": vacated_in,
+            }
+        )
+
+    def _control_config(self, request: Request, args: dict[str, str]) -> Response:
+        if request.method != "GET":
+            data = control_json(request)
+            try:
+                delay = float(data.get("vacate_delay_ms", self.vacate_delay_seconds * 1000))
+                window = float(data.get("batch_window_ms", self.batch_window_seconds * 1000))
+            except (TypeError, ValueError):
+                raise ControlError("vacate_delay_ms and batch_window_ms must be numbers") from None
+            if delay < 0 or window < 0:
+                raise ControlError("vacate_delay_ms and batch_window_ms must not be negative")
+            self.vacate_delay_seconds, self.batch_window_seconds = delay / 1000, window / 1000
+        return json_response(
+            {
+                "vacate_delay_ms": int(self.vacate_delay_seconds * 1000),
+                "batch_window_ms": int(self.batch_window_seconds * 1000),
+            }
+        )
 
     def _control_webhook_url(self, request: Request, args: dict[str, str]) -> Response:
         url = control_json(request).get("url")

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Iterator
 
 import pusher
 import pytest
@@ -187,3 +188,169 @@ def test_webhook_url_must_be_loopback(sandbox: SandboxHost) -> None:
     response = requests.put(f"{sandbox.url}/_pusher/webhook_url", json={"url": "http://10.0.0.8/hook"})
     assert response.status_code == 400
     assert sandbox.pusher.webhook_url is None
+
+
+# -- apps connecting and leaving: batched, delayed occupancy webhooks, as Pusher sends them ------
+
+VACATE_DELAY = 0.3
+BATCH_WINDOW = 0.08
+
+
+@pytest.fixture
+def apps(sandbox: SandboxHost, capture) -> Iterator[SandboxHost]:
+    """Short Pusher timings for the test, webhooks to the capture server; restored afterwards."""
+    saved = (sandbox.pusher.vacate_delay_seconds, sandbox.pusher.batch_window_seconds)
+    sandbox.pusher.vacate_delay_seconds, sandbox.pusher.batch_window_seconds = VACATE_DELAY, BATCH_WINDOW
+    sandbox.pusher.webhook_url = f"{capture.url}/pusher/webhook"
+    try:
+        yield sandbox
+    finally:
+        sandbox.pusher.reset()
+        sandbox.pusher.vacate_delay_seconds, sandbox.pusher.batch_window_seconds = saved
+
+
+def _events(pusher_client: pusher.Pusher, captured) -> list[list[dict[str, str]]]:
+    """Each captured webhook's events, after the SDK has validated its key and signature."""
+    bodies = []
+    for request in captured:
+        body = pusher_client.validate_webhook(
+            request.headers["X-Pusher-Key"], request.headers["X-Pusher-Signature"], request.text
+        )
+        assert body is not None, "the SDK rejected the sandbox's webhook signature"
+        assert abs(body["time_ms"] - time.time() * 1000) < 60_000
+        bodies.append(body["events"])
+    return bodies
+
+
+def test_connect_sends_one_signed_occupied_webhook(
+    apps: SandboxHost, pusher_client: pusher.Pusher, capture
+) -> None:
+    # GIVEN no app of user 41 is connected
+    # WHEN two of its apps connect through the control endpoint
+    first = requests.post(f"{apps.url}/_pusher/connect", json={"user_id": "41"})
+    second = requests.post(f"{apps.url}/_pusher/connect", json={"user_id": "41"})
+
+    # THEN the channel counts both, and exactly one channel_occupied webhook is sent
+    assert first.json() == {"user_id": "41", "channel": "private-user-41", "connections": 1}
+    assert second.json()["connections"] == 2
+    assert apps.pusher.wait_idle(timeout=5)
+    assert _events(pusher_client, capture.requests("/pusher/webhook")) == [
+        [{"name": "channel_occupied", "channel": "private-user-41"}]
+    ]
+    assert apps.pusher.is_occupied("private-user-41")
+
+
+def test_one_of_two_connections_leaving_sends_nothing(
+    apps: SandboxHost, pusher_client: pusher.Pusher, capture
+) -> None:
+    # GIVEN user 42 is connected from two apps
+    apps.pusher.connect("42")
+    apps.pusher.connect("42")
+    capture.wait("/pusher/webhook")
+
+    # WHEN one app leaves
+    left = requests.post(f"{apps.url}/_pusher/disconnect", json={"user_id": "42"}).json()
+
+    # THEN the channel stays occupied and no channel_vacated follows, even after the delay
+    assert left["connections"] == 1 and left["vacated_in_ms"] is None
+    time.sleep(VACATE_DELAY + BATCH_WINDOW + 0.1)
+    assert apps.pusher.vacating_channels() == []
+    assert _events(pusher_client, capture.requests("/pusher/webhook")) == [
+        [{"name": "channel_occupied", "channel": "private-user-42"}]
+    ]
+    assert apps.pusher.is_occupied("private-user-42")
+
+
+def test_last_connection_leaving_sends_vacated_after_the_delay_not_before(
+    apps: SandboxHost, pusher_client: pusher.Pusher, capture
+) -> None:
+    # GIVEN user 43 is connected from one app
+    apps.pusher.connect("43")
+    capture.wait("/pusher/webhook")
+
+    # WHEN it leaves
+    left_at = time.monotonic()
+    left = requests.post(f"{apps.url}/_pusher/disconnect", json={"user_id": "43"}).json()
+
+    # THEN nothing is sent during the delay ...
+    assert left == {
+        "user_id": "43",
+        "channel": "private-user-43",
+        "connections": 0,
+        "vacated_in_ms": int(VACATE_DELAY * 1000),
+    }
+    time.sleep(VACATE_DELAY / 2)
+    assert len(capture.requests("/pusher/webhook")) == 1
+    assert apps.pusher.vacating_channels() == ["private-user-43"]
+    # ... and channel_vacated arrives once it has passed
+    captured = capture.wait("/pusher/webhook", 2)
+    assert time.monotonic() - left_at >= VACATE_DELAY
+    assert _events(pusher_client, captured)[1] == [{"name": "channel_vacated", "channel": "private-user-43"}]
+    assert not apps.pusher.is_occupied("private-user-43")
+
+
+def test_reconnect_within_the_delay_sends_no_webhook(
+    apps: SandboxHost, pusher_client: pusher.Pusher, capture
+) -> None:
+    # GIVEN user 44 was connected and its only app has just left
+    apps.pusher.connect("44")
+    capture.wait("/pusher/webhook")
+    assert apps.pusher.disconnect("44") == 0
+
+    # WHEN it reconnects before the vacate delay has passed
+    time.sleep(VACATE_DELAY / 3)
+    assert apps.pusher.connect("44") == 1
+
+    # THEN neither channel_vacated nor a second channel_occupied is sent
+    time.sleep(VACATE_DELAY + BATCH_WINDOW + 0.1)
+    assert apps.pusher.wait_idle(timeout=5)
+    assert _events(pusher_client, capture.requests("/pusher/webhook")) == [
+        [{"name": "channel_occupied", "channel": "private-user-44"}]
+    ]
+    assert apps.pusher.is_occupied("private-user-44")
+
+
+def test_events_close_together_share_one_webhook_body(
+    apps: SandboxHost, pusher_client: pusher.Pusher, capture
+) -> None:
+    # GIVEN user 45 is connected and about to leave, and user 46 is not connected
+    apps.pusher.vacate_delay_seconds = 0  # vacated goes into the next batch at once
+    apps.pusher.connect("45")
+    capture.wait("/pusher/webhook")
+
+    # WHEN 45 leaves and 46 connects within one batch window
+    apps.pusher.disconnect("45")
+    apps.pusher.connect("46")
+
+    # THEN Pusher's single batched body carries both events, in order
+    assert apps.pusher.wait_idle(timeout=5)
+    assert _events(pusher_client, capture.requests("/pusher/webhook"))[1:] == [
+        [
+            {"name": "channel_vacated", "channel": "private-user-45"},
+            {"name": "channel_occupied", "channel": "private-user-46"},
+        ]
+    ]
+
+
+def test_disconnect_without_a_connection_and_bad_user_ids_are_refused(apps: SandboxHost, capture) -> None:
+    unknown = requests.post(f"{apps.url}/_pusher/disconnect", json={"user_id": "nobody"})
+    invalid = requests.post(f"{apps.url}/_pusher/connect", json={"user_id": "a b"})
+    missing = requests.post(f"{apps.url}/_pusher/connect", json={})
+
+    assert unknown.status_code == 409
+    assert invalid.status_code == 400
+    assert missing.status_code == 400
+    assert apps.pusher.occupied_channels() == {}
+    assert apps.pusher.wait_idle(timeout=5)
+    assert capture.requests("/pusher/webhook") == []
+
+
+def test_timings_are_configurable_through_the_control_endpoint(apps: SandboxHost) -> None:
+    timings = {"vacate_delay_ms": 1500, "batch_window_ms": 20}
+    changed = requests.put(f"{apps.url}/_pusher/config", json=timings)
+    negative = requests.put(f"{apps.url}/_pusher/config", json={"vacate_delay_ms": -1})
+
+    assert changed.json() == timings
+    assert negative.status_code == 400
+    assert requests.get(f"{apps.url}/_pusher/config").json() == timings
+    assert apps.pusher.vacate_delay_seconds == 1.5
