@@ -153,3 +153,16 @@ def test_one_person_cannot_authorize_anothers_channel(stack: LocalStack) -> None
     assert authorize("pres-a", "private-user-pres-a") == 200
     assert authorize("pres-a", "private-user-pres-b") == 403
     assert authorize("pres-a", "presence-user-pres-b") == 403
+
+
+def test_an_app_connecting_and_leaving_moves_presence_as_pusher_reports_it(stack: LocalStack) -> None:
+    """The sandbox as the person's app: connect → Pusher's batched `channel_occupied`; the last
+    disconnect → `channel_vacated` a few seconds later, as Pusher delays it."""
+    assert stack.sandbox
+    http_json(f"{stack.sandbox.url}/_pusher/connect", method="POST", body={"user_id": "pres-5"})
+    assert wait_until(lambda: (presence_of(stack, "pres-5") or {}).get("occupied") is True, timeout=10)
+
+    left = http_json(f"{stack.sandbox.url}/_pusher/disconnect", method="POST", body={"user_id": "pres-5"})
+    assert left["vacated_in_ms"] > 0
+    assert (presence_of(stack, "pres-5") or {}).get("occupied") is True  # not yet: Pusher waits
+    assert wait_until(lambda: (presence_of(stack, "pres-5") or {}).get("occupied") is False, timeout=15)
