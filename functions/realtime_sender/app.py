@@ -1,5 +1,6 @@
-"""Realtime sender: RealtimeQueue → the in-app render on the inbox record, then a Pusher event on
-an occupied `private-user-<id>`; a vacant channel fails an escalation primary's task token.
+"""Realtime sender: RealtimeQueue → the in-app render on the inbox record, then one Pusher event
+on a `private-user-<id>` the presence table holds occupied; a vacant channel is not triggered
+(not_delivered, `RealtimeSkippedVacant`) and fails an escalation primary's task token.
 Thin: the work is herald.channels (realtime_delivery, sender)."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from herald.channels.credentials import SecretBacked, SecretSource
 from herald.channels.handler import sender_handler
 from herald.channels.lazy import LazyRealtimeProvider
 from herald.channels.pusher_realtime import PusherRealtimeProvider
-from herald.channels.realtime_delivery import RealtimeDeliverer
+from herald.channels.realtime_delivery import PresenceReader, RealtimeDeliverer
 from herald.channels.settings import RealtimeSenderSettings
 from herald.channels.wiring import processor_for, sender_for, stores_for
 from herald.rendering import default_renderer
@@ -37,7 +38,13 @@ pusher = LazyRealtimeProvider(
         lambda secret: PusherRealtimeProvider.from_secret(secret, timeout=settings.provider_timeout_seconds),
     ),
 )
-deliverer = RealtimeDeliverer(pusher, default_renderer())
+deliverer = RealtimeDeliverer(
+    pusher,
+    default_renderer(),
+    PresenceReader(dynamodb, settings.presence_table),
+    presence_max_age_seconds=settings.presence_max_age_seconds,
+    metrics=metrics,
+)
 sender = sender_for(deliverer, settings, stores, sqs=sqs, sfn=sfn, metrics=metrics)
 processor = processor_for(settings, sqs=sqs, logger=logger, metrics=metrics)
 

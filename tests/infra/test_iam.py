@@ -186,6 +186,12 @@ def test_sender_permissions(translated: dict[str, Any], function_id: str) -> Non
     )
     if function_id == "PushSenderFunction":  # a dead token leaves the map and its owner item (017)
         assert "UsersTable" in granted.get("dynamodb:UpdateItem", set()), "push sender lacks UpdateItem"
+    if function_id == "RealtimeSenderFunction":  # triggers only on the occupancy Herald keeps
+        assert "PresenceTable" in granted.get("dynamodb:GetItem", set()), "realtime sender lacks presence"
+    writes = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem", "dynamodb:DeleteItem")
+    assert not any("PresenceTable" in granted.get(a, set()) for a in writes), (
+        f"{function_id} must not write presence (only the Pusher webhook receiver does)"
+    )
     dlq = queue.replace("Queue", "DeadLetterQueue")
     assert granted.get("sqs:SendMessage") == {dlq, queue}, (
         f"{function_id} must send to its own DLQ {dlq} (rejections and outages, decisions 003 and "

@@ -35,6 +35,9 @@ PROVIDER_SDKS = {  # requirement name -> the only function folder that may list 
     "twilio": "sms_sender",
     "pusher": "realtime_sender",
 }
+# Functions that use a provider SDK's own signature helpers (never its requests) for inbound calls:
+# the API checks Pusher's webhook signatures and signs channel auth with the pusher SDK.
+SDK_HELPERS = {"pusher": {"api"}}
 
 TABLES = {  # docs/contracts.md, Tables: keys, indexes (name -> (keys, projection)), TTL attribute
     "UsersTable": {
@@ -136,7 +139,7 @@ FUNCTION_ENV = {
     "DirectoryFunction": {"DIRECTORY_DLQ_URL"},
     "PushSenderFunction": {"FCM_SECRET_ARN", "PUSH_DLQ_URL"},
     "SmsSenderFunction": {"TWILIO_SECRET_ARN", "TWILIO_STATUS_CALLBACK_URL", "SMS_DLQ_URL"},
-    "RealtimeSenderFunction": {"PUSHER_SECRET_ARN", "REALTIME_DLQ_URL"},
+    "RealtimeSenderFunction": {"PUSHER_SECRET_ARN", "REALTIME_DLQ_URL", "PRESENCE_MAX_AGE_SECONDS"},
     "WebhookSenderFunction": {"WEBHOOK_SECRET_PREFIX", "WEBHOOK_DLQ_URL"},
 }
 
@@ -351,6 +354,7 @@ def test_layer_builds_for_arm64(template: dict[str, Any]) -> None:
 
 def test_provider_sdks_only_in_their_function() -> None:
     problems = []
+    pins: dict[str, set[str]] = {}
     for requirements in sorted(REPO_ROOT.glob("functions/*/requirements.txt")):
         folder = requirements.parent.name
         for line in requirements.read_text(encoding="utf-8").splitlines():
@@ -359,14 +363,19 @@ def test_provider_sdks_only_in_their_function() -> None:
                 continue
             name = re.split(r"[\s=<>!~\[;]", line, maxsplit=1)[0].lower().replace("_", "-")
             owner = PROVIDER_SDKS.get(name)
-            if owner and owner != folder:
+            if owner and owner != folder and folder not in SDK_HELPERS.get(name, set()):
                 problems.append(f"functions/{folder}/requirements.txt lists {name} (belongs to {owner})")
+            if owner:
+                pins.setdefault(name, set()).add(line.replace(" ", ""))
             if not re.search(r"==\S+", line):
                 problems.append(f"functions/{folder}/requirements.txt: {line!r} is not pinned with ==")
     for name, owner in PROVIDER_SDKS.items():
         text = (REPO_ROOT / "functions" / owner / "requirements.txt").read_text(encoding="utf-8")
         if not re.search(rf"^{re.escape(name)}==", text, re.MULTILINE | re.IGNORECASE):
             problems.append(f"functions/{owner}/requirements.txt does not pin {name}")
+    problems += [
+        f"{name} is pinned differently: {sorted(found)}" for name, found in pins.items() if len(found) > 1
+    ]
     assert not problems, "\n".join(problems)
 
 

@@ -15,6 +15,7 @@ from herald.messages import ChannelMessage, EscalationInput
 from herald.models import Category, Channel, Urgency
 from herald.stores.keys import push_address, sms_address
 from tests.integration.channels.conftest import Env, a_message, a_profile, handle
+from tests.integration.channels.presence import pusher_requests, set_presence
 
 pytestmark = pytest.mark.integration
 
@@ -164,10 +165,24 @@ def test_an_escalation_push_to_a_user_who_disabled_push_fails_over(env: Env) -> 
 # -- realtime ----------------------------------------------------------------------------------
 
 
-def test_realtime_triggers_on_an_occupied_channel_and_stores_the_in_app_render(env: Env) -> None:
-    env.sandbox.pusher.occupy("private-user-42")
+def realtime_metrics(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    lines = capsys.readouterr().out.splitlines()
+    emitted = [json.loads(line) for line in lines if '"_aws"' in line]
+    return [m for m in emitted if m.get("channel") == "realtime"]
+
+
+def test_realtime_triggers_once_on_an_occupied_channel_and_stores_the_in_app_render(
+    env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN Pusher's webhook said user 42's channel is occupied
+    set_presence(env, "42", occupied=True)
     message = a_message(Channel.REALTIME)
-    assert deliver(env, "Realtime", "realtime_sender", message) == {"batchItemFailures": []}
+    # WHEN the realtime sender handles the message
+    with pusher_requests(monkeypatch) as sent:
+        assert deliver(env, "Realtime", "realtime_sender", message) == {"batchItemFailures": []}
+    # THEN exactly one Pusher request went out, the trigger: nobody asked Pusher for the channel
+    ((method, path),) = sent
+    assert method == "POST" and path.endswith("/events")
     (entry,) = env.sandbox.outbox.entries(provider="pusher")
     payload = json.loads(entry.body or "{}")
     record = env.record(message)
@@ -176,16 +191,42 @@ def test_realtime_triggers_on_an_occupied_channel_and_stores_the_in_app_render(e
     assert (payload["title"], payload["body"]) == (record["in_app"]["title"], record["in_app"]["body"])
     assert record["in_app"]["title"]
     assert record["deliveries"]["realtime"]["state"] == "sent"
+    assert not any("RealtimeSkippedVacant" in m for m in realtime_metrics(capsys))
 
 
-def test_realtime_does_not_trigger_on_a_vacant_channel_but_keeps_the_inbox_item(env: Env) -> None:
+@pytest.mark.parametrize(
+    ("occupied", "age_seconds", "why"),
+    [
+        (None, 0, "never been occupied"),  # no presence item at all
+        (False, 0, "is vacant"),  # channel_vacated
+        (True, 21600 + 60, "stale"),  # occupied, but no webhook confirmed it within the bound
+    ],
+)
+def test_realtime_does_not_trigger_on_a_vacant_channel_but_keeps_the_inbox_item(
+    env: Env,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    occupied: bool | None,
+    age_seconds: float,
+    why: str,
+) -> None:
+    # GIVEN the presence table does not hold user 42's channel occupied (the sandbox channel may be)
+    if occupied is not None:
+        set_presence(env, "42", occupied=occupied, age_seconds=age_seconds)
     message = a_message(Channel.REALTIME)
-    assert deliver(env, "Realtime", "realtime_sender", message) == {"batchItemFailures": []}
+    # WHEN the realtime sender handles the message
+    with pusher_requests(monkeypatch) as sent:
+        assert deliver(env, "Realtime", "realtime_sender", message) == {"batchItemFailures": []}
+    # THEN no Pusher request at all, the delivery is not_delivered with the reason, and counted
+    assert sent == []
     assert env.sandbox.outbox.entries(provider="pusher") == []
     record = env.record(message)
-    assert record["deliveries"]["realtime"]["state"] == "not_delivered"
-    assert record["deliveries"]["realtime"]["code"] == "channel_vacant"
+    delivery = record["deliveries"]["realtime"]
+    assert (delivery["state"], delivery["code"]) == ("not_delivered", "channel_vacant")
+    assert why in delivery["reason"] and "private-user-42" in delivery["reason"]
     assert record["in_app"]["title"] and record["in_app"]["body"]
+    skipped = [m for m in realtime_metrics(capsys) if "RealtimeSkippedVacant" in m]
+    assert len(skipped) == 1 and skipped[0]["RealtimeSkippedVacant"] in (1, 1.0, [1.0])
 
 
 def test_an_escalation_in_app_message_to_a_vacant_channel_sends_the_email_at_once(env: Env) -> None:

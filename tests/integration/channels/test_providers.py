@@ -17,7 +17,6 @@ from herald.channels.ports import OutgoingEmail, OutgoingSms, PushNotification, 
 from herald.channels.pusher_realtime import PusherRealtimeProvider
 from herald.channels.result import (
     AUTH,
-    CHANNEL_VACANT,
     DEAD_TOKEN,
     POSSIBLY_RECEIVED,
     TRANSPORT,
@@ -31,6 +30,7 @@ from herald.channels.twilio_sms import TwilioSmsProvider
 from herald.channels.webhook_http import UrllibWebhookTransport
 from herald.webhook_signing import IDEMPOTENCY_HEADER, verify
 from local.sandboxes import SandboxHost
+from tests.integration.channels.presence import pusher_requests
 
 pytestmark = pytest.mark.integration
 
@@ -254,13 +254,17 @@ def test_pusher_triggers_on_an_occupied_channel(sandbox: SandboxHost, pusher: Pu
     assert entry.extra["delivered_to_subscribers"] is True
 
 
-def test_pusher_does_not_trigger_on_a_vacant_channel(
-    sandbox: SandboxHost, pusher: PusherRealtimeProvider
+def test_pusher_publish_is_one_request_the_trigger(
+    sandbox: SandboxHost, pusher: PusherRealtimeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    result = pusher.publish(EVENT)
-    assert isinstance(result, PermanentFailure)
-    assert result.code == CHANNEL_VACANT
-    assert sandbox.outbox.entries(provider="pusher") == []
+    # GIVEN an occupied channel WHEN an event is published
+    sandbox.pusher.occupy("private-user-42")
+    with pusher_requests(monkeypatch) as sent:
+        result = pusher.publish(EVENT)
+    # THEN the SDK sent one request, the trigger (occupancy is Herald's presence table's business)
+    assert isinstance(result, Accepted)
+    ((method, path),) = sent
+    assert method == "POST" and path.endswith("/events")
 
 
 @pytest.mark.parametrize("status", [429, 500, 503])

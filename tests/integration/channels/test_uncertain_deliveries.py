@@ -41,6 +41,7 @@ from herald.models import Category, Channel, Urgency
 from herald.settings import load
 from local.sandboxes import SandboxHost
 from tests.integration.channels.conftest import ACCOUNT, REGION, Env, a_message, handle
+from tests.integration.channels.presence import set_presence
 
 pytestmark = pytest.mark.integration
 
@@ -167,8 +168,8 @@ CASES = {
         "realtime_sender",
         "pusher",
         lambda: a_message(Channel.REALTIME),
-        prepare=lambda env: env.sandbox.pusher.occupy("private-user-42"),
-        fault=(("match", "/events"),),  # the trigger only: the occupancy read answers at once
+        prepare=lambda env: set_presence(env, "42", occupied=True),
+        fault=(("match", "/events"),),  # the trigger, the one Pusher request
     ),
     "email": Case(
         "Email", "email_sender", "sendgrid", lambda: a_message(Channel.EMAIL, to="ana@example.com")
@@ -371,7 +372,7 @@ def refused_twilio(sandbox: SandboxHost, port: int) -> SendResult:
 def refused_pusher(sandbox: SandboxHost, port: int) -> SendResult:
     secret = {**sandbox.credentials.secrets()["pusher"], "port": port}
     event = RealtimeEvent("private-user-42", "notification", {"notification_id": "n-1"})
-    return PusherRealtimeProvider.from_secret(secret, timeout=1).publish(event, only_if_occupied=False)
+    return PusherRealtimeProvider.from_secret(secret, timeout=1).publish(event)
 
 
 def refused_fcm(sandbox: SandboxHost, port: int) -> SendResult:

@@ -70,9 +70,9 @@ class LazyRealtimeProvider:
         self.name = name
         self._source = source
 
-    def publish(self, event: RealtimeEvent, *, only_if_occupied: bool = True) -> SendResult:
+    def publish(self, event: RealtimeEvent) -> SendResult:
         try:
             provider = self._source.get()
         except ProviderUnavailable as error:
             return _unavailable(self.name, error)
-        return provider.publish(event, only_if_occupied=only_if_occupied)
+        return provider.publish(event)

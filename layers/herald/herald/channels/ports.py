@@ -89,9 +89,8 @@ class SmsProvider(Protocol):
 class RealtimeProvider(Protocol):
     name: str
 
-    def publish(self, event: RealtimeEvent, *, only_if_occupied: bool = True) -> SendResult:
-        """Trigger the event; with `only_if_occupied`, a vacant channel is a `PermanentFailure`
-        with code `CHANNEL_VACANT` and nothing is triggered."""
+    def publish(self, event: RealtimeEvent) -> SendResult:
+        """Trigger the event (one provider request; the caller has checked occupancy)."""
         ...
 
 

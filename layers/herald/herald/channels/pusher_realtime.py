@@ -1,14 +1,13 @@
 """Realtime in-app events through Pusher Channels with the official SDK.
 
-Before triggering, the channel's occupancy is read (`GET /apps/{id}/channels/{name}`): on a
-vacant channel nothing is triggered and the result is a `PermanentFailure` with code
-`CHANNEL_VACANT`, which the sender records as `not_delivered` (and, for an escalation primary,
-reports to the state machine so the email goes at once). Pusher answers errors as plain text:
-400 (bad request / too much data) → permanent; 401/403 (our credentials) and 429/5xx → retry.
+One provider request per event: the trigger. Whether the channel is occupied is not asked here
+(no `channel_info` per message): the realtime deliverer reads the occupancy Herald keeps from
+Pusher's webhooks and only publishes to an occupied channel (`realtime_delivery`). Pusher answers
+errors as plain text: 400 (bad request / too much data) → permanent; 401/403 (our credentials) and
+429/5xx → retry.
 
-Transport errors (requests, whose session retries nothing): the occupancy read triggers nothing,
-so any failure there is retried later. For the trigger, a failure that proves the request never
-left (connect timeout, refused, DNS, TLS handshake) is retried later; a read timeout or a
+Transport errors (requests, whose session retries nothing): a failure that proves the request
+never left (connect timeout, refused, DNS, TLS handshake) is retried later; a read timeout or a
 connection reset/closed after the request was written is `Uncertain`: the app may already show
 the event, so it is never triggered again (docs/decisions/007).
 """
@@ -26,7 +25,6 @@ from requests.exceptions import RequestException
 from herald.channels.ports import RealtimeEvent
 from herald.channels.result import (
     AUTH,
-    CHANNEL_VACANT,
     TRANSPORT,
     Accepted,
     PermanentFailure,
@@ -49,8 +47,8 @@ def user_channel(user_id: str) -> str:
 def classify_error(
     error: BaseException, *, triggered: bool = False
 ) -> PermanentFailure | RetryLater | Uncertain:
-    """An error from the SDK; `triggered` when it came from the trigger request (not the
-    occupancy read before it)."""
+    """An error from the SDK; `triggered` when it came from the trigger request (False for a
+    request that triggers nothing, such as a channel read)."""
     reason = short(f"Pusher: {error}")
     if isinstance(error, PusherBadRequest):
         return PermanentFailure(PROVIDER, reason, code="400")
@@ -113,18 +111,7 @@ class PusherRealtimeProvider:
             timeout=float(timeout),
         )
 
-    def occupied(self, channel: str) -> bool:
-        info = self._client.channel_info(channel)
-        return bool(info.get("occupied"))
-
-    def publish(self, event: RealtimeEvent, *, only_if_occupied: bool = True) -> SendResult:
-        try:
-            if only_if_occupied and not self.occupied(event.channel):
-                return PermanentFailure(
-                    PROVIDER, f"{event.channel} has no subscriber: not triggered", code=CHANNEL_VACANT
-                )
-        except (PusherError, RequestException, ValueError) as error:
-            return classify_error(error)  # a read: nothing was triggered
+    def publish(self, event: RealtimeEvent) -> SendResult:
         request_may_leave(PROVIDER)
         try:
             self._client.trigger(event.channel, event.event, dict(event.payload))

@@ -131,6 +131,10 @@ class RealtimeSenderSettings(SenderSettings):
     realtime_queue_url: str = Field(alias="REALTIME_QUEUE_URL")
     realtime_dlq_url: str = Field(alias="REALTIME_DLQ_URL")
     pusher_secret_arn: str = Field(alias="PUSHER_SECRET_ARN")
+    # The occupancy Herald keeps from Pusher's webhooks (decides whether to trigger at all), and
+    # how long an "occupied" stays believable without a newer webhook (the router's same bound).
+    presence_table: str = Field(alias="PRESENCE_TABLE")
+    presence_max_age_seconds: int = Field(default=21600, alias="PRESENCE_MAX_AGE_SECONDS", ge=1)
 
     @property
     def queue_url(self) -> str:

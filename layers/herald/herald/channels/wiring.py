@@ -67,7 +67,7 @@ def sender_for(
         ),
         max_receive_count=settings.max_receive_count,
         dead_letter_queue_url=settings.dead_letter_queue_url,
-        # A send may take a few provider calls (e.g. Pusher's occupancy check, then the trigger).
+        # A send may take a few provider calls (e.g. SES then SendGrid on failover).
         deadline_margin_seconds=3 * settings.provider_timeout_seconds + 2,
     )
 
