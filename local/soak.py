@@ -998,20 +998,15 @@ class Soak:
             if after != before[user]:
                 changed = sorted(k for k in after if after[k] != before[user].get(k))
                 problems.append(f"{user}: {changed} changed by another person's requests")
-        result = ScenarioResult(
-            scenario="cross_user",
-            events_put=attempts,
-            expected=attempts,
-            delivered=refused,
-            lost=attempts - refused,
-            doubled=0,
-            dead_expected=0,
-            dead_actual=len(self.surfaces.drain_dead_letters()),
-            seconds=round(time.monotonic() - started, 2),
-            problems=problems,
+        return self._refusals(
+            "cross_user",
+            attempts,
+            refused,
+            problems,
+            started,
+            targets=people,
+            refused_or_about_the_caller_only=refused,
         )
-        result.notes = {"targets": people, "attempts": attempts, "refused_or_about_the_caller_only": refused}
-        return result
 
     def presence_webhooks(self, people: int) -> ScenarioResult:
         """Pusher's webhooks attacked: for each person, the sandbox's genuine "occupied" webhook is
@@ -1058,8 +1053,23 @@ class Soak:
             presence = self._exported(f"pw-{index}").get("presence") or {}
             if presence.get("occupied") is not False:
                 problems.append(f"{channel}: presence {presence} after the attacks, expected vacated")
+        return self._refusals(
+            "presence_webhooks",
+            attempts,
+            refused,
+            problems,
+            started,
+            people=people,
+            refused_or_without_effect=refused,
+        )
+
+    def _refusals(
+        self, scenario: str, attempts: int, refused: int, problems: list[str], started: float, **notes: Any
+    ) -> ScenarioResult:
+        """A scenario of attempts that must all be refused (or be without effect): the table's
+        "delivered" counts the refusals, "lost" would count an attempt that got through."""
         result = ScenarioResult(
-            scenario="presence_webhooks",
+            scenario=scenario,
             events_put=attempts,
             expected=attempts,
             delivered=refused,
@@ -1070,7 +1080,7 @@ class Soak:
             seconds=round(time.monotonic() - started, 2),
             problems=problems,
         )
-        result.notes = {"people": people, "attempts": attempts, "refused_or_without_effect": refused}
+        result.notes = {"attempts": attempts, **notes}
         return result
 
     def _exported(self, user: str) -> dict[str, Any]:
