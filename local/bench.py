@@ -3,6 +3,9 @@
 - cold start: each function's import time against a bare `import boto3` (subprocesses, median of N);
 - AWS calls per notification on the router's happy path of each urgency (moto in-process, batches
   of 10, batch reads amortised), and Step Functions state transitions per escalation path;
+- Pusher requests and AWS calls per realtime notification to an online person, router and realtime
+  sender together (moto and the Pusher sandbox): one trigger when the channel is occupied, none when
+  it was vacated before the sender ran;
 - router CPU per notification (the pure decision, no I/O);
 - deployment package size per function (from `.aws-sam/build` when it exists);
 - a cost model: USD per million notifications per path at AWS list prices, from the above.
@@ -237,6 +240,135 @@ def _escalation_transitions(stack: Any) -> dict[str, int]:
     return paths
 
 
+def realtime_path() -> dict[str, Any]:
+    """The medium notification to an online person, end to end on moto and the Pusher sandbox: the
+    router routes a batch to realtime, the realtime sender handles the batch. Counts the Pusher
+    SDK's requests per notification (target 1: the occupancy Herald keeps, no `channel_info`) and
+    each function's AWS calls; then the same with the channels vacated between routing and
+    sending (no Pusher request at all)."""
+    from aws_lambda_powertools.utilities import parameters
+    from moto import mock_aws
+    from pusher.requests import RequestsBackend
+
+    from herald.catalog import load_catalog
+    from herald.settings import router_settings
+    from herald.stores.presence import PresenceStore
+    from herald.stores.users import UserStore
+    from herald.users import UserProfile
+    from local.sandboxes import SandboxHost
+    from tests.support.stack import MOTO_CONFIG, provision
+
+    report: dict[str, Any] = {}
+    pusher_requests: list[str] = []
+    original_send = RequestsBackend.send_request
+
+    def counting_send(self: RequestsBackend, request: Any) -> Any:
+        pusher_requests.append(f"{request.method} {request.path}")
+        return original_send(self, request)
+
+    RequestsBackend.send_request = counting_send  # type: ignore[method-assign]
+    try:
+        with mock_aws(config=MOTO_CONFIG), SandboxHost(port=0) as sandbox:
+            stack = provision(stack_name="bench-realtime", sandbox=sandbox)
+            os.environ.update({**stack.env, **QUIET_HANDLERS})
+            parameters.clear_caches()
+            router_settings.cache_clear()
+            catalog = load_catalog()
+            users = UserStore(stack.client("dynamodb"), stack.tables["UsersTable"])
+            presence = PresenceStore(stack.client("dynamodb"), stack.tables["PresenceTable"])
+            max_age = int(stack.env.get("PRESENCE_MAX_AGE_SECONDS", "21600"))
+            for i in range(BATCH):
+                users.put_profile(
+                    UserProfile(
+                        user_id=f"r{i}",
+                        email=f"r{i}@example.com",
+                        devices={f"rt{i}": {"platform": "ios", "registered_at": "2026-01-01T00:00:00Z"}},
+                    )
+                )
+            for label, vacate_before_send in (("occupied", False), ("vacated before sending", True)):
+                now_ms = int(time.time() * 1000)
+                for i in range(BATCH):
+                    sandbox.pusher.occupy(f"private-user-r{i}")
+                    presence.apply(f"r{i}", occupied=True, time_ms=now_ms, max_age_seconds=max_age)
+                calls: Counter[str] = Counter()
+                router = _fresh_module("functions.router.app")
+                _count_calls(calls, "router", router.dynamodb, router.sqs)
+                event = _sqs_event(
+                    [
+                        {
+                            "event_id": f"rt-{label.split()[0]}-{i}",
+                            "type": "comment_reply",
+                            "user_id": f"r{i}",
+                            "data": catalog.entry("comment_reply").sample_data,
+                        }
+                        for i in range(BATCH)
+                    ]
+                )
+                router.lambda_handler(event, _Context())
+                if vacate_before_send:
+                    for i in range(BATCH):
+                        sandbox.pusher.vacate(f"private-user-r{i}")
+                        presence.apply(f"r{i}", occupied=False, time_ms=now_ms + 1, max_age_seconds=max_age)
+                sender = _fresh_module("functions.realtime_sender.app")
+                _count_calls(calls, "realtime_sender", sender.dynamodb, sender.sqs, sender.sfn)
+                batch = _receive_batch(stack, "Realtime")
+                pusher_requests.clear()
+                sender.lambda_handler(batch, _Context())
+                report[label] = {
+                    "notifications": len(batch["Records"]),
+                    "pusher_requests_per_notification": len(pusher_requests) / BATCH,
+                    "target": 0 if vacate_before_send else 1,
+                    "pusher_requests": dict(Counter(r.split("?")[0] for r in pusher_requests)),
+                    "aws_calls_per_notification": {k: v / BATCH for k, v in sorted(calls.items())},
+                }
+    finally:
+        RequestsBackend.send_request = original_send  # type: ignore[method-assign]
+    return report
+
+
+def _fresh_module(name: str) -> Any:
+    """A function's handler module imported anew (its clients and settings are read at import)."""
+    sys.modules.pop(name, None)
+    return importlib.import_module(name)
+
+
+def _count_calls(calls: Counter[str], function: str, *clients: Any) -> None:
+    for client in clients:
+        client.meta.events.register(
+            "before-call.*.*",
+            lambda model, **_: calls.update([f"{function} {model.service_model.service_name}:{model.name}"]),
+        )
+
+
+def _receive_batch(stack: Any, queue: str) -> dict[str, Any]:
+    """One Lambda-shaped SQS event of every message on `queue` (received with a separate client,
+    so the receive is not counted as the function's)."""
+    sqs = stack.client("sqs")
+    url = stack.queue_urls[queue]
+    messages: list[dict[str, Any]] = []
+    for _ in range(5):
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])
+        messages += got.get("Messages", [])
+        if len(messages) >= BATCH:
+            break
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{url.rsplit('/', 1)[-1]}",
+                "awsRegion": "us-east-1",
+            }
+            for m in messages
+        ]
+    }
+
+
 def decision_cpu() -> float:
     """CPU seconds per routing decision (pure function, representative mixed inputs)."""
     from herald.catalog import load_catalog
@@ -380,6 +512,18 @@ def main() -> int:
     for path, count in routed["transitions"].items():
         print(f"  {path:<20} {count}")
 
+    with contextlib.redirect_stdout(handlers_output), contextlib.redirect_stderr(handlers_output):
+        realtime = realtime_path()
+    print(f"\nRealtime: medium to an online person, router + realtime sender (batches of {BATCH})")
+    for label, figures in realtime.items():
+        aws = figures["aws_calls_per_notification"]
+        pusher = figures["pusher_requests_per_notification"]
+        print(f"  {label:<24} Pusher requests per notification {pusher:g} (target {figures['target']})")
+        print(
+            f"  {'':<24} AWS calls {sum(aws.values()):.1f}: "
+            + ", ".join(f"{k} {v:g}" for k, v in aws.items())
+        )
+
     print("\nCost model: USD per million notifications, router path (senders and providers excluded)")
     costs = {}
     for urgency, calls in routed["calls_per_notification"].items():
@@ -402,6 +546,7 @@ def main() -> int:
         "imports_seconds": imports,
         "decision_cpu_seconds": cpu,
         **routed,
+        "realtime": realtime,
         "cost_per_million_usd": costs,
         "package_bytes": sizes,
     }

@@ -52,6 +52,17 @@ def outbox(stack: LocalStack, **filters: str) -> list[dict[str, Any]]:
     return entries if isinstance(entries, list) else entries["entries"]
 
 
+def emails_to(stack: LocalStack, address: str) -> list[dict[str, Any]]:
+    """The messages SES (moto) accepted for `address`, from moto's state (`/moto-api/data.json`)."""
+    assert stack.moto
+    ses = http_json(f"{stack.moto.url}/moto-api/data.json")["ses"]
+    return [
+        m
+        for m in ses.get("RawMessage", []) + ses.get("Message", [])
+        if address in json.dumps(m.get("destinations"))
+    ]
+
+
 def wait_until[T](probe: Callable[[], T], timeout: float = 30.0, interval: float = 0.5) -> T:
     deadline = time.monotonic() + timeout
     while True:

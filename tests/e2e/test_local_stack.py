@@ -21,7 +21,7 @@ from herald.stores.users import UserStore
 from herald.users import UserProfile
 from local.demo import play
 from local.stack import LocalStack
-from tests.e2e.conftest import http_json, outbox, put_event, wait_until
+from tests.e2e.conftest import emails_to, outbox, put_event, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -124,15 +124,7 @@ def test_critical_alert_goes_to_every_channel_and_keeps_sensitive_data_off_the_l
 
     push = wait_until(lambda: outbox(stack, provider="fcm", recipient="crit-phone"))
     sms = wait_until(lambda: outbox(stack, provider="twilio", recipient="+14155550177"))
-    assert stack.moto
-    emails = wait_until(
-        lambda: [
-            m
-            for m in http_json(f"{stack.moto.url}/moto-api/data.json")["ses"].get("RawMessage", [])
-            + http_json(f"{stack.moto.url}/moto-api/data.json")["ses"].get("Message", [])
-            if "crit-1+success@simulator.amazonses.com" in json.dumps(m.get("destinations"))
-        ]
-    )
+    emails = wait_until(lambda: emails_to(stack, "crit-1+success@simulator.amazonses.com"))
     assert len(push) == 1 and len(sms) == 1 and len(emails) == 1
     for entry in push + sms:
         text = json.dumps(entry)

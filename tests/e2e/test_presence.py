@@ -16,7 +16,7 @@ import pytest
 
 from local.app_client import AppClient
 from local.stack import LocalStack
-from tests.e2e.conftest import http_json, outbox, put_bus_event, put_event, wait_until
+from tests.e2e.conftest import emails_to, http_json, outbox, put_bus_event, put_event, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -27,6 +27,10 @@ def presence_of(stack: LocalStack, user_id: str) -> dict | None:
     assert stack.api and stack.sandbox
     app = AppClient(stack.api.url, stack.sandbox.url)
     return app.get("/v1/me/export", user=user_id).body["presence"]
+
+
+def exported(app: AppClient, user_id: str) -> dict:
+    return app.get("/v1/me/export", user=user_id).body
 
 
 def test_an_occupied_channel_means_realtime_only_and_a_vacated_one_push_again(stack: LocalStack) -> None:
@@ -47,7 +51,11 @@ def test_an_occupied_channel_means_realtime_only_and_a_vacated_one_push_again(st
     assert (presence_of(stack, "pres-1") or {}).get("occupied") is True
     put_event(stack, {"event_id": "pres-e1", "type": "comment_reply", "user_id": "pres-1", "data": REPLY})
     assert wait_until(lambda: outbox(stack, provider="pusher", recipient="private-user-pres-1"))
+    (routed,) = [n for n in exported(app, "pres-1")["notifications"] if n["event_id"] == "pres-e1"]
+    assert [step["channel"] for step in routed["plan"]] == ["realtime"]
+    assert set(routed["deliveries"]) == {"realtime"}
     assert outbox(stack, provider="fcm", recipient=token) == []
+    assert emails_to(stack, "pres-1@example.com") == []
 
     # WHEN the app leaves THEN the next notification is pushed
     http_json(f"{stack.sandbox.url}/_pusher/vacate", method="POST", body={"channel": "private-user-pres-1"})

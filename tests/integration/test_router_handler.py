@@ -16,6 +16,7 @@ import pytest
 from herald.catalog import load_catalog
 from herald.messages import parse_channel_body
 from herald.stores.keys import email_address
+from herald.stores.presence import PresenceStore
 from herald.stores.suppression import SuppressionStore
 from herald.stores.users import UserStore
 from herald.users import UserProfile
@@ -485,13 +486,9 @@ def test_a_repeat_after_the_idempotency_record_expired_replays_the_first_decisio
     dynamodb = stack.client("dynamodb")
     for item in dynamodb.scan(TableName=stack.tables["IdempotencyTable"])["Items"]:
         dynamodb.delete_item(TableName=stack.tables["IdempotencyTable"], Key={"id": item["id"]})
-    dynamodb.put_item(  # the user came online meanwhile: a fresh decision would pick in-app
-        TableName=stack.tables["PresenceTable"],
-        Item={
-            "user_id": {"S": "42"},
-            "occupied": {"BOOL": True},
-            "time_ms": {"N": str(int(time.time() * 1000))},
-        },
+    # the user came online meanwhile (as the Pusher webhook records it): a fresh decision would pick in-app
+    assert PresenceStore(dynamodb, stack.tables["PresenceTable"]).apply(
+        "42", occupied=True, time_ms=int(time.time() * 1000), max_age_seconds=21600
     )
 
     router.lambda_handler(sqs_event(body), FakeContext())
