@@ -206,11 +206,12 @@ def _escalation_transitions(stack: Any) -> dict[str, int]:
         execution_input = {
             "notification_id": name,
             "user_id": "u0",
-            "deliver_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "fallback_delay_seconds": 1 if path == "timeout" else 60,
-            "primary_queue_url": stack.queue_urls["Push"],
-            "primary": message,
-            "fallback": {**message, "channel": "email", "to": "u0@example.com"},
+            "first": {
+                "queue_url": stack.queue_urls["Push"],
+                "message": {**message, "escalation": True},
+                "wait_seconds": 1 if path == "timeout" else 60,
+            },
+            "last": {"queue_url": stack.queue_urls["Email"], "message": {**message, "channel": "email"}},
         }
         arn = sfn.start_execution(
             stateMachineArn=stack.state_machine_arn, name=name, input=json.dumps(execution_input)

@@ -348,6 +348,15 @@ class TargetDelivery:
                 params["MessageDeduplicationId"] = uuid.uuid4().hex
             message_id = self._sqs.send_message(**params)["MessageId"]
             return f"sqs {resource} (message {message_id})"
+        if service == "scheduler" and resource == "aws-sdk:sfn:startExecution" and self._sfn is not None:
+            # the universal target: the input is the API request itself (PascalCase parameters)
+            request = json.loads(payload)
+            self._sfn.start_execution(
+                stateMachineArn=request["StateMachineArn"],
+                input=request.get("Input", "{}"),
+                **({"name": request["Name"]} if request.get("Name") else {}),
+            )
+            return f"sfn:StartExecution {request.get('Name', '')}".strip()
         if service == "states" and self._sfn is not None:
             name = f"{schedule_name[:40]}-{uuid.uuid4().hex[:16]}"
             self._sfn.start_execution(stateMachineArn=arn, input=payload, name=name)

@@ -25,6 +25,7 @@ metrics = EphemeralMetrics()  # its own state: the local stack runs every sender
 settings = load(SmsSenderSettings)
 dynamodb = boto3.client("dynamodb")
 sqs = boto3.client("sqs")
+sfn = boto3.client("stepfunctions")  # an escalation's SMS step answers its task token
 secrets = SecretSource(max_age=settings.secrets_max_age_seconds)
 
 stores = stores_for(settings, dynamodb)
@@ -39,7 +40,7 @@ twilio = LazySmsProvider(
 deliverer = SmsDeliverer(
     twilio, default_renderer(), stores.suppression, status_callback_url=settings.status_callback_url
 )
-sender = sender_for(deliverer, settings, stores, sqs=sqs, metrics=metrics)
+sender = sender_for(deliverer, settings, stores, sqs=sqs, sfn=sfn, metrics=metrics)
 processor = processor_for(settings, sqs=sqs, logger=logger, metrics=metrics)
 
 lambda_handler = sender_handler(sender, processor, logger=logger, tracer=tracer, metrics=metrics)

@@ -208,13 +208,19 @@ def test_sender_permissions(translated: dict[str, Any], function_id: str) -> Non
         f"{function_id} has permissions only the router (or nobody) needs: {sorted(forbidden)}"
     )
     task_answers = {a for a in granted if a.startswith("states:SendTask")}
-    if function_id in ("PushSenderFunction", "RealtimeSenderFunction"):
+    # the senders of the channels a chain's waiting step may use (catalog WAITING_CHANNELS)
+    if function_id in ("PushSenderFunction", "RealtimeSenderFunction", "SmsSenderFunction"):
         for action in ("states:SendTaskSuccess", "states:SendTaskFailure"):
             assert granted.get(action) == {"EscalationStateMachine"}, (
                 f"{function_id} needs {action} scoped to EscalationStateMachine, has {granted.get(action)}"
             )
     else:
         assert not task_answers, f"{function_id} does not take part in escalations but has {task_answers}"
+    if "states:SendTaskFailure" in granted:  # an escalation step: it also ends an acknowledged chain (019)
+        assert granted.get("states:SendTaskSuccess") == granted["states:SendTaskFailure"], (
+            f"{function_id} may fail escalation steps, so it must answer acknowledged ones with "
+            f"SendTaskSuccess on the same state machine, has {granted.get('states:SendTaskSuccess')}"
+        )
     secrets = granted.get("secretsmanager:GetSecretValue", set())
     assert secrets, f"{function_id} cannot read its provider secret"
     # Every sender renders templates, and TEMPLATE_BUCKET (a global) makes the renderer read S3.
@@ -222,19 +228,23 @@ def test_sender_permissions(translated: dict[str, Any], function_id: str) -> Non
         assert granted.get(action), f"{function_id} renders templates but cannot {action} the template bucket"
 
 
-def test_scheduler_role_is_limited_to_herald_queues(translated: dict[str, Any]) -> None:
+def test_scheduler_role_is_limited_to_herald_queues_and_starting_escalations(
+    translated: dict[str, Any],
+) -> None:
     role = props(translated["Resources"]["SchedulerRole"])
     principals = [
         s["Principal"]["Service"] for s in role["AssumeRolePolicyDocument"]["Statement"] if "Principal" in s
     ]
     assert principals == ["scheduler.amazonaws.com"], f"SchedulerRole trusts {principals}"
-    actions = {
-        a
+    granted = {
+        (a, target_id(r))
         for policy in role.get("Policies", [])
         for s in as_list(policy["PolicyDocument"]["Statement"])
         for a in as_list(s["Action"])
+        for r in as_list(s["Resource"])
     }
-    assert actions == {"sqs:SendMessage"}, f"SchedulerRole may do {actions}, only sqs:SendMessage is needed"
+    assert {a for a, _ in granted} == {"sqs:SendMessage", "states:StartExecution"}, granted
+    assert {r for a, r in granted if a == "states:StartExecution"} == {"EscalationStateMachine"}
 
 
 # What herald.erasure calls (decision 017): DELETE /v1/me runs it in the API function, the bus's
@@ -266,3 +276,33 @@ def test_the_api_may_move_a_device_token_in_one_transaction(translated: dict[str
         "dynamodb:ConditionCheckItem",
     ):
         assert "UsersTable" in granted.get(action, set()), f"ApiFunction lacks {action} on UsersTable"
+
+
+def test_the_api_ends_acknowledged_escalations_and_nothing_else(translated: dict[str, Any]) -> None:
+    """POST .../ack and .../read answer the waiting step's task token (decision 019): SendTaskSuccess
+    on the escalation state machine, never a failure, a start or a stop."""
+    granted = role_actions(translated, "ApiFunction")
+    assert granted.get("states:SendTaskSuccess") == {"EscalationStateMachine"}, granted.get(
+        "states:SendTaskSuccess"
+    )
+    others = sorted(a for a in granted if a.startswith("states:") and a != "states:SendTaskSuccess")
+    assert not others, f"ApiFunction only answers task tokens with success, but may also {others}"
+
+
+def test_the_digest_reads_its_index_writes_notifications_and_queues_email_only(
+    translated: dict[str, Any],
+) -> None:
+    """The digest (decision 020): Query on the sparse DigestDue index (never the table, never a
+    scan), conditional writes on notifications (TransactWriteItems is checked as its UpdateItems),
+    one BatchGetItem of profiles and watermarks (and the tombstone check), SendMessage on the Email
+    queue; nothing else: no Scan, no DeleteItem, no write to the Users table."""
+    granted = role_actions(translated, "DigestFunction")
+    assert granted.pop("dynamodb:Query") == {"${NotificationsTable.Arn}/index/DigestDue"}
+    for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"):
+        assert granted.pop(action) == {"NotificationsTable"}, action
+    assert granted.pop("dynamodb:BatchGetItem") == {"UsersTable"}
+    assert granted.pop("dynamodb:ConditionCheckItem") == {"UsersTable"}  # not erased (decision 017)
+    assert granted.pop("sqs:SendMessage") == {"EmailQueue"}
+    # it renders each notification's in-app title, and TEMPLATE_BUCKET makes the renderer read S3
+    assert granted.pop("s3:GetObject") and granted.pop("s3:ListBucket")
+    assert not granted, f"DigestFunction has permissions it never uses: {sorted(granted)}"

@@ -496,3 +496,42 @@ def test_samconfig_environments() -> None:
         build = section["build"]["parameters"]
         assert build.get("parallel") is True and build.get("cached") is True, env
         assert section["validate"]["parameters"].get("lint") is True, env
+
+
+DIGEST_ENV = {"DIGEST_LOCAL_HOUR", "DIGEST_MIN_INTERVAL_SECONDS", "APP_BASE_URL"}
+
+
+def test_the_digest_function_runs_on_its_schedule(
+    template: dict[str, Any], translated: dict[str, Any]
+) -> None:
+    """Decision 020: no queue; a Schedule event whose rate is a parameter (15 minutes), the local hour
+    a parameter (9), an alarm when it keeps failing."""
+    sam = template["Resources"]["DigestFunction"]
+    assert props(sam)["CodeUri"] == "functions/digest/"
+    assert (REPO_ROOT / "functions/digest/requirements.txt").is_file()
+    events = list(props(sam)["Events"].values())
+    assert [e["Type"] for e in events] == ["Schedule"]
+    assert target_id(events[0]["Properties"]["Schedule"]) == "DigestSchedule"
+    parameters = template["Parameters"]
+    assert parameters["DigestSchedule"]["Default"] == "rate(15 minutes)"
+    assert parameters["DigestLocalHour"]["Default"] == 9
+    assert parameters["DigestLocalHour"]["MaxValue"] < 21  # the window ends at 21:00 local
+
+    fn = props(translated["Resources"]["DigestFunction"])
+    assert (fn["Runtime"], fn["Architectures"], fn["Handler"]) == (
+        "python3.13",
+        ["arm64"],
+        "app.lambda_handler",
+    )
+    assert fn["TracingConfig"]["Mode"] == "Active"
+    layers = [target_id(layer) for layer in fn["Layers"]]
+    assert len(layers) == 1 and str(layers[0]).startswith("HeraldLayer"), layers
+    missing = (COMMON_ENV | DIGEST_ENV) - set(fn["Environment"]["Variables"])
+    assert not missing, f"DigestFunction lacks environment variables {sorted(missing)}"
+    rules = resources_of(translated, "AWS::Events::Rule")
+    [rule] = [r for r in rules.values() if target_id(props(r)["Targets"][0]["Arn"]) == "DigestFunction"]
+    assert target_id(props(rule)["ScheduleExpression"]) == "DigestSchedule"
+    alarm = props(template["Resources"]["DigestFunctionErrorsAlarm"])
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/Lambda", "Errors")
+    assert target_id(alarm["Dimensions"][0]["Value"]) == "DigestFunction"
+    assert target_id(alarm["AlarmActions"][0]) == "AlarmTopic"

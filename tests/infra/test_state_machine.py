@@ -74,9 +74,6 @@ def test_substitutions_match_placeholders(asl_text: str, sm_props: dict[str, Any
         f"placeholders in the ASL without a DefinitionSubstitutions key: {used - defined}"
     )
     assert not defined - used, f"DefinitionSubstitutions keys not used in the ASL: {defined - used}"
-    assert target_id(sm_props["DefinitionSubstitutions"].get("EmailQueueUrl")) == "EmailQueue", (
-        "EmailQueueUrl must be !Ref EmailQueue (the fallback always goes to the email queue)"
-    )
 
 
 def test_callback_tasks_time_out_and_catch_the_timeout(asl: dict[str, Any]) -> None:
@@ -92,9 +89,23 @@ def test_callback_tasks_time_out_and_catch_the_timeout(asl: dict[str, Any]) -> N
             "a lost acknowledgement would block the execution for a year"
         )
         caught = {error for catcher in state.get("Catch", []) for error in catcher.get("ErrorEquals", [])}
-        assert "States.Timeout" in caught, (
-            f"{where}/{name} does not Catch States.Timeout (the email fallback)"
+        assert caught & {"States.Timeout", "States.ALL"}, (
+            f"{where}/{name} does not Catch States.Timeout (the next step of the chain)"
         )
+
+
+def test_the_chain_costs_one_transition_per_step_and_nothing_waits(asl: dict[str, Any]) -> None:
+    """No Wait, Pass or Choice state (a deferred chain is started late instead): each state is a
+    step of the chain, so an execution enters one state per step it sends."""
+    from herald.catalog import MAX_CHAIN_STEPS
+
+    states = asl["States"]
+    assert {state["Type"] for state in states.values()} == {"Task"}
+    assert len(states) == MAX_CHAIN_STEPS
+    paths = re.findall(r'"(\$[^"]*)"', json.dumps(asl))
+    assert paths and not [p for p in paths if "[" in p], (
+        "no array index in a path: moto's interpreter reads `$.a[0].b` as a list, AWS as a scalar"
+    )
 
 
 def test_transitions_point_to_existing_states(asl: dict[str, Any]) -> None:

@@ -43,11 +43,14 @@ def route(
     now: datetime = NOON_UTC,
     **request_fields: Any,
 ) -> Decision:
+    entry = load_catalog().entry(type_name)
+    if request_fields.pop("sample", False):
+        request_fields["data"] = entry.sample_data
     request = NotificationRequest(event_id="evt-1", type=type_name, user_id="42", **request_fields)
     return decide(
         RoutingInput(
             request=request,
-            entry=load_catalog().entry(type_name),
+            entry=entry,
             user=user if user is not None else a_user(),
             online=online,
             suppressed=suppressed,
@@ -60,6 +63,10 @@ def route(
 
 def channels(decision: Decision) -> set[Channel]:
     return {d.channel for d in decision.deliveries}
+
+
+def trace_of(decision: Decision, rule: str) -> str:
+    return " | ".join(s.reason for s in decision.trace if s.rule == rule)
 
 
 def blocked(decision: Decision) -> dict[Channel | None, str]:
@@ -93,9 +100,14 @@ def test_high_offline_escalates_from_push_to_email() -> None:
 
     assert decision.deliveries == ()
     assert decision.escalation is not None
-    assert decision.escalation.primary.channel is Channel.PUSH
-    assert decision.escalation.fallback.channel is Channel.EMAIL
-    assert decision.escalation.fallback.to == "ana@example.com"
+    first, email = decision.escalation.steps
+    assert (first.delivery.channel, first.wait_seconds, first.until) == (Channel.PUSH, 300, "acknowledged")
+    assert first.delivery.device_tokens == ("tok-1",)
+    assert (email.delivery.channel, email.delivery.to, email.wait_seconds) == (
+        Channel.EMAIL,
+        "ana@example.com",
+        None,
+    )
     assert decision.escalation.deliver_at == NOON_UTC
 
 
@@ -103,7 +115,60 @@ def test_high_online_escalates_from_in_app_to_email() -> None:
     decision = route("payment_receipt", online=True)
 
     assert decision.escalation is not None
-    assert decision.escalation.primary.channel is Channel.REALTIME
+    assert decision.escalation.channels == (Channel.REALTIME, Channel.EMAIL)
+
+
+def test_the_driver_chain_pushes_then_texts_after_five_seconds() -> None:
+    decision = route("driver_arrived", sample=True)
+
+    assert decision.escalation is not None
+    push, sms = decision.escalation.steps
+    assert (push.delivery.channel, push.wait_seconds, push.until) == (Channel.PUSH, 5, "acknowledged")
+    assert (sms.delivery.channel, sms.delivery.to) == (Channel.SMS, "+351912345678")
+    assert "push, then sms if not acknowledged within 5 s" in trace_of(decision, "urgency_table")
+
+
+def test_the_driver_chain_starts_in_app_for_someone_online() -> None:
+    decision = route("driver_arrived", sample=True, online=True)
+
+    assert decision.escalation is not None
+    assert decision.escalation.channels == (Channel.REALTIME, Channel.SMS)
+
+
+def test_the_fraud_chain_texts_first_and_pushes_only_if_the_sms_cannot_be_delivered() -> None:
+    decision = route("fraud_alert", sample=True)
+
+    assert decision.escalation is not None
+    sms, push = decision.escalation.steps
+    assert (sms.delivery.channel, sms.until, sms.wait_seconds) == (Channel.SMS, "delivered", 300)
+    assert push.delivery.channel is Channel.PUSH
+    assert "sms, then push if that cannot be delivered" in trace_of(decision, "urgency_table")
+
+
+@pytest.mark.parametrize(
+    ("type_name", "user", "suppressed", "left"),
+    [
+        ("driver_arrived", a_user(phone=None), frozenset(), Channel.PUSH),  # no phone
+        ("driver_arrived", a_user(), frozenset({sms_address("+351912345678")}), Channel.PUSH),  # STOP
+        ("fraud_alert", a_user(devices={}), frozenset(), Channel.SMS),  # no device
+        ("fraud_alert", a_user(preferences={"channels": {"sms": False}}), frozenset(), Channel.PUSH),
+    ],
+)
+def test_a_chain_never_uses_a_channel_the_decision_refused(
+    type_name: str, user: UserProfile, suppressed: frozenset[str], left: Channel
+) -> None:
+    decision = route(type_name, user, suppressed=suppressed, sample=True)
+
+    assert decision.escalation is None
+    assert channels(decision) == {left}
+    assert any(s.rule == "escalation" and s.verdict is Verdict.SKIP for s in decision.trace)
+
+
+def test_a_chain_with_no_reachable_step_lands_in_the_inbox_only() -> None:
+    decision = route("fraud_alert", a_user(phone=None, devices={}), sample=True)
+
+    assert decision.deliveries == () and decision.escalation is None
+    assert decision.status == "inbox_only"
 
 
 def test_high_without_push_or_presence_sends_email_now() -> None:
@@ -130,6 +195,33 @@ def test_medium_offline_pushes_and_schedules_a_digest() -> None:
 
 def test_medium_online_goes_in_app_instead_of_push() -> None:
     assert channels(route("comment_reply", online=True)) == {Channel.REALTIME}
+
+
+@pytest.mark.parametrize(
+    ("user", "suppressed"),
+    [
+        (a_user(devices={}), frozenset()),  # the app is not installed
+        (a_user(), frozenset({push_address("tok-1")})),  # every token is dead
+        (a_user(preferences={"channels": {"push": False}}), frozenset()),  # push turned off
+    ],
+    ids=["no device", "dead tokens", "push off"],
+)
+def test_medium_offline_without_a_live_device_is_emailed_at_once_and_never_digested(
+    user: UserProfile, suppressed: frozenset[str]
+) -> None:
+    decision = route("order_shipped", user, suppressed=suppressed)
+
+    assert channels(decision) == {Channel.EMAIL}
+    assert decision.deliveries[0].not_before is None
+    assert decision.digest_due_at is None
+    assert decision.inbox
+
+
+def test_medium_without_push_or_email_in_its_channels_stays_in_the_inbox() -> None:
+    decision = route("order_shipped", a_user(devices={}, preferences={"channels": {"email": False}}))
+
+    assert decision.deliveries == ()
+    assert decision.status == "inbox_only"
 
 
 def test_medium_with_nothing_reachable_lands_in_the_inbox_only() -> None:

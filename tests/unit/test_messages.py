@@ -18,6 +18,7 @@ from herald.messages import (
     parse_channel_body,
 )
 from herald.models import Channel
+from herald.routing.decision import EscalationPlan
 
 pytestmark = pytest.mark.unit
 
@@ -93,11 +94,13 @@ def test_the_escalation_input_and_the_ingest_control_block_tolerate_unknown_fiel
         {
             "notification_id": "ntf-1",
             "user_id": "42",
-            "deliver_at": "2026-01-01T00:00:00Z",
-            "fallback_delay_seconds": 300,
-            "primary_queue_url": "q",
-            "primary": {**REFERENCE, "channel": "push", "escalation": True},
-            "fallback": REFERENCE,
+            "first": {
+                "queue_url": "q",
+                "message": {**REFERENCE, "channel": "push", "escalation": True},
+                "wait_seconds": 300,
+                "added_later": 1,
+            },
+            "last": {"queue_url": "e", "message": REFERENCE},
             "added_later": True,
         }
     )
@@ -165,3 +168,35 @@ def test_an_empty_data_map_is_data_not_a_reference() -> None:
     message = ChannelMessage.model_validate({**REFERENCE, "type": "weekly_digest", "data": {}})
 
     assert not message.is_reference
+
+
+def test_each_step_of_a_chain_takes_its_planned_address_from_the_record() -> None:
+    record = {
+        **RECORD,
+        "plan": [
+            {
+                "escalation": {
+                    "steps": [
+                        {"delivery": {"channel": "push", "device_tokens": ["tok-a"]}, "wait_seconds": 5},
+                        {"delivery": {"channel": "sms", "to": "+14155550100"}},
+                    ],
+                    "deliver_at": "2026-01-01T00:00:00Z",
+                }
+            }
+        ],
+    }
+
+    push = ChannelMessage.model_validate({**REFERENCE, "channel": "push", "escalation": True}).hydrated(
+        record
+    )
+    sms = ChannelMessage.model_validate({**REFERENCE, "channel": "sms"}).hydrated(record)
+
+    assert push.device_tokens == ["tok-a"]
+    assert sms.to == "+14155550100"
+
+
+def test_a_stored_primary_and_fallback_plan_replays_as_a_two_step_chain() -> None:
+    plan = EscalationPlan.model_validate(RECORD["plan"][1]["escalation"])
+
+    assert plan.channels == (Channel.PUSH, Channel.EMAIL)
+    assert plan.steps[0].delivery.device_tokens == ("tok-a", "tok-b")

@@ -169,7 +169,7 @@ def test_never_a_channel_the_user_opted_out_of_or_is_suppressed_on(given_input: 
     assert user is not None
     planned = list(decision.deliveries)
     if decision.escalation:
-        planned += [decision.escalation.primary, decision.escalation.fallback]
+        planned += [step.delivery for step in decision.escalation.steps]
 
     entry = given_input.entry
     if planned and entry.category.value in ("transactional", "marketing"):

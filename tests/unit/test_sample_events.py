@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2Model
+from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2Model, EventBridgeModel
 
 from herald.directory import DirectoryRecord
 from herald.ingest import IngestRecord
@@ -39,6 +39,10 @@ def test_the_sample_event_is_what_the_function_consumes(name: str) -> None:
         }
         assert request.routeKey in routes
         assert request.requestContext.authorizer.jwt.claims["sub"]
+        return
+    if name == "digest":  # a tick of its Schedule event (EventBridge), not SQS
+        tick = EventBridgeModel.model_validate(event)
+        assert (tick.source, tick.detail_type) == ("aws.events", "Scheduled Event")
         return
 
     assert event["Records"], "an SQS event with at least one record"

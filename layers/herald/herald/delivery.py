@@ -53,6 +53,12 @@ after its point of no return):
 A push goes to each device token separately: any device accepting makes it `sent` (the detail
 counts the uncertain devices); none accepting but one uncertain makes it `uncertain`.
 
+**An acknowledged notification ends its escalation** (decision 019). A message carrying a task
+token (an escalation step) claims only while the record has no `acked_at`: the claim's condition
+says so, and the refused claim's returned record tells the sender (`Acknowledged`), with no extra
+read. The sender then sends nothing, answers the step's token with `SendTaskSuccess` and records the
+channel `not_delivered` (code `acknowledged`) with `record_acknowledged`.
+
 **An erased person is never written again** (decision 017). The erasure deletes the person's
 notification records; a message queued before it (held to the end of quiet hours, a retry, an
 escalation's email) finds no record. Only then (the rare path: the router writes the record before it
@@ -181,7 +187,19 @@ class RecipientErased:
     reason: str = "the recipient was erased (directory tombstone): not delivered, nothing recorded"
 
 
-ClaimResult = Claim | AlreadyFinal | InFlight | RecipientErased
+@dataclass(frozen=True)
+class Acknowledged:
+    """An escalation step for a notification the person already acknowledged: nothing was claimed
+    or written (the step's token neither). `delivery`: the channel's state on the record ({} when
+    it has none): a final one means the step went out before the acknowledgement."""
+
+    acked_at: str
+    delivery: Mapping[str, Any] = field(default_factory=dict)
+
+
+ClaimResult = Claim | AlreadyFinal | InFlight | RecipientErased | Acknowledged
+
+ACKNOWLEDGED_CODE = "acknowledged"  # `deliveries.<channel>.code` of a step skipped after the ack
 
 _MISSING = object()  # the record has no `deliveries` map yet
 _ABSENT = object()  # there is no record at all (an erased person's, or another producer's message)
@@ -250,8 +268,10 @@ class DeliveryLedger:
     ) -> ClaimResult:
         """Claim `message.channel` on the record (creating a minimal record if none exists).
 
-        Stores `message.task_token` on the record in the same write. With `resend_stale`, an
-        expired `sending` claim is taken over; otherwise it is recorded as `uncertain`.
+        Stores `message.task_token` on the record in the same write; such a message (an escalation
+        step) is not claimed once the notification is acknowledged (`Acknowledged`). With
+        `resend_stale`, an expired `sending` claim is taken over; otherwise it is recorded as
+        `uncertain`.
         """
         now = self._clock()
         claim = Claim(
@@ -306,15 +326,17 @@ class DeliveryLedger:
             condition += " OR (#d.#ch.#st = :sending AND #d.#ch.claim_expires_at < :now)"
             values |= {":sending": DeliveryState.SENDING.value, ":now": int(now.timestamp())}
         update = "SET #d.#ch = :claim"
+        guard = "attribute_exists(#d)"
         if message.task_token:
             update += ", task_token = :task_token"
             values[":task_token"] = message.task_token
+            guard += " AND attribute_not_exists(acked_at)"  # an acknowledged escalation sends no step
         try:
             response = self._client.update_item(
                 TableName=self._table,
                 Key=self._key(message.user_id, message.notification_id),
                 UpdateExpression=update,
-                ConditionExpression=f"attribute_exists(#d) AND ({condition})",
+                ConditionExpression=f"{guard} AND ({condition})",
                 ExpressionAttributeNames={"#d": "deliveries", "#ch": message.channel.value, "#st": "state"},
                 ExpressionAttributeValues=to_attributes(values),
                 ReturnValues="ALL_OLD",  # the whole record: a reference message reads its data here
@@ -354,6 +376,9 @@ class DeliveryLedger:
             # our own write: it was applied but its answer was lost, and botocore's retry of it (or
             # our next try) found the claim we had just taken. The previous state is gone with it.
             return replace(claim, record=record)
+        if message.task_token and record.get("acked_at") and state != DeliveryState.SENDING.value:
+            # acknowledged: this step ends the escalation (a claim held elsewhere is waited out first)
+            return Acknowledged(acked_at=str(record["acked_at"]), delivery=current)
         if state == DeliveryState.SENDING.value:
             expires_at = int(current.get("claim_expires_at") or 0)
             left = expires_at - int(now.timestamp())
@@ -555,6 +580,47 @@ class DeliveryLedger:
             ConditionExpression="attribute_exists(notification_id)",
             ExpressionAttributeValues=to_attributes({":entry": [entry.item(self._clock())], ":empty": []}),
         )
+
+    def record_acknowledged(self, message: ChannelMessage, reason: str) -> bool:
+        """An escalation step skipped because the notification was acknowledged (no claim was
+        taken): the channel becomes `not_delivered` with code `acknowledged`, and the delivery log
+        says why. False when the channel got a state meanwhile (then that state stands)."""
+        now = self._clock()
+        entry = LogEntry(
+            channel=message.channel,
+            outcome=DeliveryState.NOT_DELIVERED.value,
+            detail=reason,
+            code=ACKNOWLEDGED_CODE,
+        )
+        state = {
+            "state": DeliveryState.NOT_DELIVERED.value,
+            "reason": reason,
+            "code": ACKNOWLEDGED_CODE,
+            "updated_at": now.isoformat(),
+        }
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key(message.user_id, message.notification_id),
+                UpdateExpression="SET #d.#ch = :state, delivery_log = list_append("
+                "if_not_exists(delivery_log, :empty), :entry)",
+                ConditionExpression="attribute_exists(#d) "
+                "AND (attribute_not_exists(#d.#ch) OR #d.#ch.#st = :retry)",
+                ExpressionAttributeNames={"#d": "deliveries", "#ch": message.channel.value, "#st": "state"},
+                ExpressionAttributeValues=to_attributes(
+                    {
+                        ":state": state,
+                        ":entry": [entry.item(now)],
+                        ":empty": [],
+                        ":retry": DeliveryState.RETRY.value,
+                    }
+                ),
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
 
     def store_task_token(self, message: ChannelMessage) -> None:
         """Keep the escalation's task token for the ack endpoint (a duplicate of a sent primary)."""

@@ -5,6 +5,7 @@ through SQS, EventBridge Scheduler and Step Functions names the notification, ne
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -15,7 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from herald.catalog import CatalogEntry
-from herald.messages import ChannelMessage, EscalationInput
+from herald.messages import ChannelMessage, EscalationInput, EscalationStepInput
 from herald.models import Channel, NotificationRequest
 from herald.routing.decision import Decision, PlannedDelivery
 from herald.settings import ChannelQueues
@@ -84,7 +85,10 @@ class Deferrer:
     def needs_schedule(self, at: datetime | None) -> bool:
         return self.delay_seconds(at) > SQS_MAX_DELAY_SECONDS
 
-    def schedule(self, name: str, at: datetime, queue_arn: str, body: str) -> None:
+    def schedule(self, name: str, at: datetime, target_arn: str, body: str) -> None:
+        """A one-time schedule delivering `body` to `target_arn` at `at` (an SQS queue, or Scheduler's
+        universal target for an SDK call), deleted after it fires. Named by the caller after what it
+        delivers, so a repeat cannot create a second."""
         try:
             self._scheduler.create_schedule(
                 Name=name,
@@ -93,11 +97,19 @@ class Deferrer:
                 ScheduleExpressionTimezone="UTC",
                 FlexibleTimeWindow={"Mode": "OFF"},
                 ActionAfterCompletion="DELETE",
-                Target={"Arn": queue_arn, "RoleArn": self._role_arn, "Input": body},
+                Target={"Arn": target_arn, "RoleArn": self._role_arn, "Input": body},
             )
         except ClientError as error:
             if error.response["Error"]["Code"] != "ConflictException":
                 raise  # a ConflictException means an earlier attempt already scheduled it
+
+
+# EventBridge Scheduler's universal target for Step Functions StartExecution: unlike the templated
+# state-machine target, its input names the execution, so a deferred escalation is still named
+# after its notification and cannot run twice.
+START_EXECUTION_TARGET = "arn:aws:scheduler:::aws-sdk:sfn:startExecution"
+# A start this close is made now: a schedule costs a call and fires with up to a minute's lag.
+START_NOW_WITHIN_SECONDS = 60
 
 
 class Dispatcher:
@@ -168,17 +180,39 @@ class Dispatcher:
     def _start_escalation(
         self, decision: Decision, request: NotificationRequest, entry: CatalogEntry
     ) -> None:
+        """One execution named after the notification, started now, or at `deliver_at` by a
+        one-time schedule (no Wait state: the deferral costs no transition)."""
         plan = decision.escalation
         assert plan is not None
+        first, last = plan.steps  # the machine runs chains of two steps (catalog MAX_CHAIN_STEPS)
         execution = EscalationInput(
             notification_id=decision.notification_id,
             user_id=decision.user_id,
-            deliver_at=plan.deliver_at,
-            fallback_delay_seconds=self._fallback_delay_seconds,
-            primary_queue_url=self._queues.url(plan.primary.channel),
-            primary=self.message(decision, request, entry, plan.primary, escalation=True),
-            fallback=self.message(decision, request, entry, plan.fallback),
+            first=EscalationStepInput(
+                queue_url=self._queues.url(first.delivery.channel),
+                message=self.message(decision, request, entry, first.delivery, escalation=True).model_copy(
+                    update={"ends_when_delivered": first.until == "delivered"}
+                ),
+                wait_seconds=first.wait_seconds or self._fallback_delay_seconds,
+            ),
+            last=EscalationStepInput(
+                queue_url=self._queues.url(last.delivery.channel),
+                message=self.message(decision, request, entry, last.delivery),
+            ),
         )
+        if self._deferrer.delay_seconds(plan.deliver_at) > START_NOW_WITHIN_SECONDS:
+            start = {
+                "StateMachineArn": self._state_machine_arn,
+                "Name": decision.notification_id,
+                "Input": execution.execution_input(),
+            }
+            self._deferrer.schedule(
+                f"{decision.notification_id}-escalation",
+                plan.deliver_at,
+                START_EXECUTION_TARGET,
+                json.dumps(start),
+            )
+            return
         try:
             self._sfn.start_execution(
                 stateMachineArn=self._state_machine_arn,

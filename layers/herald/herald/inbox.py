@@ -1,10 +1,12 @@
-"""The person's inbox: their notifications newest first, unread / unseen counts, read, seen, archive
-and read-all (decision 015).
+"""The person's inbox: their notifications newest first, unread / unseen counts, read, seen, archive,
+acknowledge and read-all (decisions 015, 019).
 
 State lives on each notification record (`seen_at`, `read_at`, `archived_at`, and `unread_at`
 while unread and not archived) plus one watermark per person, `read_all_at` on the `INBOX` item
 of their Users partition: read-all is one write however many notifications it covers, and a
 notification created at or before the watermark counts as read (and seen) at the watermark.
+Acknowledging (`acked_at`, set once: reading a notification acknowledges it too) is per record only:
+read-all acknowledges nothing (decision 019); `herald.acknowledgement` ends the escalation.
 
 Counts are never stored, so they cannot drift: they are one query of the caller's part of the
 sparse `Unread` index (`unread_at` above the watermark; `seen_at` projected). Listing reads the
@@ -46,9 +48,20 @@ class Archived(StrEnum):
 
 
 class Mark(StrEnum):
-    READ = "read"
+    READ = "read"  # read, seen and acknowledged
     SEEN = "seen"
     ARCHIVE = "archive"
+    ACK = "ack"  # acknowledged and seen (the person answered it), not read
+
+
+# Each mark keeps the first time it was made (if_not_exists).
+_MARK_EXPRESSIONS = {
+    Mark.READ: "SET read_at = if_not_exists(read_at, :at), seen_at = if_not_exists(seen_at, :at), "
+    "acked_at = if_not_exists(acked_at, :at) REMOVE unread_at",
+    Mark.SEEN: "SET seen_at = if_not_exists(seen_at, :at)",
+    Mark.ARCHIVE: "SET archived_at = if_not_exists(archived_at, :at) REMOVE unread_at",
+    Mark.ACK: "SET acked_at = if_not_exists(acked_at, :at), seen_at = if_not_exists(seen_at, :at)",
+}
 
 
 class BadCursor(ValueError):
@@ -62,6 +75,15 @@ class InboxEntry:
     record: NotificationRecord
     seen_at: datetime | None
     read_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Marked:
+    """A mark's result: the entry as the person now sees it, and the task token of the escalation
+    step waiting for an acknowledgement on the record (None when none waits)."""
+
+    entry: InboxEntry
+    task_token: str | None
 
 
 @dataclass(frozen=True)
@@ -315,22 +337,16 @@ class Inbox:
 
     def mark(
         self, user_id: str, notification_id: str, mark: Mark, now: datetime | None = None
-    ) -> InboxEntry | None:
+    ) -> Marked | None:
         """Idempotent: the first time is kept. None when the caller has no such inbox notification."""
         if not NOTIFICATION_ID.match(notification_id):
             return None
         at = stamp(now or datetime.now(UTC))
-        expression = {
-            Mark.READ: "SET read_at = if_not_exists(read_at, :at), seen_at = if_not_exists(seen_at, :at) "
-            "REMOVE unread_at",
-            Mark.SEEN: "SET seen_at = if_not_exists(seen_at, :at)",
-            Mark.ARCHIVE: "SET archived_at = if_not_exists(archived_at, :at) REMOVE unread_at",
-        }[mark]
         try:
             response = self._client.update_item(
                 TableName=self._notifications,
                 Key=to_attributes({"user_id": user_id, "notification_id": notification_id}),
-                UpdateExpression=expression,
+                UpdateExpression=_MARK_EXPRESSIONS[mark],
                 ConditionExpression="inbox = :true",  # also false when the item does not exist
                 ExpressionAttributeValues=to_attributes({":at": at, ":true": True}),
                 ReturnValues="ALL_NEW",
@@ -339,5 +355,7 @@ class Inbox:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return None
             raise
-        record = NotificationRecord.model_validate(from_attributes(response["Attributes"]))
-        return _effective(record, self.watermark(user_id))
+        attributes = from_attributes(response["Attributes"])
+        record = NotificationRecord.model_validate(attributes)
+        token = attributes.get("task_token")
+        return Marked(_effective(record, self.watermark(user_id)), str(token) if token else None)

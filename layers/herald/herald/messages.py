@@ -26,11 +26,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from herald.models import Category, Channel, Urgency
 
@@ -77,7 +76,14 @@ class ChannelMessage(InternalMessage):
     device_tokens: list[str] = Field(default_factory=list, description="push only")
     not_before: AwareDatetime | None = None
     task_token: str | None = Field(default=None, description="set by the escalation state machine")
-    escalation: bool = Field(default=False, description="the primary step of an escalation")
+    escalation: bool = Field(
+        default=False, description="a waiting step of an escalation (the state machine adds its task token)"
+    )
+    ends_when_delivered: bool = Field(
+        default=False,
+        description="an escalation step whose delivery ends the chain: the next step runs only if it "
+        "cannot be delivered",
+    )
 
     @property
     def is_reference(self) -> bool:
@@ -112,35 +118,52 @@ class ChannelMessage(InternalMessage):
 def planned_delivery(plan: list[Any], channel: Channel, *, primary: bool) -> Mapping[str, Any]:
     """The router's planned delivery for `channel` on a record's `plan` (`{}` when none).
 
-    `plan` holds the direct deliveries and, for an escalation, `{"escalation": {primary, fallback}}`;
-    an escalation primary (`primary=True`) is looked up there first."""
+    `plan` holds the direct deliveries and, for an escalation, `{"escalation": {"steps": [...]}}`
+    (or, decided before chains, `{primary, fallback}`); an escalation step (`primary=True`) is looked
+    up in the chain first."""
     entries = [p for p in plan if isinstance(p, dict)]
     direct = [p for p in entries if "escalation" not in p and p.get("channel") == channel]
     escalation = next((p["escalation"] for p in entries if isinstance(p.get("escalation"), dict)), {})
-    steps = [escalation.get("primary"), escalation.get("fallback")]
-    ordered = [steps[0], *direct, steps[1]] if primary else [*direct, *steps]
+    if isinstance(escalation.get("steps"), list):
+        chain = [s.get("delivery") for s in escalation["steps"] if isinstance(s, dict)]
+    else:
+        chain = [escalation.get("primary"), escalation.get("fallback")]
+    ordered = [*chain, *direct] if primary else [*direct, *chain]
     return next((s for s in ordered if isinstance(s, dict) and s.get("channel") == channel), {})
 
 
-class EscalationInput(InternalMessage):
-    """Input of one execution of the escalation state machine (named after the notification).
+class EscalationStepInput(InternalMessage):
+    """One step of an execution: the reference message for its channel's queue, and how long the
+    state machine waits on it before the next step (absent on the last step)."""
 
-    `primary` and `fallback` are reference messages: the execution history holds no notification
-    data. The fallback always goes to the email queue (a definition substitution of the state
-    machine)."""
+    queue_url: str
+    message: ChannelMessage
+    wait_seconds: int | None = Field(default=None, ge=1, le=86400)
+
+
+class EscalationInput(InternalMessage):
+    """Input of one execution of the escalation state machine, named after the notification and
+    started when the person may be disturbed (EventBridge Scheduler starts a deferred one).
+
+    `first` waits `wait_seconds` for its task token, then `last` goes (statemachine/escalation.asl.json;
+    named fields, not a list: a `$.steps[0]` path is a scalar on AWS but a list on moto's
+    interpreter). Every step is a reference message: the execution history holds ids, never
+    notification data."""
 
     notification_id: str
     user_id: str
-    deliver_at: datetime
-    fallback_delay_seconds: int = Field(ge=1, le=86400)
-    primary_queue_url: str
-    primary: ChannelMessage
-    fallback: ChannelMessage
+    first: EscalationStepInput
+    last: EscalationStepInput
 
-    @field_serializer("deliver_at")
-    def _rfc3339_seconds(self, deliver_at: datetime) -> str:
-        """The Wait state's TimestampPath wants RFC 3339 with `Z`; whole seconds are the safe subset."""
-        return deliver_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    @model_validator(mode="after")
+    def _waits(self) -> EscalationInput:
+        if self.first.wait_seconds is None:
+            raise ValueError("the first step needs wait_seconds")
+        return self
+
+    @property
+    def steps(self) -> tuple[EscalationStepInput, ...]:
+        return (self.first, self.last)
 
     def execution_input(self) -> str:
         return self.model_dump_json(exclude_none=True)

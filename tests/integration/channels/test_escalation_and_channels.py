@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from herald.messages import ChannelMessage, EscalationInput
+from herald.messages import ChannelMessage, EscalationInput, EscalationStepInput
 from herald.models import Category, Channel, Urgency
 from herald.stores.keys import push_address, sms_address
 from tests.integration.channels.conftest import Env, a_message, a_profile, handle
@@ -47,11 +46,12 @@ def start_escalation(env: Env, primary: ChannelMessage, queue: str) -> str:
     execution = EscalationInput(
         notification_id=primary.notification_id,
         user_id=primary.user_id,
-        deliver_at=datetime.now(UTC),
-        fallback_delay_seconds=300,
-        primary_queue_url=env.stack.queue_urls[queue],
-        primary=primary.model_copy(update={"escalation": True}),
-        fallback=fallback,
+        first=EscalationStepInput(
+            queue_url=env.stack.queue_urls[queue],
+            message=primary.model_copy(update={"escalation": True}),
+            wait_seconds=300,
+        ),
+        last=EscalationStepInput(queue_url=env.stack.queue_urls["Email"], message=fallback),
     )
     return env.client("stepfunctions").start_execution(
         stateMachineArn=env.stack.state_machine_arn,
@@ -363,3 +363,96 @@ def test_a_missing_signing_secret_is_retried_not_sent_unsigned(env: Env) -> None
     assert len(deliver(env, "Webhook", "webhook_sender", message)["batchItemFailures"]) == 1
     assert env.sandbox.outbox.entries(provider="webhook") == []
     assert env.record(message)["deliveries"]["webhook"]["code"] == "credentials_unavailable"
+
+
+# -- acknowledgement (decision 019) ------------------------------------------------------------
+
+
+def acknowledge(env: Env, message: ChannelMessage, at: str = "2026-11-30T12:00:00.000000Z") -> None:
+    """`acked_at` on the record, as POST .../ack writes it (herald.acknowledgement)."""
+    env.client("dynamodb").update_item(
+        TableName=env.stack.tables["NotificationsTable"],
+        Key={"user_id": {"S": message.user_id}, "notification_id": {"S": message.notification_id}},
+        UpdateExpression="SET acked_at = if_not_exists(acked_at, :at)",
+        ExpressionAttributeValues={":at": {"S": at}},
+    )
+
+
+def test_a_step_for_an_acknowledged_notification_is_not_sent_and_ends_the_chain(env: Env) -> None:
+    # GIVEN an escalation whose push step waits on the queue, and the person acknowledged the
+    # notification before the push sender took the step (so no token was on the record to answer)
+    env.put_profile(a_profile())
+    primary = a_message(Channel.PUSH, device_tokens=["tok-42"])
+    env.create_record(primary)
+    arn = start_escalation(env, primary, "Push")
+    (waiting,) = wait_for_messages(env, "Push")
+    assert json.loads(waiting["Body"])["task_token"]  # the step waits for an answer
+    env.client("sqs").change_message_visibility(
+        QueueUrl=env.stack.queue_urls["Push"], ReceiptHandle=waiting["ReceiptHandle"], VisibilityTimeout=0
+    )
+    acknowledge(env, primary)
+    # WHEN the push sender handles the step
+    assert run_primary(env, "Push", "push_sender") == {"batchItemFailures": []}
+    # THEN nothing is pushed, the sender answers the step's token so the chain ends with no email,
+    # and the channel says why; the token never lands on the record
+    assert env.sandbox.outbox.entries(provider="fcm") == []
+    assert execution_status(env, arn, "SUCCEEDED") == "SUCCEEDED"
+    assert env.client("sqs").receive_message(QueueUrl=env.stack.queue_urls["Email"]).get("Messages", []) == []
+    history = env.client("stepfunctions").get_execution_history(executionArn=arn)["events"]
+    outputs = [e["taskSucceededEventDetails"]["output"] for e in history if "taskSucceededEventDetails" in e]
+    assert [json.loads(o) for o in outputs] == [
+        {"acknowledged_at": "2026-11-30T12:00:00.000000Z", "via": "sender"}
+    ]
+    record = env.record(primary)
+    delivery = record["deliveries"]["push"]
+    assert (delivery["state"], delivery["code"]) == ("not_delivered", "acknowledged")
+    assert record["delivery_log"][-1]["code"] == "acknowledged"
+    assert "task_token" not in record
+
+
+# -- a chain whose first step is an SMS that ends it when delivered (decision 021) --------------
+
+
+def start_sms_first_chain(env: Env) -> tuple[ChannelMessage, str]:
+    """The fraud alert's chain: an SMS whose delivery ends it, then push only if it cannot be delivered."""
+    sms = security_sms(urgency=Urgency.HIGH, escalation=True, ends_when_delivered=True)
+    env.create_record(sms)
+    push = a_message(Channel.PUSH, device_tokens=["tok-42"])
+    execution = EscalationInput(
+        notification_id=sms.notification_id,
+        user_id=sms.user_id,
+        first=EscalationStepInput(queue_url=env.stack.queue_urls["Sms"], message=sms, wait_seconds=300),
+        last=EscalationStepInput(queue_url=env.stack.queue_urls["Push"], message=push),
+    )
+    arn = env.client("stepfunctions").start_execution(
+        stateMachineArn=env.stack.state_machine_arn,
+        name=sms.notification_id,
+        input=execution.execution_input(),
+    )["executionArn"]
+    return sms, arn
+
+
+def test_a_delivered_sms_step_that_ends_the_chain_ends_it_at_once(env: Env) -> None:
+    env.put_profile(a_profile())
+    sms, arn = start_sms_first_chain(env)
+
+    assert run_primary(env, "Sms", "sms_sender") == {"batchItemFailures": []}
+
+    assert execution_status(env, arn, "SUCCEEDED") == "SUCCEEDED"  # not after the 300 s wait
+    assert env.visible("Push") == 0
+    record = env.record(sms)
+    assert record["deliveries"]["sms"]["state"] == "sent"
+    assert "task_token" not in record
+
+
+def test_an_undeliverable_sms_step_sends_the_push_at_once(env: Env) -> None:
+    env.put_profile(a_profile())
+    env.sandbox.twilio.mark_opted_out("+14155550100")
+    sms, arn = start_sms_first_chain(env)
+
+    assert run_primary(env, "Sms", "sms_sender") == {"batchItemFailures": []}
+
+    (push,) = wait_for_messages(env, "Push")
+    assert ChannelMessage.model_validate_json(push["Body"]).channel is Channel.PUSH
+    assert execution_status(env, arn, "SUCCEEDED") == "SUCCEEDED"
+    assert env.record(sms)["deliveries"]["sms"]["state"] == "suppressed"

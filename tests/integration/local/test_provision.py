@@ -249,7 +249,7 @@ def test_an_ses_event_on_the_default_bus_lands_in_the_feedback_queue(
 # -- Step Functions, Scheduler -----------------------------------------------------------------
 
 
-def test_the_state_machine_is_created_through_the_api_with_substitutions_applied(
+def test_the_state_machine_is_created_through_the_api_from_its_definition_file(
     stack: StackDescription, aws: MotoServer
 ) -> None:
     arn = stack.ref("EscalationStateMachine")
@@ -258,18 +258,15 @@ def test_the_state_machine_is_created_through_the_api_with_substitutions_applied
     assert described["name"] == stack.attribute("EscalationStateMachine", "Name")
     assert described["type"] == "STANDARD"
     assert described["roleArn"] == stack.attribute("EscalationStateMachineRole", "Arn")
-    assert "${" not in described["definition"]
-    definition = json.loads(described["definition"])
-    queue_urls = [
-        state["Parameters"]["QueueUrl"]
-        for state in definition["States"].values()
-        if "QueueUrl" in state.get("Parameters", {})
-    ]
-    assert queue_urls == [stack.ref("EmailQueue")]
+    assert json.loads(described["definition"]) == json.loads(
+        (TEMPLATE.parent / "statemachine" / "escalation.asl.json").read_text()
+    )
     assert described["loggingConfiguration"]["level"] == "ALL"
 
 
-def test_the_state_machine_executes_send_wait_and_fallback(stack: StackDescription, aws: MotoServer) -> None:
+def test_the_state_machine_executes_a_chain_whose_first_step_times_out(
+    stack: StackDescription, aws: MotoServer
+) -> None:
     """Step Functions executions are on, and the interpreter reaches the server (MOTO_PORT)."""
     sfn = aws.client("stepfunctions")
     execution = sfn.start_execution(
@@ -279,11 +276,15 @@ def test_the_state_machine_executes_send_wait_and_fallback(stack: StackDescripti
             {
                 "notification_id": "n1",
                 "user_id": "u1",
-                "deliver_at": "2020-01-01T00:00:00Z",
-                "fallback_delay_seconds": 1,
-                "primary_queue_url": stack.ref("PushQueue"),
-                "primary": {"channel": "push", "probe": True},
-                "fallback": {"channel": "email", "probe": True},
+                "first": {
+                    "queue_url": stack.ref("PushQueue"),
+                    "message": {"channel": "push", "probe": True},
+                    "wait_seconds": 1,
+                },
+                "last": {
+                    "queue_url": stack.ref("EmailQueue"),
+                    "message": {"channel": "email", "probe": True},
+                },
             }
         ),
     )["executionArn"]

@@ -1,4 +1,5 @@
-"""`/v1/me/notifications`: the caller's inbox (herald.inbox does the work)."""
+"""`/v1/me/notifications`: the caller's inbox (herald.inbox does the work) and acknowledgements
+(herald.acknowledgement: ack, and read, end the notification's escalation)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel, ConfigDict, Field
 
+from herald.acknowledgement import Acknowledgements, Via
 from herald.api.auth import caller_id
 from herald.api.errors import ApiError, NotFound
 from herald.api.services import services
@@ -43,6 +45,9 @@ class InboxItem(BaseModel):
     seen_at: datetime | None
     read_at: datetime | None
     archived_at: datetime | None
+    acked_at: datetime | None = Field(
+        description="when the person acknowledged it (`ack`, or reading it): its escalation stops there"
+    )
 
 
 class InboxPage(BaseModel):
@@ -62,6 +67,13 @@ class ReadAll(BaseModel):
 def _inbox() -> Inbox:
     found = services(router)
     return Inbox(found.dynamodb, found.tables.notifications, found.tables.users)
+
+
+def _acknowledgements() -> Acknowledgements:
+    found = services(router)
+    return Acknowledgements(
+        found.dynamodb, found.tables.notifications, found.tables.users, found.stepfunctions
+    )
 
 
 def _render(entry: InboxEntry) -> InAppRender | None:
@@ -97,6 +109,7 @@ def _item(entry: InboxEntry) -> InboxItem:
         seen_at=entry.seen_at,
         read_at=entry.read_at,
         archived_at=record.archived_at,
+        acked_at=record.acked_at,
     )
 
 
@@ -139,18 +152,28 @@ def read_all() -> ReadAll:
 
 
 def _mark(notification_id: str, mark: Mark) -> InboxItem:
-    entry = _inbox().mark(caller_id(router), notification_id, mark)
-    if entry is None:
+    marked = _inbox().mark(caller_id(router), notification_id, mark)
+    if marked is None:
         raise NotFound("no such notification")
-    return _item(entry)
+    return _item(marked.entry)
+
+
+def _acknowledge(notification_id: str, via: Via) -> InboxItem:
+    acknowledged = _acknowledgements().acknowledge(caller_id(router), notification_id, via=via)
+    if acknowledged is None:
+        raise NotFound("no such notification")
+    return _item(acknowledged.entry)
 
 
 NotificationId = Annotated[str, Path(max_length=64, description="a notification id (`ntf-…`)")]
 
 
-@router.post("/me/notifications/<notification_id>/read", summary="Mark read (and seen); idempotent")
+@router.post(
+    "/me/notifications/<notification_id>/read",
+    summary="Mark read (and seen); reading acknowledges it too (see `ack`); idempotent",
+)
 def mark_read(notification_id: NotificationId) -> InboxItem:
-    return _mark(notification_id, Mark.READ)
+    return _acknowledge(notification_id, Via.READ)
 
 
 @router.post("/me/notifications/<notification_id>/seen", summary="Mark seen; idempotent")
@@ -161,3 +184,12 @@ def mark_seen(notification_id: NotificationId) -> InboxItem:
 @router.post("/me/notifications/<notification_id>/archive", summary="Archive; idempotent")
 def archive(notification_id: NotificationId) -> InboxItem:
     return _mark(notification_id, Mark.ARCHIVE)
+
+
+@router.post(
+    "/me/notifications/<notification_id>/ack",
+    summary="Acknowledge (and mark seen): the notification's escalation ends, no further channel is "
+    "used; idempotent, and harmless after the escalation moved on",
+)
+def acknowledge(notification_id: NotificationId) -> InboxItem:
+    return _acknowledge(notification_id, Via.ACK)

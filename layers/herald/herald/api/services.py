@@ -1,4 +1,5 @@
-"""What the API's routers work with: the function's settings and its DynamoDB client.
+"""What the API's routers work with: the function's settings, its DynamoDB client and its Step
+Functions client (acknowledgements answer escalation task tokens).
 
 The API function builds one `Services` at its cold start (`Services.from_environment()`) and hands
 it to the resolver on every invocation (`app.append_context(services=...)`); routers read it with
@@ -32,6 +33,7 @@ def pusher_client(secret: dict[str, Any]) -> pusher.Pusher:
 class Services:
     settings: ApiSettings
     dynamodb: Any
+    stepfunctions: Any  # SendTaskSuccess for acknowledged escalations (herald.acknowledgement)
     pusher: SecretBacked[pusher.Pusher]  # `.get()`: the current app (rebuilt when the secret rotates)
 
     @classmethod
@@ -42,6 +44,7 @@ class Services:
         return cls(
             settings=settings,
             dynamodb=boto3.client("dynamodb"),
+            stepfunctions=boto3.client("stepfunctions"),
             pusher=SecretBacked(SecretSource(), settings.pusher_secret_arn, pusher_client),
         )
 

@@ -23,7 +23,10 @@ Outcomes and SQS:
   reason as message attributes, the run ends (a redriven copy starts a fresh budget) and
   `OutageToleranceExceeded` is counted;
 - a duplicate (the channel is already final) is a no-op; one whose claim is still held by another
-  invocation is retried after the claim expires.
+  invocation is retried after the claim expires;
+- an escalation step (a task token) for a notification the person already acknowledged (decision
+  019): nothing is sent, the step's token is answered with `SendTaskSuccess` (the chain ends) and the
+  channel is recorded not delivered with code `acknowledged`; the record succeeds.
 
 Waiting (a backoff, a claim held elsewhere, `not_before` or `herald_retry_at` in the future, a
 deadline hand-back) sets the message's visibility and raises `RetryLaterError`, so the powertools
@@ -48,6 +51,7 @@ from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from botocore.exceptions import ClientError
 from pydantic import ValidationError, field_validator, model_validator
 
+from herald.acknowledgement import FINISHED_TASK_ERRORS, Via, answer_task
 from herald.batch import RejectedRecord
 from herald.catalog import Catalog, UnknownNotificationType
 from herald.channels.context import ChannelDeliverer, DeliveryContext, Skip
@@ -90,6 +94,7 @@ from herald.dead_letter import (
 )
 from herald.delivery import (
     UNDELIVERED_STATES,
+    Acknowledged,
     AlreadyFinal,
     Claim,
     DeliveryLedger,
@@ -103,6 +108,7 @@ from herald.devices import Contended, Devices
 from herald.messages import ChannelMessage, UnresolvedReference, parse_channel_body
 from herald.rendering import TemplateRenderError, TemplateSourceError
 from herald.stores.keys import push_address, sms_address
+from herald.stores.notifications import stamp
 from herald.stores.suppression import SuppressionStore
 from herald.stores.users import UserStore
 from herald.users import UserProfile
@@ -112,8 +118,6 @@ logger = Logger(child=True)
 DEFAULT_LEASE_SECONDS = 300
 LEASE_MARGIN_SECONDS = 30
 ESCALATION_ERROR = "Herald.PrimaryUndeliverable"
-# Task tokens the state machine no longer waits for: the escalation already moved on.
-FINISHED_TASK_ERRORS = frozenset({"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"})
 NOT_DELIVERED_CODES = frozenset({CHANNEL_VACANT, DEAD_TOKEN})
 
 
@@ -386,6 +390,8 @@ class ChannelSender:
             return self._duplicate(message, claim)
         if isinstance(claim, RecipientErased):
             return self._erased(message, claim)
+        if isinstance(claim, Acknowledged):
+            return self._acknowledged(message, claim)
         if claim.took_over_stale:
             self._count("StaleClaimResent")
             logger.warning(
@@ -491,6 +497,8 @@ class ChannelSender:
         )
         if message.task_token and state in UNDELIVERED_STATES:
             self._fail_escalation(message, f"{self.channel.value} {state.value}: {reason or detail}")
+        elif message.task_token and message.ends_when_delivered and state is DeliveryState.SENT:
+            self._end_escalation_on_delivery(message)
         retry_after = result.retry_after if isinstance(result, RetryLater) else None
         return Outcome(state.value, provider, provider_id, reason or detail, retry_after, run=run)
 
@@ -507,7 +515,9 @@ class ChannelSender:
                 extra={**_ids(message), "state": claim.state.value},
             )
         if message.task_token:
-            if claim.state is DeliveryState.SENT:
+            if claim.state is DeliveryState.SENT and message.ends_when_delivered:
+                self._end_escalation_on_delivery(message)
+            elif claim.state is DeliveryState.SENT:
                 self._ledger.store_task_token(message)  # the ack endpoint needs it
             elif claim.state in UNDELIVERED_STATES:
                 self._fail_escalation(message, f"{self.channel.value} already {claim.state.value}")
@@ -522,6 +532,24 @@ class ChannelSender:
         if message.task_token:  # the escalation's email then meets the same tombstone
             self._fail_escalation(message, f"{self.channel.value} not delivered: {erased.reason}")
         return Outcome(DeliveryState.NOT_DELIVERED.value, reason=erased.reason)
+
+    def _acknowledged(self, message: ChannelMessage, acknowledged: Acknowledged) -> Outcome:
+        """An escalation step for a notification already acknowledged: not sent; the chain ends."""
+        token, sfn = message.task_token, self._sfn
+        if sfn is None:  # a wiring mistake: the chain then waits out the step's timeout
+            logger.warning("no Step Functions client: the acknowledged step's token is not answered")
+        elif token and answer_task(sfn, token, acknowledged.acked_at, Via.SENDER):
+            self._count("EscalationsAcknowledged")
+        state = acknowledged.delivery.get("state")
+        if state and state != DeliveryState.RETRY.value:  # this step went out before the ack
+            self._count("DuplicatesSkipped")
+            logger.info("acknowledged: the channel is already final", extra={**_ids(message), "state": state})
+            return Outcome("duplicate", reason=str(state))
+        reason = f"acknowledged at {acknowledged.acked_at}: the escalation ends here, nothing sent"
+        self._ledger.record_acknowledged(message, reason)
+        self._count(_METRIC_BY_STATE[DeliveryState.NOT_DELIVERED])
+        logger.info("the notification was acknowledged: step not sent", extra=_ids(message))
+        return Outcome(DeliveryState.NOT_DELIVERED.value, reason=reason)
 
     # -- effects and escalation --------------------------------------------------------------
 
@@ -561,6 +589,16 @@ class ChannelSender:
         except ClientError as error:
             if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise  # no profile any more: nothing to remove
+
+    def _end_escalation_on_delivery(self, message: ChannelMessage) -> None:
+        """A step whose delivery ends the chain (the next runs only if it cannot be delivered) was
+        delivered: the execution ends now instead of at the step's timeout."""
+        if self._sfn is None or not message.task_token:
+            logger.warning("no Step Functions client: the delivered step's token is not answered")
+            return
+        if answer_task(self._sfn, message.task_token, stamp(self._clock()), Via.DELIVERED):
+            self._count("EscalationsEndedByDelivery")
+        self._ledger.clear_task_token(message)
 
     def _fail_escalation(self, message: ChannelMessage, cause: str) -> None:
         """The primary cannot reach the user: the state machine sends the email now."""

@@ -11,10 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from herald.catalog import CatalogEntry
+from herald.catalog import CatalogEntry, ChainStep
 from herald.models import Category, Channel, NotificationRequest, Urgency
 from herald.routing.quiet_hours import quiet_hours_end
 from herald.stores.keys import email_address, push_address, sms_address
@@ -52,14 +53,45 @@ class PlannedDelivery(BaseModel):
     not_before: datetime | None = None
 
 
-class EscalationPlan(BaseModel):
-    """High urgency: the primary (push or in-app) then the email unless acknowledged in time."""
+class EscalationStep(BaseModel):
+    """One step of an escalation: its delivery, and what ends the wait before the next step."""
 
     model_config = ConfigDict(frozen=True)
 
-    primary: PlannedDelivery
-    fallback: PlannedDelivery
+    delivery: PlannedDelivery
+    # Before the next step: wait this long for an acknowledgement (or, with until="delivered", for
+    # the delivery itself). None on the last step (nothing follows it).
+    wait_seconds: int | None = None
+    until: Literal["acknowledged", "delivered"] = "acknowledged"
+
+
+class EscalationPlan(BaseModel):
+    """High urgency: the chain's steps in order, each sent when the one before was not
+    acknowledged in time or could not be delivered; starts at `deliver_at`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    steps: tuple[EscalationStep, ...] = Field(min_length=2)
     deliver_at: datetime
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_primary_and_fallback(cls, raw: Any) -> Any:
+        """A plan stored before chains (primary, then the email fallback) replays as their chain."""
+        if isinstance(raw, dict) and "primary" in raw and "steps" not in raw:
+            raw = {
+                "steps": [{"delivery": raw["primary"]}, {"delivery": raw["fallback"]}],
+                "deliver_at": raw["deliver_at"],
+            }
+        return raw
+
+    @property
+    def primary(self) -> PlannedDelivery:
+        return self.steps[0].delivery
+
+    @property
+    def channels(self) -> tuple[Channel, ...]:
+        return tuple(step.delivery.channel for step in self.steps)
 
 
 class Decision(BaseModel):
@@ -80,7 +112,7 @@ class Decision(BaseModel):
     def planned_channels(self) -> frozenset[Channel]:
         channels = {d.channel for d in self.deliveries}
         if self.escalation:
-            channels |= {self.escalation.primary.channel, self.escalation.fallback.channel}
+            channels |= set(self.escalation.channels)
         return frozenset(channels)
 
     @property
@@ -103,6 +135,7 @@ class RoutingInput:
     rate_limits: Mapping[Channel, int]
     now: datetime
     digest_delay: timedelta = timedelta(hours=24)
+    fallback_delay: timedelta = timedelta(minutes=5)  # a chain step's default wait for an acknowledgement
     recipient_key: str | None = None  # event_id, or event_id#user_id for a fan-out member
 
     @property
@@ -118,7 +151,7 @@ def notification_id_for(idempotency_key: str) -> str:
 # The urgency table: the channels each urgency may consider (before the user's own rules).
 URGENCY_CANDIDATES: dict[Urgency, tuple[Channel, ...]] = {
     Urgency.CRITICAL: (Channel.PUSH, Channel.SMS, Channel.EMAIL, Channel.REALTIME),
-    Urgency.HIGH: (Channel.REALTIME, Channel.PUSH, Channel.EMAIL),
+    Urgency.HIGH: (Channel.REALTIME, Channel.PUSH, Channel.SMS, Channel.EMAIL),  # the chain picks
     Urgency.MEDIUM: (Channel.REALTIME, Channel.PUSH, Channel.EMAIL),
     Urgency.LOW: (Channel.EMAIL,),
     Urgency.SYSTEM: (Channel.WEBHOOK,),
@@ -315,6 +348,43 @@ def _in_app_or_push(available: set[Channel]) -> Channel | None:
     return None
 
 
+# High urgency without a chain of its own: push (in-app when online), then email.
+DEFAULT_HIGH_CHAIN = (ChainStep(channel=Channel.PUSH), ChainStep(channel=Channel.EMAIL))
+
+
+def _chain(given: RoutingInput, available: set[Channel], trace: _Trace) -> list[tuple[Channel, ChainStep]]:
+    """The type's escalation chain (or the default) over the channels that survived: a push step is
+    in-app when the person is online, and a step on a refused channel is left out."""
+    kept: list[tuple[Channel, ChainStep]] = []
+    for step in given.entry.escalation or DEFAULT_HIGH_CHAIN:
+        channel = step.channel
+        if channel is Channel.PUSH and Channel.REALTIME in available:
+            channel = Channel.REALTIME  # online: the in-app message is the step
+        if channel in available and channel not in (c for c, _ in kept):
+            kept.append((channel, step))
+        else:
+            trace.add("escalation", Verdict.SKIP, f"{channel.value} step left out: not reachable", channel)
+    return kept
+
+
+def _wait_seconds(given: RoutingInput, following: ChainStep) -> int:
+    """How long a step waits before `following` runs: its after_seconds, else the fallback delay
+    (also the bound on waiting for a delivery before an only-if-undeliverable step)."""
+    if following.after_seconds is not None and not following.only_if_undeliverable:
+        return following.after_seconds
+    return int(given.fallback_delay.total_seconds())
+
+
+def _describe(plan: EscalationPlan) -> str:
+    parts = [plan.steps[0].delivery.channel.value]
+    for before, step in zip(plan.steps, plan.steps[1:], strict=False):
+        if before.until == "delivered":
+            parts.append(f"{step.delivery.channel.value} if that cannot be delivered")
+        else:
+            parts.append(f"{step.delivery.channel.value} if not acknowledged within {before.wait_seconds} s")
+    return ", then ".join(parts)
+
+
 def _plan(
     given: RoutingInput,
     base: dict,
@@ -354,35 +424,47 @@ def _plan(
             what = " + ".join(c.value for c in available) or "nothing reachable"
             trace.add("urgency_table", Verdict.PLAN, f"{urgency}: {what} at once")
         case Urgency.HIGH:
-            primary = _in_app_or_push(has)
-            if primary and Channel.EMAIL in has:
-                first = delivery(primary)
+            steps = _chain(given, has, trace)
+            if len(steps) >= 2:
+                first = delivery(steps[0][0])
                 escalation = EscalationPlan(
-                    primary=first, fallback=delivery(Channel.EMAIL), deliver_at=first.not_before or given.now
+                    steps=tuple(
+                        EscalationStep(
+                            delivery=first if i == 0 else delivery(channel),
+                            wait_seconds=_wait_seconds(given, steps[i + 1][1])
+                            if i + 1 < len(steps)
+                            else None,
+                            until="delivered"
+                            if i + 1 < len(steps) and steps[i + 1][1].only_if_undeliverable
+                            else "acknowledged",
+                        )
+                        for i, (channel, _) in enumerate(steps)
+                    ),
+                    deliver_at=first.not_before or given.now,
                 )
-                trace.add(
-                    "urgency_table", Verdict.PLAN, f"high: {primary.value}, email if not acknowledged in time"
-                )
-            elif primary:
-                deliveries = [delivery(primary)]
-                trace.add("urgency_table", Verdict.PLAN, f"high: {primary.value} (no email fallback)")
-            elif Channel.EMAIL in has:
-                deliveries = [delivery(Channel.EMAIL)]
-                trace.add("urgency_table", Verdict.PLAN, "high: no push or in-app reachable, email now")
+                trace.add("urgency_table", Verdict.PLAN, f"high: {_describe(escalation)}")
+            elif steps:
+                deliveries = [delivery(steps[0][0])]
+                trace.add("urgency_table", Verdict.PLAN, f"high: {steps[0][0].value}, nothing to escalate to")
             else:
                 trace.add("urgency_table", Verdict.PLAN, "high: nothing reachable, inbox only")
         case Urgency.MEDIUM:
             primary = _in_app_or_push(has)
             if primary:
                 deliveries = [delivery(primary)]
-            if Channel.EMAIL in has:
-                digest_due_at = given.now + given.digest_delay
-            trace.add(
-                "urgency_table",
-                Verdict.PLAN,
-                f"medium: {primary.value if primary else 'inbox only'}"
-                + (f", email digest if unread by {digest_due_at.isoformat()}" if digest_due_at else ""),
-            )
+                if Channel.EMAIL in has:
+                    digest_due_at = given.now + given.digest_delay
+                what = primary.value + (
+                    f", email digest if unread by {digest_due_at.isoformat()}" if digest_due_at else ""
+                )
+            elif Channel.EMAIL in has:
+                # offline with no live device (or push off): the seeds' "push if the app is
+                # installed, else email" — the email goes now, and no digest repeats it
+                deliveries = [delivery(Channel.EMAIL)]
+                what = "no push or in-app reachable, email now"
+            else:
+                what = "inbox only"
+            trace.add("urgency_table", Verdict.PLAN, f"medium: {what}")
     return Decision(
         **base,
         trace=tuple(trace.steps),

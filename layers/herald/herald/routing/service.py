@@ -305,6 +305,7 @@ class RouterService:
                 rate_limits=self._settings.rate_limits,
                 now=now,
                 digest_delay=timedelta(seconds=self._settings.digest_delay_seconds),
+                fallback_delay=timedelta(seconds=self._settings.fallback_delay_seconds),
                 recipient_key=envelope.recipient_key,
             )
         )
@@ -372,7 +373,7 @@ class RouterService:
 
     def _count_sends(self, decision: Decision, snapshot: RoutingSnapshot, now: datetime) -> None:
         """Count what was planned against the user's hourly limits. Critical is exempt; an escalation
-        counts its primary only (its email may never be sent)."""
+        counts its first step only (the later ones may never be sent)."""
         if decision.urgency is Urgency.CRITICAL:
             return
         channels = [d.channel for d in decision.deliveries]
