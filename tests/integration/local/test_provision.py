@@ -389,8 +389,12 @@ def test_alarms_watch_every_dlq_and_notify_the_topic(
     )
     for lid, resource in alarms.items():
         alarm = described[stack.ref(lid)]
-        dlq = resource["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
-        assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": stack.attribute(dlq, "QueueName")}]
+        watched = resource["Properties"]["Dimensions"][0]["Value"]
+        if "Fn::GetAtt" in watched:  # a dead-letter queue's depth
+            dlq = watched["Fn::GetAtt"][0]
+            assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": stack.attribute(dlq, "QueueName")}]
+        else:  # a scheduled function's errors (nothing else would notice a failing run)
+            assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": stack.ref(watched["Ref"])}]
         assert alarm["AlarmActions"] == [topic]
         assert alarm["Threshold"] == 0
     # AlarmEmail is empty: the conditional subscription is not part of the stack.
@@ -472,7 +476,7 @@ def test_every_function_environment_is_fully_resolved(cfn: dict[str, Any], stack
         for key, value in spec.environment.items():
             assert isinstance(value, str), (lid, key, value)
             assert "${" not in value and "Fn::" not in value and "'Ref'" not in value, (lid, key, value)
-        assert spec.queue_sources or spec.http_routes, lid  # something invokes it
+        assert spec.queue_sources or spec.http_routes or spec.schedules, lid  # something invokes it
         assert all(q.report_batch_item_failures for q in spec.queue_sources), lid
 
 
