@@ -49,6 +49,7 @@ SHIPPED = {
     "address": "1 Rua Augusta",
 }
 PROMO = {"headline": "Winter sale", "discount": "20%", "cta_url": "https://example.com/sale"}
+DRIVER = {"driver_name": "Rui", "vehicle": "grey Toyota Prius", "plate": "AA-12-BB"}
 RECEIPT = {
     "amount": "49.90",
     "currency": "EUR",
@@ -87,6 +88,8 @@ class Scenario:
     expected: dict[str, list[str]]
     also: Callable[[Observed], bool] = lambda seen: True
     prepare: Callable[[LocalStack], None] = lambda stack: None
+    # what the person's app does once something arrived (called on every look until the end)
+    react: Callable[[LocalStack, Observed], None] = lambda stack, seen: None
     users: list[str] = field(default_factory=list)
     seen_at: float | None = None
 
@@ -138,6 +141,11 @@ def demo_users(receiver_url: str) -> list[DemoUser]:
             preferences={"quiet_hours": quiet_now(), "time_zone": "UTC"},
         ),
         DemoUser({"user_id": "eve", "email": "eve+success@simulator.amazonses.com"}, devices=("eve-phone",)),
+        DemoUser({"user_id": "hal", "email": "hal+success@simulator.amazonses.com"}, devices=("hal-phone",)),
+        DemoUser(
+            {"user_id": "ivy", "email": "ivy+success@simulator.amazonses.com", "phone": "+14155550109"},
+            devices=("ivy-phone",),
+        ),
         DemoUser(
             {"user_id": "finn", "email": "finn+success@simulator.amazonses.com"}, devices=("finn-phone",)
         ),
@@ -172,6 +180,15 @@ def scenarios() -> list[Scenario]:
         delivery = stack.sandbox.pusher.occupy("private-user-finn")
         if delivery is None or delivery.status != 200:
             raise RuntimeError(f"the presence webhook was not accepted: {delivery}")
+
+    def acknowledge_once_pushed(stack: LocalStack, seen: Observed) -> None:
+        """hal's app got the push and he opens it: the app acknowledges through the HTTP API."""
+        assert stack.api and stack.sandbox
+        records = seen.records_for("hal")
+        if not seen.deliveries("hal-phone") or not records or records[0].get("acked_at"):
+            return
+        app = AppClient(stack.api.url, stack.sandbox.url)
+        _expect(app.post(f"/v1/me/notifications/{records[0]['notification_id']}/ack", user="hal"))
 
     def failing_receiver(stack: LocalStack) -> None:
         assert stack.sandbox
@@ -270,11 +287,27 @@ def scenarios() -> list[Scenario]:
             users=["finn"],
         ),
         Scenario(
+            "push acknowledged, high",
+            "push, acknowledged in app: no email",
+            [{"event_id": "demo-pay-hal", "type": "payment_receipt", "user_id": "hal", "data": RECEIPT}],
+            {"hal-phone": ["push"], "hal+success@": []},
+            also=lambda seen: any(r.get("acked_at") for r in seen.records_for("hal")),
+            react=acknowledge_once_pushed,
+            users=["hal"],
+        ),
+        Scenario(
             "push ignored, high",
             f"push, then email after {FALLBACK_DELAY_SECONDS}s",
             [{"event_id": "demo-pay-eve", "type": "payment_receipt", "user_id": "eve", "data": RECEIPT}],
             {"eve-phone": ["push"], "eve+success@": ["email"]},
             users=["eve"],
+        ),
+        Scenario(
+            "driver is here, unanswered",
+            "push, then SMS 5 s later (chain)",
+            [{"event_id": "demo-ride-ivy", "type": "driver_arrived", "user_id": "ivy", "data": DRIVER}],
+            {"ivy-phone": ["push"], "+14155550109": ["sms"], "ivy+success@": []},
+            users=["ivy"],
         ),
     ]
 
@@ -454,17 +487,19 @@ def seed(stack: LocalStack, timeout: float = 30.0) -> None:
         SecretString=json.dumps({"secret": stack.sandbox.receivers.secret("acme")}),
     )
     people = demo_users(f"{stack.sandbox.url}/receivers/acme")
-    stack.client("events").put_events(
-        Entries=[
-            {
-                "EventBusName": stack.bus_name,
-                "Source": "com.example.accounts",
-                "DetailType": "UserUpserted",
-                "Detail": json.dumps({**person.directory, "version": 1}),
-            }
-            for person in people
-        ]
-    )
+    upserts = [
+        {
+            "EventBusName": stack.bus_name,
+            "Source": "com.example.accounts",
+            "DetailType": "UserUpserted",
+            "Detail": json.dumps({**person.directory, "version": 1}),
+        }
+        for person in people
+    ]
+    for start in range(0, len(upserts), 10):  # PutEvents takes at most 10 entries
+        response = stack.client("events").put_events(Entries=upserts[start : start + 10])
+        if response["FailedEntryCount"]:
+            raise RuntimeError(f"put_events refused directory upserts: {response['Entries']}")
     app = AppClient(stack.api.url, stack.sandbox.url)
     for person in people:
         for token in person.devices:
@@ -521,6 +556,7 @@ def play(
     while True:
         seen = observe(stack, mail, emails)
         for scenario in plays:
+            scenario.react(stack, seen)
             if scenario.seen_at is None and scenario.check(seen):
                 scenario.seen_at = time.monotonic() - played
         if all(s.seen_at is not None for s in plays) or time.monotonic() > played + timeout:

@@ -11,6 +11,7 @@ import pytest
 
 from herald.catalog import load_catalog
 from herald.users import UserProfile
+from local.app_client import AppClient
 from local.stack import LocalStack
 from tests.e2e.conftest import FALLBACK_DELAY_SECONDS, emails_to, http_json, outbox, put_event, wait_until
 from tests.e2e.test_local_stack import DEVICE, add_user
@@ -136,3 +137,27 @@ def execution_status(stack: LocalStack, user_id: str) -> str | None:
         if execution["name"] in names:
             return sfn.describe_execution(executionArn=execution["executionArn"])["status"]
     return None
+
+
+def test_an_acknowledged_push_ends_the_chain_and_no_email_follows(stack: LocalStack) -> None:
+    assert stack.api and stack.sandbox
+    a_person(stack, "esc-acked")
+    put_event(
+        stack,
+        {
+            "event_id": "esc-e4",
+            "type": "payment_receipt",
+            "user_id": "esc-acked",
+            "data": sample("payment_receipt"),
+        },
+    )
+    assert wait_until(lambda: outbox(stack, provider="fcm", recipient="esc-acked-phone"))
+    app = AppClient(stack.api.url, stack.sandbox.url)
+    (item,) = app.get("/v1/me/notifications", user="esc-acked").body["items"]
+
+    acked = app.post(f"/v1/me/notifications/{item['id']}/ack", user="esc-acked")
+
+    assert acked.status == 200 and acked.body["acked_at"]
+    assert wait_until(lambda: execution_status(stack, "esc-acked") == "SUCCEEDED", timeout=10)
+    assert emails_to(stack, "esc-acked+success@") == []
+    assert app.post(f"/v1/me/notifications/{item['id']}/ack", user="esc-acked").status == 200  # harmless

@@ -54,13 +54,16 @@ class Mark(StrEnum):
     ACK = "ack"  # acknowledged and seen (the person answered it), not read
 
 
-# Each mark keeps the first time it was made (if_not_exists).
+# Each mark keeps the first time it was made (if_not_exists). Read, archived or acknowledged, a
+# notification also leaves the sparse DigestDue index: no digest will list it (decision 020).
+_LEAVE_DIGEST = "digest_day, digest_due_at"
 _MARK_EXPRESSIONS = {
     Mark.READ: "SET read_at = if_not_exists(read_at, :at), seen_at = if_not_exists(seen_at, :at), "
-    "acked_at = if_not_exists(acked_at, :at) REMOVE unread_at",
+    f"acked_at = if_not_exists(acked_at, :at) REMOVE unread_at, {_LEAVE_DIGEST}",
     Mark.SEEN: "SET seen_at = if_not_exists(seen_at, :at)",
-    Mark.ARCHIVE: "SET archived_at = if_not_exists(archived_at, :at) REMOVE unread_at",
-    Mark.ACK: "SET acked_at = if_not_exists(acked_at, :at), seen_at = if_not_exists(seen_at, :at)",
+    Mark.ARCHIVE: f"SET archived_at = if_not_exists(archived_at, :at) REMOVE unread_at, {_LEAVE_DIGEST}",
+    Mark.ACK: "SET acked_at = if_not_exists(acked_at, :at), seen_at = if_not_exists(seen_at, :at) "
+    f"REMOVE {_LEAVE_DIGEST}",
 }
 
 

@@ -322,3 +322,26 @@ def test_an_unexpected_failure_is_a_500_in_the_one_shape(
     monkeypatch.setattr(Inbox, "counts", contended)
     answer = api.get("/v1/me/notifications/count")
     assert answer.status == 409 and answer.json["error"]["code"] == "conflict"
+
+
+@pytest.mark.parametrize("mark", ["read", "archive", "ack"])
+def test_a_read_archived_or_acknowledged_item_leaves_the_digest_index(
+    api: ApiClient, stack: MotoStack, mark: str
+) -> None:
+    notification_id = seed_notification(stack, "u1", "ord-1")
+    dynamodb = stack.client("dynamodb")
+    key = {"user_id": {"S": "u1"}, "notification_id": {"S": notification_id}}
+    dynamodb.update_item(  # awaiting its digest, as the router writes a medium notification
+        TableName=stack.tables["NotificationsTable"],
+        Key=key,
+        UpdateExpression="SET digest_day = :d, digest_due_at = :t",
+        ExpressionAttributeValues={":d": {"S": "2026-12-01"}, ":t": {"S": "2026-12-01T12:00:00+00:00"}},
+    )
+
+    assert api.post(f"/v1/me/notifications/{notification_id}/{mark}").status == 200
+
+    item = dynamodb.get_item(TableName=stack.tables["NotificationsTable"], Key=key, ConsistentRead=True)[
+        "Item"
+    ]
+    assert "digest_day" not in item and "digest_due_at" not in item
+    assert dynamodb.scan(TableName=stack.tables["NotificationsTable"], IndexName="DigestDue")["Items"] == []
