@@ -112,7 +112,7 @@ class RouterSettings(HeraldSettings):
     schedule_group: str = Field(alias="SCHEDULE_GROUP")
     rate_limits: dict[Channel, int] = Field(alias="RATE_LIMITS")
     fallback_delay_seconds: int = Field(default=300, alias="FALLBACK_DELAY_SECONDS", ge=1, le=86400)
-    digest_delay_seconds: int = Field(default=86400, alias="DIGEST_DELAY_SECONDS", ge=60)
+    digest_delay_seconds: int = Field(default=86400, alias="DIGEST_DELAY_SECONDS", ge=1)
     presence_max_age_seconds: int = Field(default=21600, alias="PRESENCE_MAX_AGE_SECONDS", ge=1)
     notification_retention_days: int = Field(default=90, alias="NOTIFICATION_RETENTION_DAYS", ge=1)
     fanout_page_size: int = Field(default=100, alias="FANOUT_PAGE_SIZE", ge=1, le=1000)
