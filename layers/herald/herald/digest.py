@@ -46,7 +46,7 @@ from herald.dispatch import send_batches
 from herald.inbox import INBOX_SK
 from herald.messages import ChannelMessage
 from herald.models import Category, Channel, Urgency
-from herald.rendering import Rendered, TemplateRenderError
+from herald.rendering import Renderer, TemplateRenderError
 from herald.routing.decision import MANDATORY_CATEGORIES
 from herald.routing.quiet_hours import in_quiet_hours
 from herald.settings import HeraldSettings, Tables
@@ -235,19 +235,6 @@ class DigestStatus(StrEnum):
 
 
 COUNTED_STATUSES = frozenset({DigestStatus.SEALED.value, DigestStatus.QUEUED.value})
-
-
-class Renderer(Protocol):
-    """`herald.rendering.TemplateRenderer`'s interface, as far as the digest uses it."""
-
-    def render(
-        self,
-        type_name: str,
-        channel: Channel | str,
-        locale: str | None,
-        data: Mapping[str, Any],
-        extra_context: Mapping[str, Any] | None = None,
-    ) -> Rendered: ...
 
 
 class MetricsSink(Protocol):

@@ -29,7 +29,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from jinja2 import (
     BaseLoader,
@@ -182,6 +182,19 @@ class Rendered(BaseModel):
         default_factory=dict,
         description="rendered field -> template used, e.g. 'es/order_shipped/push_title.j2'",
     )
+
+
+class Renderer(Protocol):
+    """`TemplateRenderer`'s interface, as its users need it (tests may pass a fake)."""
+
+    def render(
+        self,
+        type_name: str,
+        channel: Channel | str,
+        locale: str | None,
+        data: Mapping[str, Any],
+        extra_context: Mapping[str, Any] | None = None,
+    ) -> Rendered: ...
 
 
 # --- locales --------------------------------------------------------------------------------------

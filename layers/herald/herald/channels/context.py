@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -12,21 +12,7 @@ from herald.channels.result import SendResult
 from herald.delivery import DeliveryState
 from herald.messages import ChannelMessage
 from herald.models import Channel
-from herald.rendering import Rendered
 from herald.users import UserProfile
-
-
-class Renderer(Protocol):
-    """`herald.rendering.TemplateRenderer`'s interface (tests may pass a fake)."""
-
-    def render(
-        self,
-        type_name: str,
-        channel: Channel | str,
-        locale: str | None,
-        data: Mapping[str, Any],
-        extra_context: Mapping[str, Any] | None = None,
-    ) -> Rendered: ...
 
 
 @dataclass(frozen=True)

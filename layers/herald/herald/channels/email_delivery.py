@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from herald.channels.context import DeliveryContext, Renderer, Skip
+from herald.channels.context import DeliveryContext, Skip
 from herald.channels.ports import EmailProvider, OutgoingEmail
 from herald.channels.result import Accepted, RetryLater, SendResult, Uncertain
 from herald.channels.transport import request_answered
 from herald.delivery import DeliveryState
 from herald.models import Category, Channel
+from herald.rendering import Renderer
 from herald.stores.keys import email_address
 from herald.stores.suppression import SuppressionStore
 from herald.unsubscribe import list_unsubscribe_headers, make_token, unsubscribe_url

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import reduce
 
-from herald.channels.context import DeliveryContext, Renderer, Skip
+from herald.channels.context import DeliveryContext, Skip
 from herald.channels.ports import PushNotification, PushProvider
 from herald.channels.result import (
     DEAD_TOKEN,
@@ -18,6 +18,7 @@ from herald.channels.result import (
 )
 from herald.delivery import DeliveryState
 from herald.models import Channel, Urgency
+from herald.rendering import Renderer
 from herald.stores.keys import push_address
 from herald.stores.suppression import SuppressionStore
 

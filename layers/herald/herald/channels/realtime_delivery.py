@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from herald.channels.context import DeliveryContext, Renderer, Skip
+from herald.channels.context import DeliveryContext, Skip
 from herald.channels.ports import RealtimeEvent, RealtimeProvider
 from herald.channels.result import CHANNEL_VACANT, SendResult
 from herald.channels.sender import MetricsSink
 from herald.delivery import DeliveryState
 from herald.models import Channel
+from herald.rendering import Renderer
 from herald.stores.dynamo import from_attributes, to_attributes
 from herald.stores.presence import Presence, presence_from_item, presence_key
 

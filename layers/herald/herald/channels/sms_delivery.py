@@ -3,11 +3,12 @@ Twilio."""
 
 from __future__ import annotations
 
-from herald.channels.context import DeliveryContext, Renderer, Skip
+from herald.channels.context import DeliveryContext, Skip
 from herald.channels.ports import OutgoingSms, SmsProvider
 from herald.channels.result import SendResult
 from herald.delivery import DeliveryState
 from herald.models import Category, Channel
+from herald.rendering import Renderer
 from herald.stores.keys import sms_address
 from herald.stores.suppression import SuppressionStore
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from herald.channels.context import DeliveryContext, Renderer, Skip
+from herald.channels.context import DeliveryContext, Skip
 from herald.channels.credentials import ProviderUnavailable, SecretSource
 from herald.channels.ports import WebhookDelivery, WebhookTransport
 from herald.channels.result import CREDENTIALS_UNAVAILABLE, RetryLater, SendResult
 from herald.delivery import DeliveryState
 from herald.models import Channel
+from herald.rendering import Renderer
 
 
 def secret_id(prefix: str, secret_name: str) -> str:
