@@ -84,6 +84,11 @@ from herald.stores.dynamo import from_attributes, to_attributes
 from herald.stores.keys import DIRECTORY_SK, user_pk
 from herald.stores.notifications import stamp
 
+# A channel's new state and its delivery-log entry, in one write.
+_SET_STATE_AND_LOG = (
+    "SET #d.#ch = :state, delivery_log = list_append(if_not_exists(delivery_log, :empty), :entry)"
+)
+
 
 class DeliveryState(StrEnum):
     SENDING = "sending"
@@ -417,8 +422,7 @@ class DeliveryLedger:
             self._client.update_item(
                 TableName=self._table,
                 Key=self._key(message.user_id, message.notification_id),
-                UpdateExpression="SET #d.#ch = :state, delivery_log = list_append("
-                "if_not_exists(delivery_log, :empty), :entry)",
+                UpdateExpression=_SET_STATE_AND_LOG,
                 ConditionExpression="#d.#ch.claim_id = :claim_id",
                 ExpressionAttributeNames={"#d": "deliveries", "#ch": message.channel.value},
                 ExpressionAttributeValues=to_attributes(values),
@@ -602,8 +606,7 @@ class DeliveryLedger:
             self._client.update_item(
                 TableName=self._table,
                 Key=self._key(message.user_id, message.notification_id),
-                UpdateExpression="SET #d.#ch = :state, delivery_log = list_append("
-                "if_not_exists(delivery_log, :empty), :entry)",
+                UpdateExpression=_SET_STATE_AND_LOG,
                 ConditionExpression="attribute_exists(#d) "
                 "AND (attribute_not_exists(#d.#ch) OR #d.#ch.#st = :retry)",
                 ExpressionAttributeNames={"#d": "deliveries", "#ch": message.channel.value, "#st": "state"},
