@@ -13,13 +13,13 @@ from aws_lambda_powertools.metrics import EphemeralMetrics
 from herald.batch import RejectingBatchProcessor, batch_handler
 from herald.directory import Directory, DirectoryRecord, peek_event_id
 from herald.erasure import Erasure
-from herald.settings import directory_settings
+from herald.settings import DirectorySettings, load
 
 logger = Logger()
 tracer = Tracer()
 metrics = EphemeralMetrics()  # its own state: the local stack runs every function in one process
 
-settings = directory_settings()
+settings = load(DirectorySettings)  # read once per cold start; nothing is cached in the layer
 sqs = boto3.client("sqs")
 dynamodb = boto3.client("dynamodb")
 directory = Directory(

@@ -19,13 +19,13 @@ from herald.batch import RejectingBatchProcessor
 from herald.catalog import load_catalog
 from herald.ingest import IngestEnvelope, IngestRecord, peek_envelope, peek_event_id
 from herald.routing.service import RouterService
-from herald.settings import router_settings
+from herald.settings import RouterSettings, load
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 
-settings = router_settings()
+settings = load(RouterSettings)  # read once per cold start; nothing is cached in the layer
 dynamodb = boto3.client("dynamodb")
 sqs = boto3.client("sqs")
 service = RouterService(

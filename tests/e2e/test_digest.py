@@ -1,6 +1,7 @@
-"""The unread digest on the local stack (issue 10 item 7): its own stack, with the digest due two
-seconds after a medium notification and the digest function fired every minute by the stack's
-scheduler, as EventBridge fires it. An unread notification → one digest email; a read one → none."""
+"""The unread digest on the local stack (issue 10 item 7): its own stack, with the digest due 20
+seconds after a medium notification (the person who reads theirs does so well before) and the
+digest function fired every minute by the stack's scheduler, as EventBridge fires it. An unread
+notification → one digest email; a read one → none."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         sandbox_port=0,
         api_port=0,
         parameters={
-            "DigestDelaySeconds": "2",
+            "DigestDelaySeconds": "20",
             "DigestMinIntervalSeconds": "0",
             "DigestSchedule": "rate(1 minute)",
         },

@@ -6,6 +6,7 @@ chain texts 5 seconds after an unanswered push."""
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -95,6 +96,10 @@ def test_the_drivers_chain_texts_five_seconds_after_an_unanswered_push(stack: Lo
 
     assert len(push) == 1 and len(sms) == 1
     assert "Rui" in sms[0]["body"]
+    waited = datetime.fromisoformat(sms[0]["time"]) - datetime.fromisoformat(push[0]["time"])
+    assert waited >= timedelta(
+        seconds=4
+    )  # the chain's 5 s without an acknowledgement (Step Functions' clock)
 
 
 def test_the_fraud_chain_pushes_only_when_the_sms_cannot_be_delivered(stack: LocalStack) -> None:

@@ -30,7 +30,7 @@ from herald.stores.users import UserStore
 from herald.users import UserProfile
 from tests.support.aws import REPO_ROOT
 from tests.support.sqs import sqs_event
-from tests.support.stack import ACCOUNT, REGION, MotoStack, fresh_function_module, provisioned_environment
+from tests.support.stack import ACCOUNT, REGION, MotoStack, SharedStack, fresh_function_module
 
 pytestmark = pytest.mark.integration
 
@@ -232,9 +232,16 @@ class World:
         return list(ses_backends[ACCOUNT][REGION].sent_messages)
 
 
+@pytest.fixture(scope="module")
+def _provisioned() -> Iterator[SharedStack]:
+    with SharedStack() as shared:
+        yield shared
+
+
 @pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    with provisioned_environment(monkeypatch) as stack:
+def world(_provisioned: SharedStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    """template.yaml on moto, provisioned once for the module and fresh for each test."""
+    with _provisioned.checkout(monkeypatch) as stack:
         yield World(stack)
 
 

@@ -13,8 +13,8 @@ from herald.stores.users import UserStore
 from tests.support.sqs import directory_body
 from tests.support.stack import (
     MotoStack,
+    SharedStack,
     fresh_function_module,
-    provisioned_environment,
 )
 
 pytestmark = pytest.mark.integration
@@ -31,18 +31,23 @@ class FakeContext:
         return 30_000
 
 
+@pytest.fixture(scope="module")
+def _provisioned() -> Iterator[SharedStack]:
+    with SharedStack() as shared:
+        yield shared
+
+
 @pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoStack]:
-    with provisioned_environment(monkeypatch) as provisioned:
+def stack(_provisioned: SharedStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoStack]:
+    """template.yaml on moto, provisioned once for the module and fresh for each test."""
+    with _provisioned.checkout(monkeypatch) as provisioned:
         yield provisioned
 
 
 @pytest.fixture
 def handler(stack: MotoStack) -> Any:
     """The real handler module, imported fresh inside moto (its clients are module-scoped)."""
-    from herald.settings import directory_settings
 
-    directory_settings.cache_clear()
     return fresh_function_module("functions.directory.app")
 
 

@@ -107,8 +107,9 @@ def test_counts_and_listings_match_the_model_after_every_step(
             model.watermark = max(clock, model.watermark or clock)
         elif model.created:
             nid = sorted(model.created)[argument % len(model.created)]
-            entry = inbox.mark(user_id, nid, Mark(action), now=clock)
-            assert entry is not None
+            marked = inbox.mark(user_id, nid, Mark(action), now=clock)
+            assert marked is not None
+            entry = marked.entry
             {"read": model.read, "seen": model.seen, "archive": model.archived}[action].add(nid)
             if action == "read":
                 model.seen.add(nid)

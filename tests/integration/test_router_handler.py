@@ -24,8 +24,8 @@ from tests.support.aws import REPO_ROOT
 from tests.support.sqs import sqs_event
 from tests.support.stack import (
     MotoStack,
+    SharedStack,
     fresh_function_module,
-    provisioned_environment,
 )
 
 pytestmark = pytest.mark.integration
@@ -42,18 +42,23 @@ class FakeContext:
         return 60_000
 
 
+@pytest.fixture(scope="module")
+def _provisioned() -> Iterator[SharedStack]:
+    with SharedStack() as shared:
+        yield shared
+
+
 @pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoStack]:
-    with provisioned_environment(monkeypatch) as provisioned:
+def stack(_provisioned: SharedStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoStack]:
+    """template.yaml on moto, provisioned once for the module and fresh for each test."""
+    with _provisioned.checkout(monkeypatch) as provisioned:
         yield provisioned
 
 
 @pytest.fixture
 def router(stack: MotoStack) -> Any:
     """The real handler module, imported fresh inside moto (its clients are module-scoped)."""
-    from herald.settings import router_settings
 
-    router_settings.cache_clear()
     return fresh_function_module("functions.router.app")
 
 
@@ -419,9 +424,7 @@ def test_high_urgency_escalates_to_email_when_the_push_is_not_acknowledged(
     stack: MotoStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FALLBACK_DELAY_SECONDS", "1")
-    from herald.settings import router_settings
 
-    router_settings.cache_clear()
     sys.modules.pop("functions.router.app", None)
     router = importlib.import_module("functions.router.app")
     add_users(stack, a_profile("42"))

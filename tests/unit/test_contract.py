@@ -131,6 +131,48 @@ def test_a_malformed_catalog_fails_when_loaded(entry: dict[str, Any], complaint:
         Catalog.model_validate(document)
 
 
+HIGH = {"category": "transactional", "urgency": "high", "channels": ["push", "sms", "email", "webhook"]}
+
+
+@pytest.mark.parametrize(
+    ("chain", "complaint"),
+    [
+        ([{"channel": "push"}, {"channel": "sms"}], None),
+        ([{"channel": "push"}, {"channel": "sms", "after_seconds": 5}], None),
+        ([{"channel": "sms"}, {"channel": "push", "only_if_undeliverable": True}], None),
+        ([{"channel": "push"}], "2 to 2 steps"),
+        ([{"channel": "push"}, {"channel": "sms"}, {"channel": "email"}], "2 to 2 steps"),
+        ([{"channel": "push"}, {"channel": "push", "after_seconds": 5}], "appears twice"),
+        ([{"channel": "push"}, {"channel": "realtime"}], "not among its channels"),
+        ([{"channel": "push"}, {"channel": "webhook"}], "cannot be an escalation step"),
+        ([{"channel": "email"}, {"channel": "push"}], "can only be the last escalation step"),
+        ([{"channel": "push", "after_seconds": 5}, {"channel": "sms"}], "first escalation step goes at once"),
+        (
+            [{"channel": "push"}, {"channel": "sms", "after_seconds": 5, "only_if_undeliverable": True}],
+            "no after_seconds",
+        ),
+        ([{"channel": "push"}, {"channel": "sms", "after_seconds": 0}], "greater than or equal to 1"),
+    ],
+)
+def test_an_escalation_chain_is_validated_when_the_catalog_loads(
+    chain: list[dict], complaint: str | None
+) -> None:
+    document = {"types": {"t": {"description": "d", "android_channel": "c", **HIGH, "escalation": chain}}}
+
+    if complaint is None:
+        assert len(Catalog.model_validate(document).entry("t").escalation) == len(chain)
+    else:
+        with pytest.raises(ValidationError, match=complaint):
+            Catalog.model_validate(document)
+
+
+def test_only_high_urgency_may_declare_a_chain() -> None:
+    entry = {**HIGH, "urgency": "medium", "escalation": [{"channel": "push"}, {"channel": "sms"}]}
+
+    with pytest.raises(ValidationError, match="for high urgency, not medium"):
+        Catalog.model_validate({"types": {"t": {"description": "d", "android_channel": "c", **entry}}})
+
+
 def test_catalog_yaml_round_trip() -> None:
     catalog = parse_catalog(
         "types:\n  ping:\n    description: p\n    category: system\n    urgency: system\n"

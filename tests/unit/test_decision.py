@@ -495,3 +495,27 @@ def test_the_request_locale_overrides_the_users() -> None:
 
 def test_category_comes_from_the_catalog() -> None:
     assert route("marketing_promo").category is Category.MARKETING
+
+
+def test_a_chain_in_quiet_hours_starts_when_they_end_and_never_texts_at_night() -> None:
+    decision = route("driver_arrived", a_user(quiet_hours=QUIET), sample=True, now=LISBON_MIDNIGHT)
+
+    assert decision.escalation is not None
+    morning = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
+    assert decision.escalation.deliver_at == morning
+    assert [step.delivery.not_before for step in decision.escalation.steps] == [morning, morning]
+
+
+def test_an_online_person_in_quiet_hours_gets_the_in_app_step_now_and_any_sms_only_after_them() -> None:
+    decision = route(
+        "driver_arrived", a_user(quiet_hours=QUIET), sample=True, online=True, now=LISBON_MIDNIGHT
+    )
+
+    assert decision.escalation is not None
+    in_app, sms = decision.escalation.steps
+    assert (in_app.delivery.channel, in_app.delivery.not_before) == (Channel.REALTIME, None)
+    assert decision.escalation.deliver_at == LISBON_MIDNIGHT
+    assert (sms.delivery.channel, sms.delivery.not_before) == (
+        Channel.SMS,
+        datetime(2026, 11, 23, 7, 0, tzinfo=UTC),
+    )

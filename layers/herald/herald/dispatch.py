@@ -107,7 +107,7 @@ class Deferrer:
 # EventBridge Scheduler's universal target for Step Functions StartExecution: unlike the templated
 # state-machine target, its input names the execution, so a deferred escalation is still named
 # after its notification and cannot run twice.
-START_EXECUTION_TARGET = "arn:aws:scheduler:::aws-sdk:sfn:startExecution"
+START_EXECUTION_TARGET = "arn:{partition}:scheduler:::aws-sdk:sfn:startExecution"
 # A start this close is made now: a schedule costs a call and fires with up to a minute's lag.
 START_NOW_WITHIN_SECONDS = 60
 
@@ -185,6 +185,8 @@ class Dispatcher:
         plan = decision.escalation
         assert plan is not None
         first, last = plan.steps  # the machine runs chains of two steps (catalog MAX_CHAIN_STEPS)
+        delay = self._deferrer.delay_seconds(plan.deliver_at)
+        scheduled = delay > START_NOW_WITHIN_SECONDS
         execution = EscalationInput(
             notification_id=decision.notification_id,
             user_id=decision.user_id,
@@ -193,23 +195,28 @@ class Dispatcher:
                 message=self.message(decision, request, entry, first.delivery, escalation=True).model_copy(
                     update={"ends_when_delivered": first.until == "delivered"}
                 ),
-                wait_seconds=first.wait_seconds or self._fallback_delay_seconds,
+                # started up to a minute early, the step also waits out its not_before
+                wait_seconds=(first.wait_seconds or self._fallback_delay_seconds)
+                + (0 if scheduled else delay),
             ),
             last=EscalationStepInput(
                 queue_url=self._queues.url(last.delivery.channel),
-                message=self.message(decision, request, entry, last.delivery),
+                message=self.message(decision, request, entry, last.delivery).model_copy(
+                    update={"after_escalation": True}  # an acknowledgement that comes first stops it
+                ),
             ),
         )
-        if self._deferrer.delay_seconds(plan.deliver_at) > START_NOW_WITHIN_SECONDS:
+        if scheduled:
             start = {
                 "StateMachineArn": self._state_machine_arn,
                 "Name": decision.notification_id,
                 "Input": execution.execution_input(),
             }
+            partition = self._state_machine_arn.split(":")[1]  # aws, aws-cn, aws-us-gov
             self._deferrer.schedule(
                 f"{decision.notification_id}-escalation",
                 plan.deliver_at,
-                START_EXECUTION_TARGET,
+                START_EXECUTION_TARGET.format(partition=partition),
                 json.dumps(start),
             )
             return

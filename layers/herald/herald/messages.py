@@ -79,11 +79,21 @@ class ChannelMessage(InternalMessage):
     escalation: bool = Field(
         default=False, description="a waiting step of an escalation (the state machine adds its task token)"
     )
+    after_escalation: bool = Field(
+        default=False,
+        description="a later step of an escalation chain: not sent once the notification is acknowledged",
+    )
     ends_when_delivered: bool = Field(
         default=False,
         description="an escalation step whose delivery ends the chain: the next step runs only if it "
         "cannot be delivered",
     )
+
+    @property
+    def stops_when_acknowledged(self) -> bool:
+        """A step of an escalation (waiting for its token, or sent after one): an acknowledgement
+        that reached the record first means it is not sent (herald.delivery's claim)."""
+        return bool(self.task_token) or self.after_escalation
 
     @property
     def is_reference(self) -> bool:

@@ -1,5 +1,6 @@
 """The API function on moto, provisioned from template.yaml, reached through the template's routes
-and JWT authorizer (tests/support/api.py)."""
+and JWT authorizer (tests/support/api.py). One stack for the package, fresh for each test
+(tests/support/stack.py: SharedStack)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,21 @@ from herald.models import Category, Urgency
 from herald.routing.decision import notification_id_for
 from herald.stores.notifications import NotificationRecord, NotificationStore, stamp
 from tests.support.api import ApiClient, api_credentials
-from tests.support.stack import MotoStack, provisioned_environment
+from tests.support.stack import MotoStack, SharedStack
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 
+@pytest.fixture(scope="package")
+def _provisioned() -> Iterator[SharedStack]:
+    """One stack for the package's modules, reset between tests."""
+    with SharedStack(sandbox=api_credentials()) as shared:
+        yield shared
+
+
 @pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoStack]:
-    with provisioned_environment(monkeypatch, sandbox=api_credentials()) as provisioned:
+def stack(_provisioned: SharedStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoStack]:
+    with _provisioned.checkout(monkeypatch) as provisioned:
         yield provisioned
 
 

@@ -224,9 +224,7 @@ def erase_through_the_api(stack: MotoStack, api: ApiClient, user_id: str) -> Non
 
 
 def erase_through_the_bus(stack: MotoStack, api: ApiClient, user_id: str) -> None:
-    from herald.settings import directory_settings
 
-    directory_settings.cache_clear()
     handler = fresh_function_module("functions.directory.app")
     event = sqs_event(directory_body("UserDeleted", {"user_id": user_id, "version": 2}))
     assert handler.lambda_handler(event, Context()) == {"batchItemFailures": []}
@@ -326,9 +324,7 @@ def test_erasure_without_a_valid_token_is_401_and_erases_nothing(
 def route_security_alert(stack: MotoStack, user_id: str) -> dict[str, Any]:
     """The router handler on the same stack; returns the person's notification record."""
     from herald.catalog import load_catalog
-    from herald.settings import router_settings
 
-    router_settings.cache_clear()
     router = fresh_function_module("functions.router.app")
     detail = {
         "event_id": f"alert-{user_id}",

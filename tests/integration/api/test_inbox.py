@@ -210,9 +210,7 @@ def test_the_router_puts_inbox_notifications_in_the_inbox_and_skipped_ones_out(
 ) -> None:
     """GIVEN a routed notification for a known user and one for an unknown user WHEN the person
     reads their inbox THEN theirs is there, unread; the skipped one is in nobody's inbox."""
-    from herald.settings import router_settings
 
-    router_settings.cache_clear()
     router = fresh_function_module("functions.router.app")
     add_users(stack, a_profile("u1"))
     router.lambda_handler(

@@ -160,9 +160,7 @@ class RouterContext:
 
 def route(stack: MotoStack, event_id: str, user_id: str, type_name: str = "order_shipped") -> dict[str, Any]:
     """Route one NotificationRequested through the router handler; returns its notification record."""
-    from herald.settings import router_settings
 
-    router_settings.cache_clear()
     router = fresh_function_module("functions.router.app")
     body = {
         "version": "0",

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities import parameters
-from moto import mock_aws
 
 from herald.messages import ChannelMessage
 from herald.models import Category, Channel, Urgency
@@ -24,7 +23,7 @@ from herald.stores.users import UserStore
 from herald.users import UserProfile
 from local.provision import PROVIDER_SECRETS
 from local.sandboxes import SandboxHost, google_auth_on_loopback
-from tests.support.stack import ACCOUNT, MOTO_CONFIG, REGION, MotoStack, provision
+from tests.support.stack import ACCOUNT, REGION, MotoStack, SharedStack
 
 FROM_ADDRESS = "notifications@example.com"  # the template's EmailFromAddress in these tests
 # Not in the template: code defaults tightened so retries and timeouts take seconds here.
@@ -179,14 +178,21 @@ class Env:
         return importlib.import_module(f"functions.{name}.app")
 
 
+@pytest.fixture(scope="package")
+def _provisioned(sandbox: SandboxHost) -> Iterator[SharedStack]:
+    """One stack for the package's modules, reset between tests (tests/support/stack.py:
+    SharedStack). The provisioner fills the provider secrets with the sandboxes' credentials and
+    verifies the From address in SES, as on the local stack."""
+    with SharedStack(
+        sandbox=sandbox, parameters={"EmailFromAddress": FROM_ADDRESS}, environment=TEST_SETTINGS
+    ) as shared:
+        yield shared
+
+
 @pytest.fixture
-def env(sandbox: SandboxHost, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
-    with mock_aws(config=MOTO_CONFIG):
-        # The provisioner fills the provider secrets with the sandboxes' credentials and
-        # verifies the From address in SES, as on the local stack.
-        stack = provision(sandbox=sandbox, parameters={"EmailFromAddress": FROM_ADDRESS})
-        for name, value in {**stack.env, **TEST_SETTINGS}.items():
-            monkeypatch.setenv(name, value)
+def env(sandbox: SandboxHost, _provisioned: SharedStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+    """The package's stack, as freshly provisioned, with the functions' environment set."""
+    with _provisioned.checkout(monkeypatch) as stack:
         secret_arns = {
             PROVIDER_SECRETS.get(logical_id, logical_id): arn for logical_id, arn in stack.secrets.items()
         }

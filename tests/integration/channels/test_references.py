@@ -49,11 +49,9 @@ def sensitive_values(entry: Any) -> list[str]:
 
 
 def router(env: Env, monkeypatch: pytest.MonkeyPatch, **settings: str) -> Any:
-    from herald.settings import router_settings
 
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
-    router_settings.cache_clear()
     return env.app("router")
 
 
