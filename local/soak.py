@@ -13,6 +13,11 @@ Four scenarios, each judged only through the stack's public surfaces:
   valid neighbour is delivered;
 - presence webhooks: Pusher's genuine webhooks captured and replayed, re-keyed, tampered, signed
   with another secret or sent stale: each forged one refused (401), the replay without effect;
+- feedback webhooks: SendGrid's and Twilio's genuine signed callbacks (from the sandboxes, for
+  notifications the stack sent) captured, then replayed, replayed late (an older status after a
+  newer one), tampered, signed with another key or token, moved onto another notification's URL,
+  sent unsigned or with a stale timestamp: each forged one refused (401), nothing moved by the
+  replays, no address suppressed;
 - cross-user: people with a delivered notification, a device, preferences and a consent; another
   person tries every `/v1/me` route on them (their ids in paths, bodies and queries, their
   cursors, tokens forged in their name, no token): every attempt is refused or answers about the
@@ -20,7 +25,8 @@ Four scenarios, each judged only through the stack's public surfaces:
 
 What the suite touches: `PutEvents` on the Herald bus (boto3 at the moto endpoint); the HTTP API
 with tokens from the local issuer; the sandboxes' HTTP control API (`/_outbox`, `/_faults`,
-`/_receivers`, `/_pusher/occupy`); SQS and DynamoDB reads of the stack's own queues and tables
+`/_receivers`, `/_pusher/occupy`, `/_sendgrid/events`,
+`/_twilio/status_callback`); SQS and DynamoDB reads of the stack's own queues and tables
 (queue depths, dead-letter queues, delivery logs). It never calls a handler. The thousands of
 burst users are written straight into the users table (through the bus and the API the seeding
 alone would take minutes; `make demo` and the cross-user scenario go through them); online users
@@ -32,6 +38,7 @@ Prints a table, writes `.local/soak.json`, exits 1 on any loss, double or dead-l
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -43,6 +50,7 @@ import re
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import warnings
 from collections import Counter
@@ -52,10 +60,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from herald.catalog import load_catalog
 from herald.stores.dynamo import from_attributes
+from herald.stores.keys import email_address, sms_address
 from herald.stores.users import UserStore
 from herald.users import UserProfile
 from local.app_client import AppClient
@@ -102,6 +112,10 @@ SIGNATURE = "X-Pusher-Signature"
 
 def _hmac(secret: str, body: bytes) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def base64_text(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
 
 
 def say(*parts: Any) -> None:
@@ -445,6 +459,25 @@ class Surfaces:
         records = [from_attributes(item) for item in response.get("Items", [])]
         return [entry for record in records for entry in record.get("delivery_log", [])]
 
+    def records(self, user_id: str) -> list[dict[str, Any]]:
+        """The notification records of `user_id` (deliveries, delivery log)."""
+        response = self.dynamodb.query(
+            TableName=self.description.ref("NotificationsTable"),
+            KeyConditionExpression="user_id = :u",
+            ExpressionAttributeValues={":u": {"S": user_id}},
+            ConsistentRead=True,
+        )
+        return [from_attributes(item) for item in response.get("Items", [])]
+
+    def suppressed(self, *addresses: str) -> list[str]:
+        """Which of these suppression keys have an entry."""
+        table = self.description.ref("SuppressionTable")
+        return [
+            address
+            for address in addresses
+            if "Item" in self.dynamodb.get_item(TableName=table, Key={"address": {"S": address}})
+        ]
+
     # -- seeding (as `make demo` does) -------------------------------------------------------------
     def seed(self, prefix: str, kinds: Sequence[Kind], webhook_secret: str) -> list[Recipient]:
         """One user per entry of `kinds`, set up so that its kind's channels are the ones chosen."""
@@ -678,6 +711,7 @@ class Config:
     poison_neighbours: int = 100
     cross_user: int = 5
     presence_webhooks: int = 5
+    feedback_webhooks: int = 5
     seed: int = 7
     grace_seconds: float = 3.0
     quiet_polls: int = 3
@@ -688,6 +722,7 @@ class Config:
         "poison",
         "cross_user",
         "presence_webhooks",
+        "feedback_webhooks",
     )
 
 
@@ -873,7 +908,7 @@ class Soak:
         failed_attempts = []
         for p in planned:
             log = [e for e in self.surfaces.delivery_log(p.user_id) if e.get("channel") == channel]
-            failed_attempts.append(sum(1 for e in log if e.get("outcome") != "sent"))
+            failed_attempts.append(sum(1 for e in log if e.get("outcome") == "retry"))
         result.notes = {
             "provider": provider,
             "channel": channel,
@@ -1063,6 +1098,169 @@ class Soak:
             refused_or_without_effect=refused,
         )
 
+    def feedback_webhooks(self, people: int) -> ScenarioResult:
+        """SendGrid's and Twilio's callbacks attacked. For each person a critical notification goes
+        out by email (SendGrid) and SMS (Twilio); the SendGrid sandbox's genuine signed `delivered`
+        batch and the Twilio sandbox's genuine `sent` and `delivered` callbacks are captured. Then:
+        SendGrid — the batch replayed byte for byte (200, nothing moved), tampered, signed with
+        another key, unsigned, and re-signed with SendGrid's key over a timestamp 6 minutes old
+        (each 401); Twilio — the `delivered` callback replayed and the older `sent` one replayed
+        late (204, nothing moved), its parameters tampered, signed with another auth token, moved
+        onto another notification's URL, unsigned (each 401). Every person must end with both
+        channels `delivered` and neither address suppressed."""
+        started = time.monotonic()
+        problems: list[str] = []
+        attempts = refused = 0
+        credentials = self.stack.sandbox.credentials if self.stack.sandbox else None
+        assert credentials is not None
+        planned = self.plan("fw", [CRITICAL] * people)
+        expected = Counter(d for p in planned for d in p.deliveries)
+        self.surfaces.put_events([p.detail for p in planned])
+        self.settle(expected, self._timeout(len(expected)))
+        sendgrid_signature = "X-Twilio-Email-Event-Webhook-Signature"
+        sendgrid_timestamp = "X-Twilio-Email-Event-Webhook-Timestamp"
+        api = self.surfaces.app.api_url
+        for p in planned:
+            user = p.user_id
+            email, phone = dict(p.deliveries)["email"], dict(p.deliveries)["sms"]
+            batch = self._sendgrid_batch(user)
+            record = self._record_when(user, email="delivered")
+            if batch is None or record is None:
+                problems.append(f"{user}: no genuine SendGrid delivered batch applied")
+                continue
+            sent, delivered = self._twilio_callbacks(phone)
+            record = self._record_when(user, email="delivered", sms="delivered")
+            if sent is None or delivered is None or record is None:
+                problems.append(f"{user}: no genuine Twilio callbacks applied")
+                continue
+            before = record
+            body = batch["request_body"].encode()
+            headers = dict(batch["request_headers"])
+            stamp = str(int(time.time()) - 6 * 60)
+            stale = credentials.sendgrid.event_webhook_private_key.sign(
+                stamp.encode() + body, ec.ECDSA(hashes.SHA256())
+            )
+            stranger = ec.generate_private_key(ec.SECP256R1()).sign(
+                headers[sendgrid_timestamp].encode() + body, ec.ECDSA(hashes.SHA256())
+            )
+            unsigned = {k: v for k, v in headers.items() if k not in (sendgrid_signature, sendgrid_timestamp)}
+            sendgrid: dict[str, tuple[bytes, dict[str, str], int]] = {
+                "replayed": (body, headers, 200),
+                "tampered": (body.replace(b'"delivered"', b'"spamreport"'), headers, 401),
+                "other key": (body, {**headers, sendgrid_signature: base64_text(stranger)}, 401),
+                "unsigned": (body, unsigned, 401),
+                "stale": (
+                    body,
+                    {**headers, sendgrid_signature: base64_text(stale), sendgrid_timestamp: stamp},
+                    401,
+                ),
+            }
+            for name, (sent_body, sent_headers, want) in sendgrid.items():
+                attempts += 1
+                status, answer = self.surfaces.post_raw("/v1/webhooks/sendgrid", sent_body, sent_headers)
+                if status == want and (want != 200 or answer.get("moved") == 0):
+                    refused += 1
+                else:
+                    problems.append(f"SendGrid {name} for {user}: {status} {answer}")
+            callback = str(delivered["url"])
+            path = callback[len(api) :]
+            params = dict(urllib.parse.parse_qsl(delivered["request_body"], keep_blank_values=True))
+            form = {"Content-Type": "application/x-www-form-urlencoded"}
+            signature = dict(delivered["request_headers"])["X-Twilio-Signature"]
+            tampered = {**params, "MessageStatus": "undelivered", "ErrorCode": "30006"}
+            payload = callback + "".join(k + params[k] for k in sorted(params))
+            guessed = hmac.new(b"not-the-auth-token", payload.encode(), hashlib.sha1).digest()
+            elsewhere = path.replace(
+                f"notification_id={before['notification_id']}", "notification_id=ntf-" + "0" * 32
+            )
+            encode = urllib.parse.urlencode
+            twilio: dict[str, tuple[str, bytes, dict[str, str], int]] = {
+                "replayed": (path, encode(params).encode(), {**form, "X-Twilio-Signature": signature}, 204),
+                "replayed late": (
+                    path,
+                    sent["request_body"].encode(),
+                    {**form, "X-Twilio-Signature": dict(sent["request_headers"])["X-Twilio-Signature"]},
+                    204,
+                ),
+                "tampered": (path, encode(tampered).encode(), {**form, "X-Twilio-Signature": signature}, 401),
+                "other token": (
+                    path,
+                    encode(params).encode(),
+                    {**form, "X-Twilio-Signature": base64_text(guessed)},
+                    401,
+                ),
+                "other notification": (
+                    elsewhere,
+                    encode(params).encode(),
+                    {**form, "X-Twilio-Signature": signature},
+                    401,
+                ),
+                "unsigned": (path, encode(tampered).encode(), form, 401),
+            }
+            for name, (sent_path, sent_body, sent_headers, want) in twilio.items():
+                attempts += 1
+                status, answer = self.surfaces.post_raw(sent_path, sent_body, sent_headers)
+                if status == want:
+                    refused += 1
+                else:
+                    problems.append(f"Twilio {name} for {user}: {status} {answer}")
+            after = self._record_when(user, email="delivered", sms="delivered")
+            if after is None or after["deliveries"] != before["deliveries"]:
+                problems.append(f"{user}: deliveries moved by the attacks: {after and after['deliveries']}")
+            suppressed = self.surfaces.suppressed(email_address(email), sms_address(phone))
+            if suppressed:
+                problems.append(f"{user}: suppressed by the attacks: {suppressed}")
+        return self._refusals(
+            "feedback_webhooks",
+            attempts,
+            refused,
+            problems,
+            started,
+            people=people,
+            refused_or_without_effect=refused,
+        )
+
+    def _sendgrid_batch(self, user: str, timeout: float = 30.0) -> dict[str, Any] | None:
+        """The SendGrid sandbox's posted batch holding `user`'s `delivered` event (as captured)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            posted, _ = self.surfaces.http("/_sendgrid/events")
+            for delivery in posted:
+                events = json.loads(delivery["request_body"] or "[]")
+                if delivery.get("status") == 200 and any(
+                    e.get("user_id") == user and e.get("event") == "delivered" for e in events
+                ):
+                    return delivery
+            time.sleep(POLL_SECONDS)
+        return None
+
+    def _twilio_callbacks(self, phone: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The Twilio sandbox's genuine `sent` then `delivered` callbacks for the SMS to `phone`."""
+        entries, _ = self.surfaces.http(
+            "/_outbox?" + urllib.parse.urlencode({"provider": "twilio", "recipient": phone})
+        )
+        if not entries:
+            return None, None
+        sid = entries[-1]["provider_id"]
+        found = []
+        for status in ("sent", "delivered"):
+            delivery, _ = self.surfaces.http(
+                "/_twilio/status_callback", method="POST", body={"sid": sid, "status": status}
+            )
+            found.append(delivery if delivery.get("status") == 204 else None)
+        return found[0], found[1]
+
+    def _record_when(self, user: str, timeout: float = 30.0, **states: str) -> dict[str, Any] | None:
+        """The person's one notification record once its channels are in `states`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for record in self.surfaces.records(user):
+                deliveries = record.get("deliveries") or {}
+                if all((deliveries.get(c) or {}).get("state") == s for c, s in states.items()):
+                    return record
+            time.sleep(POLL_SECONDS)
+        return None
+
     def _refusals(
         self, scenario: str, attempts: int, refused: int, problems: list[str], started: float, **notes: Any
     ) -> ScenarioResult:
@@ -1165,6 +1363,8 @@ class Soak:
             record(self.cross_user(config.cross_user))
         if "presence_webhooks" in config.scenarios and config.presence_webhooks:
             record(self.presence_webhooks(config.presence_webhooks))
+        if "feedback_webhooks" in config.scenarios and config.feedback_webhooks:
+            record(self.feedback_webhooks(config.feedback_webhooks))
         return results
 
     def outage_providers(self) -> list[str]:
@@ -1259,6 +1459,12 @@ def main(argv: list[str] | None = None) -> int:
         default=defaults.presence_webhooks,
         help="people whose webhooks are forged",
     )
+    parser.add_argument(
+        "--feedback-webhooks",
+        type=int,
+        default=defaults.feedback_webhooks,
+        help="people whose SendGrid and Twilio callbacks are forged",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument(
         "--only", action="append", choices=defaults.scenarios, help="run only these scenarios"
@@ -1278,6 +1484,7 @@ def main(argv: list[str] | None = None) -> int:
         poison_neighbours=args.neighbours,
         cross_user=args.cross_user,
         presence_webhooks=args.presence_webhooks,
+        feedback_webhooks=args.feedback_webhooks,
         seed=args.seed,
         scenarios=tuple(args.only or defaults.scenarios),
     )

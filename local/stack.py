@@ -95,6 +95,9 @@ class LocalStack:
             self._exit.callback(self.api.stop)
             # The Pusher app's webhook URL, as set in Pusher's dashboard: occupancy goes to Herald.
             self.sandbox.pusher.webhook_url = f"{self.api.url}/v1/webhooks/pusher"
+            # SendGrid's Event Webhook URL and the Twilio number's messaging webhook (decision 023)
+            self.sandbox.sendgrid.event_webhook_url = f"{self.api.url}/v1/webhooks/sendgrid"
+            self.sandbox.twilio.inbound_url = f"{self.api.url}/v1/webhooks/twilio"
             if self.state_file is not None:
                 self.description.write(self.state_file)
         except BaseException:

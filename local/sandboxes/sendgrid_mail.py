@@ -1,4 +1,13 @@
-"""SendGrid v3 Mail Send sandbox and a signer for SendGrid's signed Event Webhook."""
+"""SendGrid v3 Mail Send sandbox and SendGrid's signed Event Webhook.
+
+With an `event_webhook_url` (the local stack sets Herald's `/v1/webhooks/sendgrid`), every accepted
+email is followed by SendGrid-shaped events, signed as SendGrid signs them (ECDSA P-256 over
+timestamp + body) and POSTed in batches, as SendGrid does: `processed`, then `delivered` — or a
+`bounce` for an address matching the bounce pattern (default: local part `bounce` or `bounce+…`),
+a `blocked` bounce for the blocked pattern, `delivered` then `spamreport` for the spamreport
+pattern. Each event carries the send's `custom_args` as top-level fields, as SendGrid's do.
+`POST /_sendgrid/event_webhook` changes the URL, the patterns, the batch window or switches it off.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +18,7 @@ import re
 import secrets
 import threading
 import time
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
@@ -25,6 +35,7 @@ from local.sandboxes.web import (
     empty_response,
     json_response,
     post_loopback,
+    require_loopback_url,
 )
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
@@ -149,16 +160,112 @@ def _message_id() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("=")
 
 
+def _event_id() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(24)).decode().rstrip("=")
+
+
+DEFAULT_BATCH_WINDOW_SECONDS = 0.5
+
+
+@dataclass
+class EventRules:
+    """Which addresses get which outcome (regular expressions on the lower-cased address)."""
+
+    enabled: bool = True
+    bounce: str = r"^bounce(\+[^@]*)?@"
+    blocked: str = r"^blocked(\+[^@]*)?@"
+    spamreport: str = r"^spamreport(\+[^@]*)?@"
+    batch_window_seconds: float = DEFAULT_BATCH_WINDOW_SECONDS
+
+    def outcome(self, address: str) -> str:
+        lowered = address.lower()
+        for name in ("bounce", "blocked", "spamreport"):
+            if re.search(getattr(self, name), lowered):
+                return name
+        return "delivered"
+
+
+def _event(common: dict[str, Any], kind: str, **fields: Any) -> dict[str, Any]:
+    return {**common, "timestamp": int(time.time()), "event": kind, "sg_event_id": _event_id(), **fields}
+
+
+def delivery_events(payload: dict[str, Any], message_id: str, rules: EventRules) -> list[dict[str, Any]]:
+    """SendGrid's events for an accepted `mail/send`: per recipient, `processed` then its outcome."""
+    events: list[dict[str, Any]] = []
+    categories = payload.get("categories") or []
+    message_args = payload.get("custom_args") or {}
+    for index, item in enumerate(payload.get("personalizations") or []):
+        args = {**message_args, **(item.get("custom_args") or {})}  # a personalization's win
+        for address in item.get("to") or []:
+            email = str(address.get("email"))
+            common = {
+                "email": email,
+                "smtp-id": f"<{message_id}@sandbox.sendgrid.local>",
+                "category": categories,
+                "sg_message_id": f"{message_id}.sandbox-{index}.{secrets.token_hex(4)}.0",
+                **{str(k): str(v) for k, v in args.items()},
+            }
+
+            events.append(_event(common, "processed"))
+            outcome = rules.outcome(email)
+            if outcome == "bounce":
+                events.append(
+                    _event(
+                        common,
+                        "bounce",
+                        type="bounce",
+                        status="5.1.1",
+                        reason="550 5.1.1 The email account that you tried to reach does not exist.",
+                        bounce_classification="Invalid Address",
+                        tls=1,
+                    )
+                )
+            elif outcome == "blocked":
+                events.append(
+                    _event(
+                        common,
+                        "bounce",
+                        type="blocked",
+                        status="5.7.1",
+                        reason="550 5.7.1 Message rejected: content policy",
+                        bounce_classification="Content",
+                        tls=1,
+                    )
+                )
+            else:
+                events.append(_event(common, "delivered", response="250 2.0.0 OK", tls=1, ip="127.0.0.1"))
+                if outcome == "spamreport":
+                    events.append(_event(common, "spamreport"))
+    return events
+
+
 class SendGridSandbox:
     """Speaks `api.sendgrid.com/v3/mail/send`; signs Event Webhook batches with an ECDSA P-256 key."""
 
     name = "sendgrid"
 
-    def __init__(self, credentials: SendGridCredentials, outbox: Outbox) -> None:
+    def __init__(
+        self, credentials: SendGridCredentials, outbox: Outbox, event_webhook_url: str | None = None
+    ) -> None:
         self.credentials = credentials
         self.outbox = outbox
+        self.rules = EventRules()
         self._posted: list[WebhookDelivery] = []
         self._lock = threading.Lock()
+        self._send_lock = threading.Lock()  # one batch on the wire at a time, in order
+        self._queued: list[dict[str, Any]] = []  # events waiting for the batch window to close
+        self._flush_timer: threading.Timer | None = None
+        self._event_webhook_url: str | None = None
+        self.event_webhook_url = event_webhook_url
+
+    @property
+    def event_webhook_url(self) -> str | None:
+        """Where accepted mail's events go (None: nowhere; as set in SendGrid's Mail Settings)."""
+        return self._event_webhook_url
+
+    @event_webhook_url.setter
+    def event_webhook_url(self, url: str | None) -> None:
+        self._event_webhook_url = require_loopback_url(url) if url else None
 
     @property
     def event_webhook_public_key(self) -> str:
@@ -194,15 +301,91 @@ class SendGridSandbox:
             return list(self._posted)
 
     def reset(self) -> None:
+        """Forget what was posted and what is queued; the rules go back to the defaults (the
+        webhook URL stays)."""
         with self._lock:
             self._posted.clear()
+            self._queued.clear()
+            if self._flush_timer is not None:
+                self._flush_timer.cancel()
+                self._flush_timer = None
+            self.rules = EventRules()
+
+    def queue_events(self, events: list[dict[str, Any]]) -> None:
+        """Queue events for the open batch (dropped while no webhook URL is set or it is off)."""
+        with self._lock:
+            if not self._event_webhook_url or not self.rules.enabled or not events:
+                return
+            self._queued += events
+            if self._flush_timer is None:
+                timer = threading.Timer(max(self.rules.batch_window_seconds, 0.0), self.flush)
+                timer.daemon = True
+                self._flush_timer = timer
+                timer.start()
+
+    def flush(self) -> WebhookDelivery | None:
+        """POST the queued events now, as one signed batch."""
+        with self._send_lock:
+            with self._lock:
+                events, self._queued = self._queued, []
+                if self._flush_timer is not None:
+                    self._flush_timer.cancel()
+                    self._flush_timer = None
+                url = self._event_webhook_url
+            if not url or not events:
+                return None
+            return self.send_events(events, url)
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued event has been posted."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                idle = not self._queued and self._flush_timer is None
+            if idle and not self._send_lock.locked():
+                return True
+            time.sleep(0.01)
+        return False
 
     def routes(self) -> list[Route]:
         return [
             Route("/v3/mail/send", ("POST",), self._send, "sendgrid", self._recipients),
             Route("/_sendgrid/events", ("POST",), self._control_events),
             Route("/_sendgrid/events", ("GET",), self._control_events_sent),
+            Route("/_sendgrid/event_webhook", ("GET", "POST"), self._control_event_webhook),
         ]
+
+    def _control_event_webhook(self, request: Request, args: dict[str, str]) -> Response:
+        """GET: the event webhook's settings; POST: change any of `url`, `enabled`, `bounce`,
+        `blocked`, `spamreport` (regular expressions) and `batch_window_seconds`."""
+        if request.method == "POST":
+            data = control_json(request)
+            rules = asdict(self.rules)
+            for key, value in data.items():
+                if key == "url":
+                    continue
+                if key not in rules:
+                    raise ControlError(f"unknown setting {key!r}")
+                if key in ("bounce", "blocked", "spamreport"):
+                    try:
+                        re.compile(str(value))
+                    except re.error as error:
+                        raise ControlError(f"{key}: {error}") from None
+                rules[key] = value
+            try:
+                updated = EventRules(
+                    enabled=bool(rules["enabled"]),
+                    bounce=str(rules["bounce"]),
+                    blocked=str(rules["blocked"]),
+                    spamreport=str(rules["spamreport"]),
+                    batch_window_seconds=float(rules["batch_window_seconds"]),
+                )
+                if "url" in data:
+                    self.event_webhook_url = str(data["url"]) if data["url"] else None
+            except (TypeError, ValueError) as error:
+                raise ControlError(str(error)) from None
+            self.rules = updated
+        return json_response({"url": self.event_webhook_url, **asdict(self.rules)})
 
     def _control_events(self, request: Request, args: dict[str, str]) -> Response:
         data = control_json(request, "events", "url")
@@ -271,4 +454,6 @@ class SendGridSandbox:
                     html=html,
                     template_id=payload.get("template_id"),
                 )
+        if self._event_webhook_url and self.rules.enabled:
+            self.queue_events(delivery_events(payload, message_id, self.rules))
         return empty_response(202, {"X-Message-Id": message_id})

@@ -1,4 +1,14 @@
-"""Twilio Programmable Messaging sandbox: Messages API, status callbacks and inbound replies."""
+"""Twilio Programmable Messaging sandbox: Messages API, status callbacks and inbound replies.
+
+Status callbacks and inbound messages are signed as Twilio signs them (`X-Twilio-Signature`: base64
+HMAC-SHA1, keyed by the auth token, of the URL followed by the sorted form parameters). Callbacks
+are sent on demand (`POST /_twilio/status_callback`), or automatically once switched on
+(`POST /_twilio/callbacks {"enabled": true}`): every accepted message with a StatusCallback then
+gets `sent` and `delivered` a moment later — `undelivered` with an error code for the numbers in
+`failures` (e.g. {"+15005550009": 30006}, a landline). `POST /_twilio/inbound` simulates a text
+from a phone (STOP / START / HELP ...) to the number's messaging webhook (`inbound_url`, set by the
+local stack to Herald's `/v1/webhooks/twilio`, or the `url` given).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +18,8 @@ import hmac
 import re
 import secrets
 import threading
-from dataclasses import dataclass, field
+import time
+from dataclasses import asdict, dataclass, field
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -121,19 +132,48 @@ def _rfc2822_now() -> str:
     return format_datetime(utc_now().replace(microsecond=0))  # "Sun, 22 Nov 2026 02:30:13 +0000"
 
 
+@dataclass
+class CallbackRules:
+    """Automatic status callbacks for accepted messages (off unless switched on)."""
+
+    enabled: bool = False
+    statuses: list[str] = field(default_factory=lambda: ["sent", "delivered"])
+    delay_seconds: float = 0.5
+    failures: dict[str, int] = field(default_factory=dict)  # phone -> ErrorCode (undelivered)
+
+    def final(self, to: str) -> tuple[str, int | None]:
+        code = self.failures.get(to)
+        return ("undelivered", code) if code is not None else ("delivered", None)
+
+
 class TwilioSandbox:
     """Speaks `api.twilio.com/2010-04-01` Messages; signs callbacks with the account's auth token."""
 
     name = "twilio"
 
-    def __init__(self, credentials: TwilioCredentials, outbox: Outbox) -> None:
+    def __init__(
+        self, credentials: TwilioCredentials, outbox: Outbox, inbound_url: str | None = None
+    ) -> None:
         self.credentials = credentials
         self.outbox = outbox
+        self.callback_rules = CallbackRules()
         self._opted_out: set[str] = set()
         self._messages: dict[str, SentMessage] = {}
         self._callbacks: list[WebhookDelivery] = []
+        self._timers: set[threading.Timer] = set()
         self._lock = threading.Lock()
         self._validator = RequestValidator(credentials.auth_token)
+        self._inbound_url: str | None = None
+        self.inbound_url = inbound_url
+
+    @property
+    def inbound_url(self) -> str | None:
+        """The number's messaging webhook ("A message comes in"), where inbound texts are POSTed."""
+        return self._inbound_url
+
+    @inbound_url.setter
+    def inbound_url(self, url: str | None) -> None:
+        self._inbound_url = require_loopback_url(url) if url else None
 
     # -- state -------------------------------------------------------------------------------
 
@@ -159,10 +199,51 @@ class TwilioSandbox:
             return list(self._callbacks)
 
     def reset(self) -> None:
+        """Forget messages, opt-outs and callbacks; automatic callbacks go back to off (the
+        inbound URL stays)."""
         with self._lock:
             self._opted_out.clear()
             self._messages.clear()
             self._callbacks.clear()
+            for timer in self._timers:
+                timer.cancel()
+            self._timers.clear()
+            self.callback_rules = CallbackRules()
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until every scheduled automatic callback has been sent."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._timers:
+                    return True
+            time.sleep(0.01)
+        return False
+
+    def _schedule_callbacks(self, message: SentMessage) -> None:
+        rules = self.callback_rules
+        if not rules.enabled or not message.status_callback:
+            return
+
+        def fire() -> None:
+            try:
+                for status in rules.statuses:
+                    if status in ("delivered", "undelivered"):
+                        final, code = rules.final(message.to)
+                        self.send_status_callback(message.sid, final, code)
+                    else:
+                        self.send_status_callback(message.sid, status)
+            except (KeyError, ValueError):
+                pass  # reset meanwhile, or the callback URL is not loopback
+            finally:
+                with self._lock:
+                    self._timers.discard(timer)
+
+        timer = threading.Timer(max(rules.delay_seconds, 0.0), fire)
+        timer.daemon = True
+        with self._lock:
+            self._timers.add(timer)
+        timer.start()
 
     def sign(self, url: str, params: dict[str, str]) -> str:
         """`X-Twilio-Signature` for a form POST to `url`."""
@@ -212,8 +293,14 @@ class TwilioSandbox:
                 params["ErrorCode"] = str(error_code)
         return self._post_signed(url, params)
 
-    def send_inbound(self, from_: str, body: str, url: str, to: str | None = None) -> WebhookDelivery:
-        """A user texts `body` to our number; STOP/START keywords also change the opt-out list."""
+    def send_inbound(
+        self, from_: str, body: str, url: str | None = None, to: str | None = None
+    ) -> WebhookDelivery:
+        """A user texts `body` to our number (its messaging webhook is `url`, else `inbound_url`);
+        STOP/START keywords also change the opt-out list."""
+        url = url or self._inbound_url
+        if not url:
+            raise ValueError("no url given and no inbound_url configured")
         require_loopback_url(url)
         keyword = body.strip().upper()
         sid = "SM" + secrets.token_hex(16)
@@ -253,6 +340,7 @@ class TwilioSandbox:
             Route("/_twilio/opted_out", ("POST", "DELETE"), self._control_opted_out),
             Route("/_twilio/status_callback", ("POST",), self._control_status_callback),
             Route("/_twilio/inbound", ("POST",), self._control_inbound),
+            Route("/_twilio/callbacks", ("GET", "POST"), self._control_callbacks),
             Route("/_twilio/messages/<sid>", ("GET",), self._control_message),
         ]
 
@@ -281,11 +369,36 @@ class TwilioSandbox:
             raise ControlError(str(error)) from None
         return json_response(delivery.to_dict())
 
+    def _control_callbacks(self, request: Request, args: dict[str, str]) -> Response:
+        """GET: the automatic callbacks' settings; POST: change any of `enabled`, `statuses`,
+        `delay_seconds`, `failures` ({phone: error code})."""
+        if request.method == "POST":
+            data = control_json(request)
+            rules = asdict(self.callback_rules)
+            unknown = sorted(set(data) - set(rules))
+            if unknown:
+                raise ControlError(f"unknown settings {unknown}")
+            rules.update(data)
+            try:
+                statuses = [str(status) for status in rules["statuses"]]
+                if not set(statuses) <= CALLBACK_STATUSES:
+                    raise ValueError(f"unknown statuses in {statuses}")
+                updated = CallbackRules(
+                    enabled=bool(rules["enabled"]),
+                    statuses=statuses,
+                    delay_seconds=float(rules["delay_seconds"]),
+                    failures={str(phone): int(code) for phone, code in dict(rules["failures"]).items()},
+                )
+            except (TypeError, ValueError) as error:
+                raise ControlError(str(error)) from None
+            self.callback_rules = updated
+        return json_response(asdict(self.callback_rules))
+
     def _control_inbound(self, request: Request, args: dict[str, str]) -> Response:
-        data = control_json(request, "from", "body", "url")
+        data = control_json(request, "from", "body")
         try:
             delivery = self.send_inbound(
-                str(data["from"]), str(data["body"]), str(data["url"]), data.get("to")
+                str(data["from"]), str(data["body"]), data.get("url") or None, data.get("to")
             )
         except ValueError as error:
             raise ControlError(str(error)) from None
@@ -385,6 +498,7 @@ class TwilioSandbox:
         )
         with self._lock:
             self._messages[message.sid] = message
+        self._schedule_callbacks(message)
         self.outbox.record(
             provider="twilio",
             channel="sms",

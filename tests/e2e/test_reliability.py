@@ -29,6 +29,7 @@ SIZES = Config(
     poison_neighbours=30,
     cross_user=2,
     presence_webhooks=2,
+    feedback_webhooks=2,
     grace_seconds=1.0,
 )
 CHANNELS = {"email", "push", "sms", "realtime", "webhook"}
@@ -101,4 +102,11 @@ def test_forged_replayed_and_stale_pusher_webhooks_change_no_ones_presence(soak:
     result = soak.presence_webhooks(SIZES.presence_webhooks)
 
     assert result.notes["attempts"] == SIZES.presence_webhooks * 5
+    assert result.lost == 0 and result.ok, explain(result)
+
+
+def test_forged_replayed_and_stale_sendgrid_and_twilio_callbacks_change_nothing(soak: Soak) -> None:
+    result = soak.feedback_webhooks(SIZES.feedback_webhooks)
+
+    assert result.notes["attempts"] == SIZES.feedback_webhooks * 11  # 5 SendGrid and 6 Twilio attacks each
     assert result.lost == 0 and result.ok, explain(result)

@@ -306,3 +306,48 @@ def test_the_digest_reads_its_index_writes_notifications_and_queues_email_only(
     # it renders each notification's in-app title, and TEMPLATE_BUCKET makes the renderer read S3
     assert granted.pop("s3:GetObject") and granted.pop("s3:ListBucket")
     assert not granted, f"DigestFunction has permissions it never uses: {sorted(granted)}"
+
+
+def test_the_feedback_function_updates_what_feedback_changes_and_nothing_else(
+    translated: dict[str, Any],
+) -> None:
+    """SES feedback (decision 022): conditional updates of the delivery log, suppression entries and
+    soft-bounce counters; a complainer's marketing opt-out (UserStore.edit_own: read, then one
+    transaction checked as its UpdateItem and the not-erased ConditionCheck); powertools
+    idempotency; rejections to its own DLQ. No Scan, no Query, no deletes of user data."""
+    granted = role_actions(translated, "FeedbackFunction")
+    assert granted.pop("dynamodb:UpdateItem") == {
+        "NotificationsTable",
+        "SuppressionTable",
+        "RateCountersTable",
+        "UsersTable",
+        "IdempotencyTable",
+    }
+    assert granted.pop("dynamodb:GetItem") == {"UsersTable", "IdempotencyTable"}
+    assert granted.pop("dynamodb:ConditionCheckItem") == {"UsersTable"}
+    assert granted.pop("dynamodb:PutItem") == {"IdempotencyTable"}
+    assert granted.pop("dynamodb:DeleteItem") == {"IdempotencyTable"}  # an idempotency record that failed
+    assert granted.pop("sqs:SendMessage") == {"FeedbackDeadLetterQueue"}
+    assert not granted, f"FeedbackFunction has permissions it never uses: {sorted(granted)}"
+
+
+def test_the_api_verifies_provider_webhooks_and_lifts_nothing_but_sms_opt_outs(
+    translated: dict[str, Any],
+) -> None:
+    """The signed webhooks (decision 023): the API reads the Pusher, SendGrid (event webhook
+    verification key) and Twilio (auth token) secrets, and the unsubscribe links' signing key
+    (decision 024), and no other; it applies feedback with the
+    updates it already has (delivery log, suppression, a complainer's opt-out), and may delete a
+    suppression entry (an SMS START lifts an `opted_out` one, conditionally) but nothing else there."""
+    granted = role_actions(translated, "ApiFunction")
+    assert granted.get("secretsmanager:GetSecretValue") == {
+        "PusherSecret",
+        "SendGridSecret",
+        "TwilioSecret",
+        "UnsubscribeSigningSecret",  # verifies the one-click unsubscribe links (decision 024)
+    }
+    for table in ("NotificationsTable", "SuppressionTable", "UsersTable"):
+        assert table in granted.get("dynamodb:UpdateItem", set()), f"ApiFunction cannot update {table}"
+    assert "SuppressionTable" in granted.get("dynamodb:DeleteItem", set())
+    writes = ("dynamodb:PutItem", "dynamodb:BatchWriteItem")
+    assert not any("SuppressionTable" in granted.get(action, set()) for action in writes)

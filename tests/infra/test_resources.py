@@ -16,12 +16,13 @@ from tests.infra.helpers import as_list, props, resources_of, target_id, walk
 pytestmark = pytest.mark.infra
 
 DLQ_RETENTION = 14 * 24 * 3600
-FUTURE_CONSUMER_TIMEOUTS = {"FeedbackQueue": 30}  # consumers not in the template yet
+FUTURE_CONSUMER_TIMEOUTS: dict[str, int] = {}  # queues whose consumer is not in the template yet
 CHANNEL_QUEUES = {"EmailQueue", "PushQueue", "SmsQueue", "RealtimeQueue", "WebhookQueue"}
 
 FUNCTIONS = {  # docs/contracts.md, Functions
     "RouterFunction": ("functions/router/", "IngestQueue"),
     "DirectoryFunction": ("functions/directory/", "DirectoryQueue"),
+    "FeedbackFunction": ("functions/feedback/", "FeedbackQueue"),
     "EmailSenderFunction": ("functions/email_sender/", "EmailQueue"),
     "PushSenderFunction": ("functions/push_sender/", "PushQueue"),
     "SmsSenderFunction": ("functions/sms_sender/", "SmsQueue"),
@@ -37,7 +38,9 @@ PROVIDER_SDKS = {  # requirement name -> the only function folder that may list 
 }
 # Functions that use a provider SDK's own signature helpers (never its requests) for inbound calls:
 # the API checks Pusher's webhook signatures and signs channel auth with the pusher SDK.
-SDK_HELPERS = {"pusher": {"api"}}
+# Functions that may list another function's provider SDK for its own helpers only (signature
+# checks of the providers' webhooks, Pusher channel auth), at the same pin.
+SDK_HELPERS = {"pusher": {"api"}, "sendgrid": {"api"}, "twilio": {"api"}}
 
 TABLES = {  # docs/contracts.md, Tables: keys, indexes (name -> (keys, projection)), TTL attribute
     "UsersTable": {
@@ -137,6 +140,7 @@ FUNCTION_ENV = {
         "EMAIL_DLQ_URL",
     },
     "DirectoryFunction": {"DIRECTORY_DLQ_URL"},
+    "FeedbackFunction": {"FEEDBACK_DLQ_URL", "SES_CONFIGURATION_SET"},
     "PushSenderFunction": {"FCM_SECRET_ARN", "PUSH_DLQ_URL"},
     "SmsSenderFunction": {"TWILIO_SECRET_ARN", "TWILIO_STATUS_CALLBACK_URL", "SMS_DLQ_URL"},
     "RealtimeSenderFunction": {"PUSHER_SECRET_ARN", "REALTIME_DLQ_URL", "PRESENCE_MAX_AGE_SECONDS"},

@@ -84,4 +84,7 @@ def test_exactly_the_routes_without_a_jwt_in_the_template_are_documented_without
         if operation.get("security") == []
     }
 
-    assert open_in_template == open_in_document == {("POST", "/v1/webhooks/pusher")}
+    # the providers' signed webhooks (decisions 018, 023) and the signed unsubscribe link (024)
+    webhooks = {("POST", f"/v1/webhooks/{provider}") for provider in ("pusher", "sendgrid", "twilio")}
+    unsubscribe = {("GET", "/v1/unsubscribe"), ("POST", "/v1/unsubscribe")}
+    assert open_in_template == open_in_document == webhooks | unsubscribe

@@ -11,6 +11,7 @@ from herald.directory import DirectoryRecord
 from herald.ingest import IngestRecord
 from herald.messages import parse_channel_body
 from herald.models import Channel
+from herald.ses_feedback import SesFeedbackRecord
 from tests.support.aws import REPO_ROOT, template
 
 pytestmark = pytest.mark.unit
@@ -52,6 +53,8 @@ def test_the_sample_event_is_what_the_function_consumes(name: str) -> None:
             IngestRecord.model_validate(record)
         elif name == "directory":
             DirectoryRecord.model_validate(record)
+        elif name == "feedback":
+            SesFeedbackRecord.model_validate(record)
         else:
             message = parse_channel_body(record["body"])
             assert message.channel is Channel(name.removesuffix("_sender"))

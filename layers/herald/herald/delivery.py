@@ -98,6 +98,10 @@ class DeliveryState(StrEnum):
     SUPPRESSED = "suppressed"
     NOT_DELIVERED = "not_delivered"
     UNCERTAIN = "uncertain"
+    # what the provider reported after accepting it (herald.feedback)
+    DELIVERED = "delivered"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
 
 
 FINAL_STATES = frozenset(
@@ -107,8 +111,28 @@ FINAL_STATES = frozenset(
         DeliveryState.SUPPRESSED,
         DeliveryState.NOT_DELIVERED,
         DeliveryState.UNCERTAIN,
+        DeliveryState.DELIVERED,
+        DeliveryState.BOUNCED,
+        DeliveryState.COMPLAINED,
     }
 )
+# After the provider accepted a message, what its feedback may turn the channel's state into, from
+# which states: news never goes backwards (a late `delivered` does not undo a bounce), and a
+# delivery report settles an `uncertain` send.
+FEEDBACK_TRANSITIONS: dict[DeliveryState, frozenset[DeliveryState]] = {
+    DeliveryState.DELIVERED: frozenset({DeliveryState.SENT, DeliveryState.UNCERTAIN}),
+    DeliveryState.FAILED: frozenset({DeliveryState.SENT, DeliveryState.UNCERTAIN, DeliveryState.DELIVERED}),
+    DeliveryState.BOUNCED: frozenset({DeliveryState.SENT, DeliveryState.UNCERTAIN, DeliveryState.DELIVERED}),
+    DeliveryState.COMPLAINED: frozenset(
+        {
+            DeliveryState.SENT,
+            DeliveryState.UNCERTAIN,
+            DeliveryState.DELIVERED,
+            DeliveryState.BOUNCED,
+            DeliveryState.FAILED,
+        }
+    ),
+}
 # Final states in which the channel did not reach the user (an escalation moves on at once).
 UNDELIVERED_STATES = frozenset({DeliveryState.FAILED, DeliveryState.SUPPRESSED, DeliveryState.NOT_DELIVERED})
 
@@ -204,6 +228,16 @@ class Acknowledged:
 
 ClaimResult = Claim | AlreadyFinal | InFlight | RecipientErased | Acknowledged
 
+
+class FeedbackWrite(StrEnum):
+    """What `DeliveryLedger.record_feedback` wrote."""
+
+    MOVED = "moved"  # the channel's state moved, and the log entry
+    LOGGED = "logged"  # the log entry only (the news was not newer than the state)
+    DUPLICATE = "duplicate"  # nothing: this event was applied before (a replay)
+    MISSING = "missing"  # nothing: no such notification (erased, expired, not Herald's)
+
+
 ACKNOWLEDGED_CODE = "acknowledged"  # `deliveries.<channel>.code` of a step skipped after the ack
 
 _MISSING = object()  # the record has no `deliveries` map yet
@@ -222,6 +256,7 @@ class LogEntry:
     code: str | None = None
     provider_message_id: str | None = None
     attempt: int | None = None
+    event_id: str | None = None  # the provider's id of a feedback event (a replay is recognised by it)
 
     def item(self, at: datetime) -> dict[str, Any]:
         entry = {
@@ -233,6 +268,7 @@ class LogEntry:
             "code": self.code,
             "provider_message_id": self.provider_message_id,
             "attempt": self.attempt,
+            "event_id": self.event_id,
         }
         return {k: v for k, v in entry.items() if v is not None}
 
@@ -335,6 +371,7 @@ class DeliveryLedger:
         if message.task_token:
             update += ", task_token = :task_token"
             values[":task_token"] = message.task_token
+        if message.stops_when_acknowledged:
             guard += " AND attribute_not_exists(acked_at)"  # an acknowledged escalation sends no step
         try:
             response = self._client.update_item(
@@ -381,7 +418,11 @@ class DeliveryLedger:
             # our own write: it was applied but its answer was lost, and botocore's retry of it (or
             # our next try) found the claim we had just taken. The previous state is gone with it.
             return replace(claim, record=record)
-        if message.task_token and record.get("acked_at") and state != DeliveryState.SENDING.value:
+        if (
+            message.stops_when_acknowledged
+            and record.get("acked_at")
+            and state != DeliveryState.SENDING.value
+        ):
             # acknowledged: this step ends the escalation (a claim held elsewhere is waited out first)
             return Acknowledged(acked_at=str(record["acked_at"]), delivery=current)
         if state == DeliveryState.SENDING.value:
@@ -468,7 +509,8 @@ class DeliveryLedger:
                 TableName=self._table,
                 Key=self._key(message.user_id, message.notification_id),
                 UpdateExpression="SET " + ", ".join(sets),
-                ConditionExpression="attribute_not_exists(#d)",
+                ConditionExpression="attribute_not_exists(#d)"
+                + (" AND attribute_not_exists(acked_at)" if message.stops_when_acknowledged else ""),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=to_attributes(values),
                 ReturnValues="ALL_OLD",
@@ -576,14 +618,73 @@ class DeliveryLedger:
             return False
         return True
 
-    def append_log(self, user_id: str, notification_id: str, entry: LogEntry) -> None:
+    def append_log(
+        self, user_id: str, notification_id: str, entry: LogEntry, at: datetime | None = None
+    ) -> None:
         self._client.update_item(
             TableName=self._table,
             Key=self._key(user_id, notification_id),
             UpdateExpression="SET delivery_log = list_append(if_not_exists(delivery_log, :empty), :entry)",
             ConditionExpression="attribute_exists(notification_id)",
-            ExpressionAttributeValues=to_attributes({":entry": [entry.item(self._clock())], ":empty": []}),
+            ExpressionAttributeValues=to_attributes(
+                {":entry": [entry.item(at or self._clock())], ":empty": []}
+            ),
         )
+
+    def record_feedback(
+        self,
+        user_id: str,
+        notification_id: str,
+        entry: LogEntry,
+        state: DeliveryState | None = None,
+        at: datetime | None = None,
+    ) -> FeedbackWrite:
+        """A provider's report on a message it accepted: `entry` on the delivery log and, with
+        `state`, the channel's new state when the current one may move there (FEEDBACK_TRANSITIONS).
+        An entry with an `event_id` already applied to this notification (a replayed webhook)
+        writes nothing: the ids applied are kept in the record's `feedback_events` set, in the same
+        write. `at`: when the provider says it happened (the log entry's time; default now)."""
+        now = at or self._clock()
+        log = "delivery_log = list_append(if_not_exists(delivery_log, :empty), :entry)"
+        values: dict[str, Any] = {":entry": [entry.item(now)], ":empty": []}
+        add, fresh = "", ""
+        if entry.event_id:
+            add, fresh = " ADD feedback_events :event_ids", " AND NOT contains(feedback_events, :event_id)"
+            values |= {":event_id": entry.event_id}
+        raw_values = {":event_ids": {"SS": [entry.event_id]}} if entry.event_id else {}
+        if state is not None:
+            allowed = sorted(s.value for s in FEEDBACK_TRANSITIONS[state])
+            names = {f":from{i}": value for i, value in enumerate(allowed)}
+            try:
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=self._key(user_id, notification_id),
+                    UpdateExpression=f"SET #d.#ch.#st = :state, #d.#ch.updated_at = :at, {log}{add}",
+                    ConditionExpression=f"#d.#ch.#st IN ({', '.join(names)}){fresh}",
+                    ExpressionAttributeNames={"#d": "deliveries", "#ch": entry.channel.value, "#st": "state"},
+                    ExpressionAttributeValues=to_attributes(
+                        {**values, **names, ":state": state.value, ":at": now.isoformat()}
+                    )
+                    | raw_values,
+                )
+                return FeedbackWrite.MOVED
+            except ClientError as error:
+                if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key(user_id, notification_id),
+                UpdateExpression=f"SET {log}{add}",
+                ConditionExpression=f"attribute_exists(notification_id){fresh}",
+                ExpressionAttributeValues=to_attributes(values) | raw_values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return FeedbackWrite.DUPLICATE if error.response.get("Item") else FeedbackWrite.MISSING
+        return FeedbackWrite.LOGGED
 
     def record_acknowledged(self, message: ChannelMessage, reason: str) -> bool:
         """An escalation step skipped because the notification was acknowledged (no claim was

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from functools import cache
 from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
@@ -123,16 +122,6 @@ class RouterSettings(HeraldSettings):
         return json.loads(raw) if isinstance(raw, str) else raw
 
 
-@cache
-def tables_from_environment() -> Tables:
-    return load(Tables)
-
-
-@cache
-def router_settings() -> RouterSettings:
-    return load(RouterSettings)
-
-
 class DirectorySettings(HeraldSettings):
     """The directory function (`UserUpserted` / `UserDeleted` from the bus, decision 014)."""
 
@@ -140,11 +129,6 @@ class DirectorySettings(HeraldSettings):
     dlq_url: str = Field(alias="DIRECTORY_DLQ_URL")
     tombstone_days: int = Field(default=30, alias="DIRECTORY_TOMBSTONE_DAYS", ge=1)
     tables: Tables = Field(default_factory=Tables)  # a `UserDeleted` erases the person (decision 017)
-
-
-@cache
-def directory_settings() -> DirectorySettings:
-    return load(DirectorySettings)
 
 
 class ApiSettings(HeraldSettings):
@@ -155,3 +139,22 @@ class ApiSettings(HeraldSettings):
     notification_retention_days: int = Field(default=90, alias="NOTIFICATION_RETENTION_DAYS", ge=1)
     pusher_secret_arn: str = Field(alias="PUSHER_SECRET_ARN")
     presence_max_age_seconds: int = Field(default=21600, alias="PRESENCE_MAX_AGE_SECONDS", ge=1)
+    # the providers' signed feedback webhooks (decision 023): SendGrid's event webhook verification
+    # key (`webhook_public_key`) and Twilio's auth token live in the senders' secrets
+    sendgrid_secret_arn: str = Field(alias="SENDGRID_SECRET_ARN")
+    twilio_secret_arn: str = Field(alias="TWILIO_SECRET_ARN")
+    # the answer to an inbound SMS HELP (TwiML <Message>)
+    sms_help_text: str = Field(alias="SMS_HELP_TEXT", min_length=1, max_length=320)
+    # the HMAC key of the one-click unsubscribe links the email sender signs (decision 024)
+    unsubscribe_secret_arn: str = Field(alias="UNSUBSCRIBE_SECRET_ARN")
+
+
+class FeedbackSettings(HeraldSettings):
+    """The feedback function: SES events from the feedback queue (decision 022)."""
+
+    tables: Tables = Field(default_factory=Tables)
+    dlq_url: str = Field(alias="FEEDBACK_DLQ_URL")
+    # Herald's configuration set: events of another one are about mail Herald did not send.
+    ses_configuration_set: str = Field(default="", alias="SES_CONFIGURATION_SET")
+    soft_bounce_threshold: int = Field(default=3, alias="SOFT_BOUNCE_THRESHOLD", ge=1)
+    soft_bounce_window_days: int = Field(default=7, alias="SOFT_BOUNCE_WINDOW_DAYS", ge=1, le=365)

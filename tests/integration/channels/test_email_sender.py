@@ -135,7 +135,7 @@ def test_sendgrid_as_the_primary_provider(env: Env, monkeypatch: pytest.MonkeyPa
     assert entry.request["custom_args"] == {
         "notification_id": "ntf-1",
         "user_id": "42",
-        "type": "payment_receipt",
+        "herald_type": "payment_receipt",  # not `type`: the event webhook's own field (decision 023)
     }
     assert entry.subject and entry.body and entry.extra["html"]
 

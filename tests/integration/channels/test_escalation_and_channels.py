@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -267,7 +268,9 @@ def test_sms_goes_through_twilio_with_the_status_callback(env: Env) -> None:
     assert (delivery["state"], delivery["provider"]) == ("sent", "twilio")
     sent = env.sandbox.twilio.message(delivery["provider_message_id"])
     assert sent is not None
-    assert sent.status_callback == "https://api.example.com/v1/webhooks/twilio"
+    # the ids ride on the callback URL (signed by Twilio): its status callback finds the notification
+    ids = urlencode({"notification_id": message.notification_id, "user_id": message.user_id})
+    assert sent.status_callback == f"https://api.example.com/v1/webhooks/twilio?{ids}"
     assert sent.to == "+14155550100"
     assert "203.0.113.7" not in sent.body and "Lisbon" not in sent.body  # sensitive fields
 
@@ -456,3 +459,27 @@ def test_an_undeliverable_sms_step_sends_the_push_at_once(env: Env) -> None:
     assert ChannelMessage.model_validate_json(push["Body"]).channel is Channel.PUSH
     assert execution_status(env, arn, "SUCCEEDED") == "SUCCEEDED"
     assert env.record(sms)["deliveries"]["sms"]["state"] == "suppressed"
+
+
+@pytest.mark.parametrize("after_escalation", [True, False], ids=["chain's last step", "a plain delivery"])
+def test_a_later_step_is_not_sent_once_the_notification_is_acknowledged(
+    env: Env, after_escalation: bool
+) -> None:
+    # GIVEN the SMS a chain sends after its first step timed out (e.g. held until quiet hours end),
+    # and the person acknowledged the notification in the app meanwhile
+    env.put_profile(a_profile())
+    sms = security_sms(urgency=Urgency.HIGH, after_escalation=after_escalation)
+    env.create_record(sms)
+    acknowledge(env, sms)
+
+    # WHEN the SMS sender handles it
+    assert deliver(env, "Sms", "sms_sender", sms, record=False) == {"batchItemFailures": []}
+
+    # THEN a chain's step is not sent (the person answered); a plain delivery is (no chain to end)
+    delivery = env.record(sms)["deliveries"]["sms"]
+    if after_escalation:
+        assert env.sandbox.outbox.entries(provider="twilio") == []
+        assert (delivery["state"], delivery["code"]) == ("not_delivered", "acknowledged")
+    else:
+        assert len(env.sandbox.outbox.entries(provider="twilio")) == 1
+        assert delivery["state"] == "sent"

@@ -49,7 +49,9 @@ def test_sendgrid_body_has_text_first_headers_and_custom_args() -> None:
     assert [c["type"] for c in body["content"]] == ["text/plain", "text/html"]
     assert body["reply_to"] == {"email": "support@example.com"}
     assert body["headers"]["List-Unsubscribe"] == "<https://x/v1/unsubscribe?token=t>"
-    assert body["custom_args"] == {"notification_id": "n-1", "user_id": "42", "type": "marketing_promo"}
+    # `type` would collide with the event webhook's own field (a bounce's type): prefixed (decision 023)
+    args = {"notification_id": "n-1", "user_id": "42", "herald_type": "marketing_promo"}
+    assert body["custom_args"] == args
     assert body["categories"] == ["marketing_promo"]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from email import message_from_bytes
 from email.policy import default
 
@@ -10,7 +11,8 @@ from botocore.stub import Stubber
 
 from herald.channels.ports import OutgoingEmail
 from herald.channels.result import AUTH, Accepted, PermanentFailure, RetryLater
-from herald.channels.ses import SesEmailProvider, build_mime, send_client, tag_value
+from herald.channels.ses import SesEmailProvider, build_mime, send_client
+from herald.provider_tags import decode_tag, encode_tag
 
 pytestmark = pytest.mark.unit
 
@@ -44,7 +46,7 @@ def test_without_custom_headers_the_content_is_simple_with_both_parts() -> None:
     assert body["Html"]["Data"] == "<p>HTML body</p>"
     assert request["ConfigurationSetName"] == "herald-dev"
     assert request["ReplyToAddresses"] == ["support@example.com"]
-    assert {"Name": "notification_id", "Value": "n_1"} in request["EmailTags"]
+    assert {"Name": "notification_id", "Value": encode_tag("n#1")} in request["EmailTags"]  # lossless
 
 
 def test_custom_headers_need_raw_mime_with_text_then_html() -> None:
@@ -68,9 +70,17 @@ def test_a_text_only_email_is_a_single_part() -> None:
     assert message_from_bytes(build_mime(email), policy=default).get_content_type() == "text/plain"
 
 
-def test_tag_values_only_keep_what_ses_allows() -> None:
-    assert tag_value("user@example.com#1") == "user_example_com_1"
-    assert tag_value("") == "_"
+@pytest.mark.parametrize("value", ["ntf-0123abcd", "42", "auth0|1", "user@example.com#1", "b64-x", "", "ünï"])
+def test_tag_values_keep_to_what_ses_allows_and_decode_to_the_very_id(value: str) -> None:
+    encoded = encode_tag(value)
+
+    assert encoded is not None and re.fullmatch(r"[A-Za-z0-9_-]{1,256}", encoded)
+    assert decode_tag(encoded) == value
+    assert encode_tag("ntf-0123abcd") == "ntf-0123abcd"  # what fits is kept readable
+
+
+def test_a_value_too_long_for_a_tag_is_left_out() -> None:
+    assert encode_tag("é" * 200) is None
 
 
 def test_accepted_with_the_ses_message_id(client) -> None:

@@ -21,6 +21,9 @@ from herald.api import (
     privacy,
     pusher_auth,
     pusher_webhooks,
+    sendgrid_webhooks,
+    twilio_webhooks,
+    unsubscribe,
 )
 from herald.api.errors import ErrorResponse
 
@@ -34,12 +37,16 @@ ROUTERS = (
     privacy.router,
     pusher_auth.router,
     pusher_webhooks.router,
+    sendgrid_webhooks.router,
+    twilio_webhooks.router,
+    unsubscribe.router,
 )
 TITLE = "Herald app API"
 VERSION = "1.0.0"
 OPENAPI_PATH = Path("schemas/openapi.json")
 
 WEBHOOKS_TAG = "webhooks"
+UNSUBSCRIBE_TAG = "unsubscribe"  # the signed link's token, no JWT (Auth: NONE, decision 024)
 _WEBHOOK_401 = "The provider's signature, key or timestamp does not check out: nothing was written."
 _ERRORS = {
     "401": "No token, or one API Gateway's JWT authorizer refused. The authorizer's own answer is "
@@ -86,6 +93,8 @@ def openapi_document(app: APIGatewayHttpResolver | None = None) -> dict[str, Any
             if WEBHOOKS_TAG in operation.get("tags", []):
                 operation["security"] = []  # signed by the provider, no JWT (Auth: NONE in the template)
                 responses["401"] = {"description": _WEBHOOK_401, "content": reference}
+            if UNSUBSCRIBE_TAG in operation.get("tags", []):
+                operation["security"] = []
     return document
 
 

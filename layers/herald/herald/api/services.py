@@ -10,6 +10,7 @@ its own environment, never the first one's endpoint.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,14 @@ import pusher
 from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
 
 from herald.channels.credentials import SecretBacked, SecretSource
+from herald.delivery import DeliveryLedger
+from herald.feedback import FeedbackRecorder
+from herald.sendgrid_feedback import EventWebhookVerifier
 from herald.settings import ApiSettings, Tables, load
+from herald.stores.suppression import SuppressionStore
+from herald.stores.users import UserStore
+from herald.twilio_feedback import TwilioWebhookVerifier
+from herald.unsubscribe import key_from_secret
 
 CONTEXT_KEY = "services"
 
@@ -35,22 +43,43 @@ class Services:
     dynamodb: Any
     stepfunctions: Any  # SendTaskSuccess for acknowledged escalations (herald.acknowledgement)
     pusher: SecretBacked[pusher.Pusher]  # `.get()`: the current app (rebuilt when the secret rotates)
+    # the SendGrid and Twilio secrets' webhook keys (decision 023); their SDKs load on first use
+    sendgrid_events: SecretBacked[EventWebhookVerifier]
+    twilio_webhooks: SecretBacked[TwilioWebhookVerifier]
+    # the one-click unsubscribe links' HMAC key (decision 024); raises ProviderUnavailable
+    unsubscribe_key: Callable[[], str]
 
     @classmethod
     def from_environment(cls) -> Services:
         """Configuration validated now (a cold start fails loudly, not the first request); the
-        Pusher secret is read on first use (cached by powertools)."""
+        provider secrets are read on first use (cached by powertools)."""
         settings = load(ApiSettings)
+        secrets = SecretSource()
         return cls(
             settings=settings,
             dynamodb=boto3.client("dynamodb"),
             stepfunctions=boto3.client("stepfunctions"),
-            pusher=SecretBacked(SecretSource(), settings.pusher_secret_arn, pusher_client),
+            pusher=SecretBacked(secrets, settings.pusher_secret_arn, pusher_client),
+            sendgrid_events=SecretBacked(
+                secrets, settings.sendgrid_secret_arn, EventWebhookVerifier.from_secret
+            ),
+            twilio_webhooks=SecretBacked(
+                secrets, settings.twilio_secret_arn, TwilioWebhookVerifier.from_secret
+            ),
+            unsubscribe_key=lambda: key_from_secret(secrets.text(settings.unsubscribe_secret_arn)),
         )
 
     @property
     def tables(self) -> Tables:
         return self.settings.tables
+
+    def feedback_recorder(self) -> FeedbackRecorder:
+        """Applies the providers' feedback (herald.feedback): delivery log, suppression, opt-out."""
+        return FeedbackRecorder(
+            DeliveryLedger(self.dynamodb, self.tables.notifications, users_table=self.tables.users),
+            SuppressionStore(self.dynamodb, self.tables.suppression),
+            UserStore(self.dynamodb, self.tables.users),
+        )
 
 
 def services(router: BaseRouter) -> Services:

@@ -46,6 +46,20 @@ def _address(value: str) -> dict[str, str]:
     return {"email": address or value, **({"name": name} if name else {})}
 
 
+# SendGrid's event webhook echoes custom args as top-level fields of each event: a tag named like
+# one of the event's own fields (a bounce's `type: bounce | blocked`) would collide with it, so it
+# is sent with a `herald_` prefix (the type also rides in `categories`). Decision 023.
+EVENT_FIELDS = frozenset(
+    {"type", "event", "email", "timestamp", "reason", "status", "response", "attempt", "category"}
+    | {"sg_event_id", "sg_message_id", "smtp-id", "ip", "tls", "url", "useragent", "pool"}
+    | {"bounce_classification", "asm_group_id", "sg_machine_open", "sg_content_type"}
+)
+
+
+def _custom_arg(tag: str) -> str:
+    return f"herald_{tag}" if tag in EVENT_FIELDS else tag
+
+
 def mail_body(email: OutgoingEmail) -> dict[str, Any]:
     """The v3 `mail/send` JSON for `email`."""
     content = [{"type": "text/plain", "value": email.text}]
@@ -62,7 +76,7 @@ def mail_body(email: OutgoingEmail) -> dict[str, Any]:
     if email.headers:
         body["headers"] = dict(email.headers)
     if email.tags:
-        body["custom_args"] = {k: str(v) for k, v in email.tags.items()}
+        body["custom_args"] = {_custom_arg(k): str(v) for k, v in email.tags.items()}
         if "type" in email.tags:
             body["categories"] = [str(email.tags["type"])[:255]]
     return body

@@ -20,7 +20,6 @@ sending client is built by `send_client()` with one attempt and the function's t
 
 from __future__ import annotations
 
-import re
 import threading
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -51,6 +50,7 @@ from herald.channels.result import (
     short,
 )
 from herald.channels.transport import request_may_leave, tls_handshake_failed
+from herald.provider_tags import encode_tag
 
 PROVIDER = "ses"
 
@@ -97,17 +97,16 @@ ACCOUNT_CODES = frozenset(
 AUTH_CODES = frozenset(
     {"AccessDenied", "AccessDeniedException", "UnrecognizedClientException", "InvalidClientTokenId"}
 )
-_TAG_VALUE = re.compile(r"[^A-Za-z0-9_-]")
 
 
-def tag_value(value: str) -> str:
-    """SES tag values allow only ASCII letters, digits, `_` and `-` (at most 256)."""
-    return _TAG_VALUE.sub("_", value)[:256] or "_"
+# Header lines up to RFC 5322's 998 characters: at the default 78, a List-Unsubscribe URL longer than a
+# line (no place to fold) is RFC 2047-encoded, which no mail client parses as a URL (decision 024).
+MIME_POLICY = SMTP.clone(max_line_length=998)
 
 
 def build_mime(email: OutgoingEmail) -> bytes:
     """multipart/alternative (text, then HTML) with the email's extra headers, as SES Raw data."""
-    message = EmailMessage(policy=SMTP)
+    message = EmailMessage(policy=MIME_POLICY)
     message["From"] = email.sender
     message["To"] = email.to
     if email.reply_to:
@@ -167,7 +166,11 @@ class SesEmailProvider:
         params: dict[str, Any] = {
             "FromEmailAddress": email.sender,
             "Destination": {"ToAddresses": [email.to]},
-            "EmailTags": [{"Name": name, "Value": tag_value(value)} for name, value in email.tags.items()],
+            "EmailTags": [
+                {"Name": name, "Value": tagged}
+                for name, value in email.tags.items()
+                if (tagged := encode_tag(value)) is not None  # herald.provider_tags: lossless
+            ],
         }
         if email.reply_to:
             params["ReplyToAddresses"] = [email.reply_to]

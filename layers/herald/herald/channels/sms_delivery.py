@@ -11,6 +11,7 @@ from herald.models import Category, Channel
 from herald.rendering import Renderer
 from herald.stores.keys import sms_address
 from herald.stores.suppression import SuppressionStore
+from herald.twilio_feedback import status_callback_url
 
 
 class SmsDeliverer:
@@ -60,6 +61,7 @@ class SmsDeliverer:
         rendered = self._renderer.render(
             message.type, Channel.SMS, message.locale, message.data, context.template_context
         )
-        return self.provider.send(
-            OutgoingSms(to=to, body=rendered.sms or "", status_callback=self._status_callback_url)
-        )
+        callback = self._status_callback_url
+        if callback:  # Twilio echoes (and signs) the ids: its callback finds the notification (023)
+            callback = status_callback_url(callback, message.user_id, message.notification_id)
+        return self.provider.send(OutgoingSms(to=to, body=rendered.sms or "", status_callback=callback))

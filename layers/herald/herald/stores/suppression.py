@@ -46,9 +46,11 @@ class SuppressionStore:
         source: str,
         now: datetime | None = None,
         contact: str | None = None,
+        notification_id: str | None = None,
     ) -> None:
         """Suppress an address (a key from herald.stores.keys); the first reason recorded wins (later
-        ones are kept as `last_reason`). `contact`: the plain address, kept for support."""
+        ones are kept as `last_reason`). `contact`: the plain address, kept for support;
+        `notification_id`: the notification whose feedback caused it (the first one is kept)."""
         at = (now or datetime.now(UTC)).isoformat()
         expression = (
             "SET #reason = if_not_exists(#reason, :reason), #source = if_not_exists(#source, :source), "
@@ -58,6 +60,9 @@ class SuppressionStore:
         if contact is not None:
             expression += ", contact = :contact"
             values[":contact"] = contact
+        if notification_id is not None:
+            expression += ", notification_id = if_not_exists(notification_id, :notification_id)"
+            values[":notification_id"] = notification_id
         self._client.update_item(
             TableName=self._table,
             Key=to_attributes(suppression_key(address)),
@@ -103,3 +108,22 @@ class SuppressionStore:
     def release(self, address: str) -> None:
         """Lift a suppression (e.g. an SMS START reply)."""
         self._client.delete_item(TableName=self._table, Key=to_attributes(suppression_key(address)))
+
+    def release_opt_out(self, address: str) -> bool:
+        """Lift an entry only if it is nothing but an opt-out (an SMS START reply): its reason and
+        its latest reason are `opted_out`. A bounce, a complaint or an unreachable number — even
+        one reported after the opt-out — stays. False when nothing was lifted."""
+        try:
+            self._client.delete_item(
+                TableName=self._table,
+                Key=to_attributes(suppression_key(address)),
+                ConditionExpression="#reason = :opted_out AND "
+                "(attribute_not_exists(last_reason) OR last_reason = :opted_out)",
+                ExpressionAttributeNames={"#reason": "reason"},
+                ExpressionAttributeValues=to_attributes({":opted_out": "opted_out"}),
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
