@@ -162,6 +162,7 @@ def test_a_dead_token_is_suppressed_without_its_plain_value_and_is_gone_after_th
     (entry,) = items(env, "SuppressionTable")
     assert entry["address"] == push_address("tok-a")
     assert (entry["reason"], "contact" in entry) == ("dead_token", False)
+    assert entry["notification_id"] == message.notification_id  # the cause, for support
     assert set(env.profile("42").devices) == {"tok-b"}  # type: ignore[union-attr]
     # and once the person is erased, the dead token is nowhere in plain form
     erase(env)

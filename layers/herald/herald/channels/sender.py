@@ -562,7 +562,12 @@ class ChannelSender:
             for token in effects.dead_tokens:
                 # no plain `contact`: the token leaves the profile now, so an erasure of its holder
                 # could not find the entry again; and a token has no support value (decision 017)
-                self._suppression.suppress(push_address(token), reason="dead_token", source=provider)
+                self._suppression.suppress(
+                    push_address(token),
+                    reason="dead_token",
+                    source=provider,
+                    notification_id=message.notification_id,
+                )
                 self._drop_dead_token(message.user_id, token)
                 self._count("DeadTokensRemoved")
             if effects.opt_out_phone:
@@ -571,6 +576,7 @@ class ChannelSender:
                     reason="opted_out",
                     source=provider,
                     contact=effects.opt_out_phone,
+                    notification_id=message.notification_id,
                 )
                 self._count("PhonesOptedOut")
         except (ClientError, Contended):

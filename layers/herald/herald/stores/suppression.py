@@ -74,9 +74,10 @@ class SuppressionStore:
     def keep_anonymously(
         self, address: str, *, opted_out: bool, source: str = "erasure", now: datetime | None = None
     ) -> bool:
-        """For an erased person: drop the entry's plain `contact`, keep the hashed entry. With
-        `opted_out`, record an `opted_out` entry if there is none (their channel opt-out outlives
-        them). True when an entry exists afterwards."""
+        """For an erased person: drop the entry's plain `contact` and the notification that caused
+        it (whose record the erasure deletes), keep the hashed entry. With `opted_out`, record an
+        `opted_out` entry if there is none (their channel opt-out outlives them). True when an
+        entry exists afterwards."""
         key = to_attributes(suppression_key(address))
         if opted_out:
             at = (now or datetime.now(UTC)).isoformat()
@@ -85,7 +86,7 @@ class SuppressionStore:
                 Key=key,
                 UpdateExpression="SET #reason = if_not_exists(#reason, :reason), #source = if_not_exists("
                 "#source, :source), created_at = if_not_exists(created_at, :at), updated_at = :at "
-                "REMOVE contact",
+                "REMOVE contact, notification_id",
                 ExpressionAttributeNames={"#reason": "reason", "#source": "source"},
                 ExpressionAttributeValues=to_attributes(
                     {":reason": "opted_out", ":source": source, ":at": at}
@@ -96,7 +97,7 @@ class SuppressionStore:
             self._client.update_item(
                 TableName=self._table,
                 Key=key,
-                UpdateExpression="REMOVE contact",
+                UpdateExpression="REMOVE contact, notification_id",
                 ConditionExpression="attribute_exists(address)",
             )
         except ClientError as error:
