@@ -1,4 +1,4 @@
-"""`python -m local.sandboxes`: serve every sandbox in the foreground until Ctrl-C.
+"""`python -m local.sandboxes`: serve every sandbox in the foreground until Ctrl-C (or SIGTERM).
 
 Prints the endpoints, credentials and Herald's secret values as JSON on stdout.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -48,12 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.credentials and credentials is None:
         args.credentials.write_text(json.dumps(host.credentials.to_dict(), indent=2))
         args.credentials.chmod(0o600)
+    # Ctrl-C or a TERM stops it cleanly, also when started from a script in the background (where
+    # the shell makes it ignore SIGINT, and Python then installs no KeyboardInterrupt for it).
+    stopped = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopped.set())
     host.start()
     print(json.dumps(host.describe(), indent=2), flush=True)
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
+        stopped.wait()
     finally:
         host.stop()
     return 0

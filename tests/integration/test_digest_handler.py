@@ -232,12 +232,6 @@ class World:
         return list(ses_backends[ACCOUNT][REGION].sent_messages)
 
 
-@pytest.fixture(scope="module")
-def _provisioned() -> Iterator[SharedStack]:
-    with SharedStack() as shared:
-        yield shared
-
-
 @pytest.fixture
 def world(_provisioned: SharedStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     """template.yaml on moto, provisioned once for the module and fresh for each test."""

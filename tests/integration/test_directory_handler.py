@@ -3,7 +3,6 @@ batch failures, invalid events to the directory DLQ with the reason."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,7 +12,6 @@ from herald.stores.users import UserStore
 from tests.support.sqs import directory_body
 from tests.support.stack import (
     MotoStack,
-    SharedStack,
     fresh_function_module,
 )
 
@@ -29,19 +27,6 @@ class FakeContext:
     @staticmethod
     def get_remaining_time_in_millis() -> int:
         return 30_000
-
-
-@pytest.fixture(scope="module")
-def _provisioned() -> Iterator[SharedStack]:
-    with SharedStack() as shared:
-        yield shared
-
-
-@pytest.fixture
-def stack(_provisioned: SharedStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoStack]:
-    """template.yaml on moto, provisioned once for the module and fresh for each test."""
-    with _provisioned.checkout(monkeypatch) as provisioned:
-        yield provisioned
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,22 +24,9 @@ from tests.integration.test_router_handler import (
     notification,
 )
 from tests.support.sqs import sqs_event
-from tests.support.stack import MotoStack, SharedStack, fresh_function_module
+from tests.support.stack import MotoStack, fresh_function_module
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def _provisioned() -> Iterator[SharedStack]:
-    with SharedStack() as shared:
-        yield shared
-
-
-@pytest.fixture
-def stack(_provisioned: SharedStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoStack]:
-    """template.yaml on moto, provisioned once for the module and fresh for each test."""
-    with _provisioned.checkout(monkeypatch) as provisioned:
-        yield provisioned
 
 
 def a_router(monkeypatch: pytest.MonkeyPatch, **settings: str) -> Any:

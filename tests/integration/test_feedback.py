@@ -3,7 +3,6 @@ with the template's tables: whatever the provider, the same rules."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,25 +17,12 @@ from herald.stores.notifications import NotificationRecord, NotificationStore
 from herald.stores.suppression import SuppressionStore
 from herald.stores.users import UserStore
 from herald.users import UserProfile
-from tests.support.stack import MotoStack, SharedStack
+from tests.support.stack import MotoStack
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 ADDRESS = "ana@example.com"
-
-
-@pytest.fixture(scope="module")
-def _provisioned() -> Iterator[SharedStack]:
-    with SharedStack() as shared:
-        yield shared
-
-
-@pytest.fixture
-def stack(_provisioned: SharedStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoStack]:
-    """template.yaml on moto, provisioned once for the module and fresh for each test."""
-    with _provisioned.checkout(monkeypatch) as provisioned:
-        yield provisioned
 
 
 @pytest.fixture

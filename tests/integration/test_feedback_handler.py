@@ -9,7 +9,6 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,7 +26,7 @@ from herald.stores.notifications import NotificationRecord, NotificationStore
 from herald.stores.suppression import SuppressionStore
 from herald.stores.users import UserStore
 from herald.users import UserProfile
-from tests.support.stack import MotoStack, SharedStack, fresh_function_module
+from tests.support.stack import MotoStack, fresh_function_module
 
 pytestmark = pytest.mark.integration
 
@@ -45,18 +44,6 @@ class FakeContext:
     @staticmethod
     def get_remaining_time_in_millis() -> int:
         return 30_000
-
-
-@pytest.fixture(scope="module")
-def _provisioned() -> Iterator[SharedStack]:
-    with SharedStack() as shared:
-        yield shared
-
-
-@pytest.fixture
-def stack(_provisioned: SharedStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoStack]:
-    with _provisioned.checkout(monkeypatch) as provisioned:
-        yield provisioned
 
 
 @pytest.fixture

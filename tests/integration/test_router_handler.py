@@ -7,7 +7,6 @@ import json
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,7 +23,6 @@ from tests.support.aws import REPO_ROOT
 from tests.support.sqs import sqs_event
 from tests.support.stack import (
     MotoStack,
-    SharedStack,
     fresh_function_module,
 )
 
@@ -40,19 +38,6 @@ class FakeContext:
     @staticmethod
     def get_remaining_time_in_millis() -> int:
         return 60_000
-
-
-@pytest.fixture(scope="module")
-def _provisioned() -> Iterator[SharedStack]:
-    with SharedStack() as shared:
-        yield shared
-
-
-@pytest.fixture
-def stack(_provisioned: SharedStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoStack]:
-    """template.yaml on moto, provisioned once for the module and fresh for each test."""
-    with _provisioned.checkout(monkeypatch) as provisioned:
-        yield provisioned
 
 
 @pytest.fixture

@@ -254,11 +254,12 @@ def test_host_refuses_non_loopback_addresses() -> None:
 
 def test_cli_prints_endpoints_and_serves_until_interrupted(tmp_path: Path) -> None:
     creds_file = tmp_path / "sandbox-credentials.json"
+    log = tmp_path / "sandbox.log"  # a file, not a pipe nobody reads: a full pipe would block its logging
     process = subprocess.Popen(
         [sys.executable, "-m", "local.sandboxes", "--port", "0", "--credentials", str(creds_file)],
         cwd=REPO,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=log.open("w"),
         text=True,
     )
     try:
@@ -280,5 +281,5 @@ def test_cli_prints_endpoints_and_serves_until_interrupted(tmp_path: Path) -> No
         except subprocess.TimeoutExpired:
             process.kill()  # never leave a sandbox behind
             process.wait()
-            raise
+            raise AssertionError(f"no exit after SIGINT; its log ends:\n{log.read_text()[-3000:]}") from None
     assert code == 0
