@@ -340,6 +340,8 @@ def _count_calls(calls: Counter[str], function: str, *clients: Any) -> None:
 def _receive_batch(stack: Any, queue: str) -> dict[str, Any]:
     """One Lambda-shaped SQS event of every message on `queue` (received with a separate client,
     so the receive is not counted as the function's)."""
+    from tests.support.sqs import received_event
+
     sqs = stack.client("sqs")
     url = stack.queue_urls[queue]
     messages: list[dict[str, Any]] = []
@@ -348,22 +350,8 @@ def _receive_batch(stack: Any, queue: str) -> dict[str, Any]:
         messages += got.get("Messages", [])
         if len(messages) >= BATCH:
             break
-    return {
-        "Records": [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": m.get("Attributes", {}),
-                "messageAttributes": {},
-                "md5OfBody": m["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{url.rsplit('/', 1)[-1]}",
-                "awsRegion": "us-east-1",
-            }
-            for m in messages
-        ]
-    }
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return received_event(messages, arn)
 
 
 def decision_cpu() -> float:

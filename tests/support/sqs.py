@@ -33,6 +33,27 @@ def sqs_event(*bodies: str, arn: str = DEFAULT_ARN) -> dict[str, Any]:
     return {"Records": [sqs_record(body, index=i, arn=arn) for i, body in enumerate(bodies)]}
 
 
+def received_event(messages: list[dict[str, Any]], arn: str) -> dict[str, Any]:
+    """Lambda's SQS event for messages received from a real queue (`ReceiveMessage` with
+    `AttributeNames=["All"]`), as the event source mapping hands them to the function."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn,
+                "awsRegion": arn.split(":")[3],
+            }
+            for m in messages
+        ]
+    }
+
+
 def directory_body(detail_type: str, detail: dict[str, Any]) -> str:
     """The body a bus rule puts on the directory queue: EventBridge's envelope around a
     `UserUpserted` / `UserDeleted` detail (its id derived from the user and version)."""

@@ -23,6 +23,7 @@ from herald.stores.users import UserStore
 from herald.users import UserProfile
 from local.provision import PROVIDER_SECRETS
 from local.sandboxes import SandboxHost, google_auth_on_loopback
+from tests.support.sqs import received_event
 from tests.support.stack import ACCOUNT, REGION, MotoStack, SharedStack
 
 FROM_ADDRESS = "notifications@example.com"  # the template's EmailFromAddress in these tests
@@ -149,22 +150,7 @@ class Env:
             if len(messages) >= expected:
                 break
         assert len(messages) == expected, f"expected {expected} message(s) on {queue}, got {len(messages)}"
-        return {
-            "Records": [
-                {
-                    "messageId": m["MessageId"],
-                    "receiptHandle": m["ReceiptHandle"],
-                    "body": m["Body"],
-                    "attributes": m.get("Attributes", {}),
-                    "messageAttributes": {},
-                    "md5OfBody": m["MD5OfBody"],
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": arn,
-                    "awsRegion": REGION,
-                }
-                for m in messages
-            ]
-        }
+        return received_event(messages, arn)
 
     def visible(self, queue: str) -> int:
         attributes = self.client("sqs").get_queue_attributes(

@@ -10,8 +10,6 @@ as the conditional writes are done, so Pusher does not retry.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -19,6 +17,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel, Field, ValidationError
 
 from herald.api.errors import Unauthorized, Unavailable, Unprocessable
+from herald.api.raw_body import raw_body
 from herald.api.services import services
 from herald.channels.credentials import ProviderUnavailable
 from herald.presence import apply_webhook
@@ -39,21 +38,14 @@ class WebhookApplied(BaseModel):
     )
 
 
-def _raw_body() -> bytes | None:
-    event = router.current_event
-    body = event.body or ""
-    if not event.is_base64_encoded:
-        return body.encode("utf-8")
-    try:
-        return base64.b64decode(body, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-
-
 def _verified() -> dict[str, Any]:
     """The body as the SDK parsed it once the signature, key and age check out; raises Unauthorized."""
     headers = router.current_event.headers
-    key, signature, body = headers.get(KEY_HEADER), headers.get(SIGNATURE_HEADER), _raw_body()
+    key, signature, body = (
+        headers.get(KEY_HEADER),
+        headers.get(SIGNATURE_HEADER),
+        raw_body(router.current_event),
+    )
     if not key or not signature or body is None:
         raise Unauthorized("the webhook is not signed")
     try:

@@ -9,17 +9,15 @@ answer is 200, so SendGrid does not retry. Decision 023.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from datetime import UTC, datetime
-from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel, Field
 
 from herald.api.errors import Unauthorized, Unavailable, Unprocessable
+from herald.api.raw_body import raw_body
 from herald.api.services import services
 from herald.channels.credentials import ProviderUnavailable
 from herald.sendgrid_feedback import SIGNATURE_HEADER, TIMESTAMP_HEADER, parse_events
@@ -37,17 +35,6 @@ class FeedbackApplied(BaseModel):
     unknown: int = Field(description="events about no notification Herald keeps (not sent by Herald, erased)")
     ignored: int = Field(description="event kinds Herald does not track (processed, click ...) or malformed")
     duplicates: int = Field(description="events whose sg_event_id came earlier in the same body")
-
-
-def raw_body(event: Any) -> bytes | None:
-    """The request body exactly as the provider sent it (API Gateway base64-encodes some types)."""
-    body = event.body or ""
-    if not event.is_base64_encoded:
-        return body.encode("utf-8")
-    try:
-        return base64.b64decode(body, validate=True)
-    except (binascii.Error, ValueError):
-        return None
 
 
 def _verified_body() -> bytes:

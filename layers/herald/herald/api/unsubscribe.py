@@ -26,7 +26,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
-from herald.api.sendgrid_webhooks import raw_body
+from herald.api.raw_body import raw_body
 from herald.api.services import services
 from herald.channels.credentials import ProviderUnavailable
 from herald.models import Category
