@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import logging
 import re
 import secrets
 import threading
@@ -39,6 +40,8 @@ from local.sandboxes.web import (
     require_loopback_url,
     utc_now,
 )
+
+logger = logging.getLogger(__name__)
 
 API_VERSION = "2010-04-01"
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
@@ -233,8 +236,8 @@ class TwilioSandbox:
                         self.send_status_callback(message.sid, final, code)
                     else:
                         self.send_status_callback(message.sid, status)
-            except (KeyError, ValueError):
-                pass  # reset meanwhile, or the callback URL is not loopback
+            except (KeyError, ValueError) as error:  # reset meanwhile, or the callback URL is not loopback
+                logger.warning("twilio sandbox: status callback for %s not sent: %s", message.sid, error)
             finally:
                 with self._lock:
                     self._timers.discard(timer)
