@@ -1,30 +1,48 @@
-"""`herald` — operator commands. `herald redrive <queue> --stack-name NAME` (AWS) or `--local`."""
+"""`herald` — operator commands, against a deployed stack (`--stack-name NAME`) or the local stack
+(`--local`, described by the `.local/stack.json` that `make local` writes).
+
+    herald trace <notification id | event id> [--user ID]
+    herald user <user id> [--limit N]
+    herald explain <user id> <type> [--data JSON] [--urgency U] [--locale L]
+    herald suppression list [--channel C] [--lifted] | add <contact> --reason R | lift <contact> --why W
+    herald redrive <queue>
+"""
 
 from __future__ import annotations
 
+import functools
+import json
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import click
-from botocore.config import Config
+from aws_lambda_powertools import Metrics
 from botocore.exceptions import BotoCoreError, ClientError
 
+from herald.batch import RejectedRecord
+from herald.catalog import load_catalog
+from herald.ingest import IngestEnvelope
+from herald.models import DETAIL_TYPE, Channel, Urgency
+from herald.routing.decision import notification_id_for
+from herald.routing.service import RouterService
+from herald.settings import ConfigurationError, RouterSettings, load
+from herald.stores.notifications import NotificationRecord, NotificationStore
+from herald.stores.suppression import SuppressionChanged, SuppressionStore
 from herald_cli.redrive import (
     QUEUES,
-    LocalStackState,
     RedriveError,
     messages_waiting,
     move_messages,
     queue_pair,
-    stack_queue_url,
     start_move_task,
     wait_for_move_task,
 )
-
-DEFAULT_STATE_FILE = Path(".local") / "stack.json"
-# The local stack's moto server accepts any credentials; a developer's profile must not be used.
-LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+from herald_cli.suppression import address_of, render_entries, render_lift_records
+from herald_cli.target import DEFAULT_STATE_FILE, AwsTarget, LocalTarget, StackTarget, TargetError
+from herald_cli.timeline import render_trace, render_user
 
 
 @click.group()
@@ -32,63 +50,247 @@ def cli() -> None:
     """Herald operator commands."""
 
 
+def on_stack(command: Callable[..., None]) -> Callable[..., None]:
+    """The options that name the stack (`--stack-name NAME` or `--local`); the command receives the
+    resolved `target`. Operator errors become one clear line, not a traceback."""
+
+    @click.option("--stack-name", envvar="HERALD_STACK_NAME", help="The deployed stack (AWS).")
+    @click.option("--local", "local", is_flag=True, help="The local stack (`make local`) instead of AWS.")
+    @click.option(
+        "--state-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=DEFAULT_STATE_FILE,
+        show_default=True,
+        help="The local stack's description, written by `make local`.",
+    )
+    @click.option("--region", help="AWS region (default: your AWS configuration's).")
+    @click.option("--profile", help="AWS profile (default: your AWS configuration's).")
+    @functools.wraps(command)
+    def wrapper(
+        *args: Any,
+        stack_name: str | None,
+        local: bool,
+        state_file: Path,
+        region: str | None,
+        profile: str | None,
+        **kwargs: Any,
+    ) -> None:
+        if local == bool(stack_name):
+            raise click.UsageError("name the stack: --stack-name NAME (AWS) or --local (the local stack)")
+        try:
+            target: StackTarget = (
+                LocalTarget.read(state_file)
+                if local
+                else AwsTarget.connect(str(stack_name), region=region, profile=profile)
+            )
+            command(*args, target=target, **kwargs)
+        except (TargetError, RedriveError, ConfigurationError) as error:
+            raise click.ClickException(str(error)) from error
+        except (ClientError, BotoCoreError) as error:
+            raise click.ClickException(f"AWS: {error}") from error
+
+    return wrapper
+
+
+def _notifications(target: StackTarget) -> NotificationStore:
+    return NotificationStore(target.client("dynamodb"), target.physical_id("NotificationsTable"))
+
+
+def _suppression(target: StackTarget) -> SuppressionStore:
+    return SuppressionStore(target.client("dynamodb"), target.physical_id("SuppressionTable"))
+
+
+# -- trace / user ------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("identifier")
+@click.option("--user", "user_id", help="The recipient, for one member of a role broadcast's event.")
+@on_stack
+def trace(identifier: str, user_id: str | None, target: StackTarget) -> None:
+    """The decision trace and the delivery log of one notification, as a timeline.
+
+    IDENTIFIER is a notification id (`ntf-...`) or the event id a service put on the bus. A role
+    broadcast's event has one notification per member: name the member with --user.
+    """
+    store = _notifications(target)
+    record = _find(store, identifier, user_id)
+    if record is None:
+        raise click.ClickException(
+            f"no notification {identifier!r} in {target.label}"
+            + ("" if user_id else " (a role broadcast's event needs --user)")
+            + ": it may never have been routed, or it expired or was erased"
+        )
+    click.echo("\n".join(render_trace(record)))
+
+
+def _find(store: NotificationStore, identifier: str, user_id: str | None) -> NotificationRecord | None:
+    candidates = [identifier] if identifier.startswith("ntf-") else []
+    if user_id:
+        candidates += [notification_id_for(f"{identifier}#{user_id}"), notification_id_for(identifier)]
+        return next((r for c in candidates if (r := store.get(user_id, c)) is not None), None)
+    candidates.append(notification_id_for(identifier))
+    return next((r for c in candidates if (r := store.find(c)) is not None), None)
+
+
+@cli.command()
+@click.argument("user_id")
+@click.option("--limit", type=click.IntRange(1, 200), default=20, show_default=True)
+@on_stack
+def user(user_id: str, limit: int, target: StackTarget) -> None:
+    """A person's most recent notifications and what became of each, channel by channel."""
+    click.echo("\n".join(render_user(user_id, _notifications(target).recent(user_id, limit))))
+
+
+# -- explain ----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("user_id")
+@click.argument("notification_type")
+@click.option("--data", "data_json", default="{}", help="The event's data, as a JSON object.")
+@click.option("--urgency", type=click.Choice([u.value for u in Urgency]), help="A producer's override.")
+@click.option("--locale", help="The event's locale (default: the person's).")
+@on_stack
+def explain(
+    user_id: str,
+    notification_type: str,
+    data_json: str,
+    urgency: str | None,
+    locale: str | None,
+    target: StackTarget,
+) -> None:
+    """What the router would decide for USER_ID and NOTIFICATION_TYPE now, rule by rule — with the
+    stack's router settings and its person, presence, suppression and rate-counter data — without
+    writing or sending anything."""
+    try:
+        data = json.loads(data_json)
+    except ValueError as error:
+        raise click.BadParameter(f"not JSON: {error}", param_hint="--data") from error
+    if not isinstance(data, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--data")
+    detail = {"event_id": f"explain-{uuid.uuid4().hex}", "type": notification_type, "user_id": user_id}
+    detail |= {"data": data}
+    detail |= ({"urgency": urgency} if urgency else {}) | ({"locale": locale} if locale else {})
+    try:
+        envelope = IngestEnvelope.model_validate(
+            {
+                "version": "0",
+                "id": detail["event_id"],
+                "source": "herald.cli",
+                "account": "000000000000",
+                "time": datetime.now(UTC).isoformat(),
+                "region": "-",
+                "resources": [],
+                "detail-type": DETAIL_TYPE,
+                "detail": detail,
+            }
+        )
+    except ValueError as error:
+        raise click.ClickException(f"not a valid request: {error}") from error
+    settings = load(RouterSettings, target.function_environment("RouterFunction"))
+    dynamodb = target.client("dynamodb")
+    router = RouterService(
+        dynamodb=dynamodb,
+        sqs=None,  # never called: explaining writes and sends nothing
+        scheduler=None,
+        sfn=None,
+        settings=settings,
+        catalog=load_catalog(),
+        metrics=Metrics(namespace="HeraldCli"),
+    )
+    try:
+        decision = router.explain(envelope)
+    except RejectedRecord as error:
+        raise click.ClickException(f"the router would reject this request: {error.reason}") from error
+    click.echo(f"{notification_type} for user {user_id}, now ({target.label}); nothing is written or sent")
+    click.echo(f"  urgency {decision.urgency} · category {decision.category} · locale {decision.locale}")
+    for step in decision.trace:
+        channel = f"[{step.channel}] " if step.channel else ""
+        click.echo(f"  {step.verdict:<6} {step.rule:<15} {channel}{step.reason}")
+    planned = sorted(c.value for c in decision.planned_channels)
+    click.echo(f"outcome: {decision.status}" + (f" via {', '.join(planned)}" if planned else ""))
+
+
+# -- suppression --------------------------------------------------------------------------------
+
+
+@cli.group()
+def suppression() -> None:
+    """The one suppression list across channels: list, add, lift."""
+
+
+@suppression.command("list")
+@click.option("--channel", type=click.Choice(["email", "sms", "push"]), help="Only this channel's entries.")
+@click.option("--lifted", is_flag=True, help="The record of lifted entries (who lifted them and why).")
+@on_stack
+def suppression_list(channel: str | None, lifted: bool, target: StackTarget) -> None:
+    """The entries (a scan of the suppression table)."""
+    entries = list(_suppression(target).entries(f"{channel}#" if channel else "", lifted=lifted))
+    lines = render_lift_records(entries) if lifted else render_entries(entries)
+    click.echo("\n".join(lines))
+
+
+@suppression.command("add")
+@click.argument("contact")
+@click.option("--channel", type=click.Choice(["email", "sms", "push"]), help="Default: from the contact.")
+@click.option("--reason", required=True, help="Why Herald must not use it (recorded on the entry).")
+@on_stack
+def suppression_add(contact: str, channel: str | None, reason: str, target: StackTarget) -> None:
+    """Suppress an email address, a phone number (E.164) or a device token."""
+    address, plain = address_of(contact, Channel(channel) if channel else None)
+    _suppression(target).suppress(address, reason, f"operator:{target.operator()}", contact=plain)
+    click.echo(f"suppressed {contact} ({address}): {reason}")
+
+
+@suppression.command("lift")
+@click.argument("contact")
+@click.option("--channel", type=click.Choice(["email", "sms", "push"]), help="Default: from the contact.")
+@click.option("--why", required=True, help="Why it may be used again (recorded with who lifted it).")
+@on_stack
+def suppression_lift(contact: str, channel: str | None, why: str, target: StackTarget) -> None:
+    """Lift an entry: Herald may use the contact again. Who lifted it and why is recorded."""
+    address, _ = address_of(contact, Channel(channel) if channel else None)
+    try:
+        lifted = _suppression(target).lift(address, by=target.operator(), why=why)
+    except SuppressionChanged as error:
+        raise click.ClickException(
+            f"{contact} was suppressed again while being lifted: list it and decide again"
+        ) from error
+    if lifted is None:
+        raise click.ClickException(f"{contact} is not suppressed")
+    entry = lifted.entry
+    click.echo(
+        f"lifted {contact}: was {entry.get('reason')} ({entry.get('source')}, "
+        f"since {entry.get('created_at')}); recorded as lifted by {lifted.record['lifted_by']}: {why}"
+    )
+
+
+# -- redrive ------------------------------------------------------------------------------------
+
+
 @cli.command()
 @click.argument("queue", type=click.Choice(sorted(QUEUES)))
-@click.option("--stack-name", envvar="HERALD_STACK_NAME", help="The deployed stack (AWS).")
-@click.option("--local", "local", is_flag=True, help="The local stack (`make local`) instead of AWS.")
-@click.option(
-    "--state-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_STATE_FILE,
-    show_default=True,
-    help="The local stack's description, written by `make local`.",
-)
-@click.option("--region", help="AWS region (default: your AWS configuration's).")
-@click.option("--profile", help="AWS profile (default: your AWS configuration's).")
 @click.option("--rate", type=click.IntRange(1, 500), help="AWS: messages moved per second (default: SQS's).")
 @click.option("--wait/--no-wait", default=False, help="AWS: wait until the move task finishes.")
 @click.option("--limit", type=click.IntRange(min=1), help="Local: move at most this many messages.")
-def redrive(
-    queue: str,
-    stack_name: str | None,
-    local: bool,
-    state_file: Path,
-    region: str | None,
-    profile: str | None,
-    rate: int | None,
-    wait: bool,
-    limit: int | None,
-) -> None:
+@on_stack
+def redrive(queue: str, rate: int | None, wait: bool, limit: int | None, target: StackTarget) -> None:
     """Move QUEUE's dead-lettered messages back to QUEUE.
 
     A message dead-lettered past the provider outage tolerance starts a fresh budget when it comes
     back (docs/decisions/010-outage-budget-in-time.md). On AWS this starts an SQS message move task
     (StartMessageMoveTask); on the local stack the messages are moved one batch at a time.
     """
-    if local == bool(stack_name):
-        raise click.UsageError("name the stack: --stack-name NAME (AWS) or --local (the local stack)")
-    logical_id = QUEUES[queue]
-    try:
-        if local:
-            _redrive_local(logical_id, state_file, limit)
-        else:
-            assert stack_name is not None
-            _redrive_aws(logical_id, stack_name, region, profile, rate, wait)
-    except RedriveError as error:
-        raise click.ClickException(str(error)) from error
-    except (ClientError, BotoCoreError) as error:
-        raise click.ClickException(f"AWS: {error}") from error
+    sqs = target.client("sqs")
+    pair = queue_pair(sqs, target.physical_id(QUEUES[queue]))
+    if isinstance(target, LocalTarget):
+        _redrive_local(sqs, pair, limit)
+    else:
+        _redrive_aws(sqs, pair, rate, wait)
 
 
-def _redrive_local(logical_id: str, state_file: Path, limit: int | None) -> None:
-    state = LocalStackState.read(state_file)
-    url = state.queue_urls.get(logical_id)
-    if url is None:
-        raise RedriveError(f"the local stack in {state_file} has no {logical_id}")
-    sqs = boto3.session.Session(region_name=state.region, **LOCAL_CREDENTIALS).client(
-        "sqs", endpoint_url=state.aws_endpoint, config=Config(retries={"max_attempts": 2, "mode": "standard"})
-    )
-    pair = queue_pair(sqs, url)
+def _redrive_local(sqs: Any, pair: Any, limit: int | None) -> None:
     report = move_messages(sqs, pair, limit=limit)
     click.echo(
         f"moved {report.moved} message(s) from {pair.dead_letter_queue_name} to {pair.queue_name} "
@@ -100,12 +302,7 @@ def _redrive_local(logical_id: str, state_file: Path, limit: int | None) -> None
         raise click.ClickException(f"{report.failed} message(s) could not be sent back and stay in the DLQ")
 
 
-def _redrive_aws(
-    logical_id: str, stack_name: str, region: str | None, profile: str | None, rate: int | None, wait: bool
-) -> None:
-    session = boto3.session.Session(region_name=region, profile_name=profile)
-    sqs: Any = session.client("sqs")
-    pair = queue_pair(sqs, stack_queue_url(session.client("cloudformation"), stack_name, logical_id))
+def _redrive_aws(sqs: Any, pair: Any, rate: int | None, wait: bool) -> None:
     waiting = messages_waiting(sqs, pair.dead_letter_queue_url)
     if waiting == 0:
         click.echo(f"{pair.dead_letter_queue_name} is empty: nothing to redrive")

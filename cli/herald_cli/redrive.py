@@ -20,10 +20,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-from botocore.exceptions import ClientError
 
 from herald.dead_letter import without_bookkeeping
 
@@ -67,34 +64,6 @@ class MoveReport:
     failures: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class LocalStackState:
-    """What the CLI needs from `.local/stack.json` (local/model.py `StackDescription`)."""
-
-    aws_endpoint: str
-    region: str
-    queue_urls: dict[str, str]  # logical id -> URL
-
-    @classmethod
-    def read(cls, path: Path) -> LocalStackState:
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as error:
-            raise RedriveError(f"{path} not found: is the local stack running (`make local`)?") from error
-        except ValueError as error:
-            raise RedriveError(f"{path} is not the local stack's description: {error}") from error
-        resources: Mapping[str, Any] = raw.get("resources") or {}
-        return cls(
-            aws_endpoint=str(raw["aws_endpoint"]),
-            region=str(raw.get("region") or "us-east-1"),
-            queue_urls={
-                logical_id: str(resource["physical_id"])
-                for logical_id, resource in resources.items()
-                if resource.get("type") == "AWS::SQS::Queue"
-            },
-        )
-
-
 def queue_pair(sqs: Any, queue_url: str) -> QueuePair:
     """The queue and the DLQ its RedrivePolicy names."""
     attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn", "RedrivePolicy"])[
@@ -107,20 +76,6 @@ def queue_pair(sqs: Any, queue_url: str) -> QueuePair:
     parts = dlq_arn.split(":")
     dlq_url = sqs.get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])["QueueUrl"]
     return QueuePair(queue_url, attributes["QueueArn"], dlq_url, dlq_arn)
-
-
-def stack_queue_url(cloudformation: Any, stack_name: str, logical_id: str) -> str:
-    """The URL of a queue of a deployed stack (Ref of an AWS::SQS::Queue is its URL)."""
-    try:
-        resources = cloudformation.describe_stack_resources(
-            StackName=stack_name, LogicalResourceId=logical_id
-        )
-    except ClientError as error:
-        raise RedriveError(f"stack {stack_name}: {error}") from error
-    for resource in resources.get("StackResources", []):
-        if resource["LogicalResourceId"] == logical_id and resource.get("PhysicalResourceId"):
-            return str(resource["PhysicalResourceId"])
-    raise RedriveError(f"stack {stack_name} has no {logical_id}")
 
 
 def messages_waiting(sqs: Any, queue_url: str) -> int:

@@ -14,6 +14,7 @@ import pytest
 
 from herald.catalog import load_catalog
 from herald.messages import parse_channel_body
+from herald.routing.held import HeldRequests
 from herald.stores.keys import email_address
 from herald.stores.presence import PresenceStore
 from herald.stores.suppression import SuppressionStore
@@ -313,7 +314,7 @@ def test_a_fired_schedule_whose_held_request_is_gone_goes_to_the_dlq_with_the_re
     schedule = scheduler.get_schedule(Name=summary["Name"], GroupName=stack.env["SCHEDULE_GROUP"])
     stack.client("dynamodb").delete_item(
         TableName=stack.tables["NotificationsTable"],
-        Key={"user_id": {"S": f"#held#{summary['Name']}"}, "notification_id": {"S": "request"}},
+        Key=HeldRequests.key(summary["Name"]),
     )
 
     router.lambda_handler(sqs_event(schedule["Target"]["Input"]), FakeContext())

@@ -14,7 +14,8 @@ from botocore.stub import Stubber
 from click.testing import CliRunner
 
 from herald_cli.main import cli
-from herald_cli.redrive import queue_pair, stack_queue_url, start_move_task, wait_for_move_task
+from herald_cli.redrive import queue_pair, start_move_task, wait_for_move_task
+from herald_cli.target import AwsTarget
 
 pytestmark = pytest.mark.unit
 
@@ -31,24 +32,33 @@ def client(service: str) -> Any:
     ).client(service)
 
 
+class OneClientPerService:
+    """A boto3 session's `client()` answering with the given (stubbed) clients."""
+
+    def __init__(self, **clients: Any) -> None:
+        self._clients = clients
+
+    def client(self, service: str, **_: Any) -> Any:
+        return self._clients[service]
+
+
 def test_on_aws_the_dlq_is_moved_back_to_the_queue_by_an_sqs_move_task() -> None:
     cloudformation, sqs = client("cloudformation"), client("sqs")
     with Stubber(cloudformation) as cfn_stub, Stubber(sqs) as sqs_stub:
         cfn_stub.add_response(
-            "describe_stack_resources",
+            "list_stack_resources",
             {
-                "StackResources": [
+                "StackResourceSummaries": [
                     {
-                        "StackName": "herald-prod",
                         "LogicalResourceId": "SmsQueue",
                         "PhysicalResourceId": QUEUE_URL,
                         "ResourceType": "AWS::SQS::Queue",
-                        "Timestamp": "2026-03-01T12:00:00Z",
+                        "LastUpdatedTimestamp": "2026-03-01T12:00:00Z",
                         "ResourceStatus": "CREATE_COMPLETE",
                     }
                 ]
             },
-            {"StackName": "herald-prod", "LogicalResourceId": "SmsQueue"},
+            {"StackName": "herald-prod"},
         )
         sqs_stub.add_response(
             "get_queue_attributes",
@@ -89,7 +99,8 @@ def test_on_aws_the_dlq_is_moved_back_to_the_queue_by_an_sqs_move_task() -> None
                 {"SourceArn": DLQ_ARN, "MaxResults": 10},
             )
 
-        pair = queue_pair(sqs, stack_queue_url(cloudformation, "herald-prod", "SmsQueue"))
+        target = AwsTarget("herald-prod", OneClientPerService(cloudformation=cloudformation, sqs=sqs))
+        pair = queue_pair(sqs, target.physical_id("SmsQueue"))
         handle = start_move_task(sqs, pair, rate=50)
         task = wait_for_move_task(sqs, pair, handle, sleep=lambda _: None)
 

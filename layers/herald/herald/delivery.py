@@ -238,6 +238,9 @@ class FeedbackWrite(StrEnum):
     MISSING = "missing"  # nothing: no such notification (erased, expired, not Herald's)
 
 
+# The delivery log's outcome for a channel the router handed to its sender (its first entry); the
+# channel has no state on `deliveries` until a sender claims it.
+QUEUED = "queued"
 ACKNOWLEDGED_CODE = "acknowledged"  # `deliveries.<channel>.code` of a step skipped after the ack
 
 _MISSING = object()  # the record has no `deliveries` map yet

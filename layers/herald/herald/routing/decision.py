@@ -137,6 +137,8 @@ class RoutingInput:
     digest_delay: timedelta = timedelta(hours=24)
     fallback_delay: timedelta = timedelta(minutes=5)  # a chain step's default wait for an acknowledgement
     recipient_key: str | None = None  # event_id, or event_id#user_id for a fan-out member
+    # why each suppressed address is (`SuppressionStore.notes`), for the trace; read with `suppressed`
+    suppression_notes: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -266,12 +268,12 @@ def _unreachable_reason(given: RoutingInput, channel: Channel) -> str | None:
             if not user.email:
                 return "no email address"
             if email_address(user.email) in given.suppressed:
-                return "email address suppressed (bounce or complaint)"
+                return _suppressed(given, "email address", email_address(user.email), "bounce or complaint")
         case Channel.SMS:
             if not user.phone:
                 return "no phone number"
             if sms_address(user.phone) in given.suppressed:
-                return "phone number opted out of SMS (STOP)"
+                return _suppressed(given, "phone number", sms_address(user.phone), "STOP or unreachable")
         case Channel.PUSH:
             if not user.devices:
                 return "no registered device"
@@ -283,6 +285,11 @@ def _unreachable_reason(given: RoutingInput, channel: Channel) -> str | None:
         case Channel.REALTIME:
             return None
     return None
+
+
+def _suppressed(given: RoutingInput, what: str, address: str, usually: str) -> str:
+    note = given.suppression_notes.get(address)
+    return f"{what} suppressed: {note}" if note else f"{what} suppressed ({usually})"
 
 
 def _live_tokens(given: RoutingInput) -> tuple[str, ...]:

@@ -3,7 +3,8 @@
 A `send_at` more than 15 minutes away is an EventBridge Scheduler schedule on the ingest queue.
 Its input must not hold the request's data (decision 008), so the released envelope is written to
 the notifications table under its own partition (`user_id = "#held#<schedule name>"`,
-`notification_id = "request"`; no `created_at` or `digest_day`, so neither index sees it) and the
+`notification_id` the same; no `created_at` or `digest_day`, so those indexes do not see it, and
+the `ByNotification` index has one key per held request, never one shared hot key) and the
 schedule's input is the envelope without `data`, marked `herald.held = <schedule name>`. When the
 schedule fires the router reads the held envelope back (consistently) and routes it.
 """
@@ -17,7 +18,6 @@ from herald.ingest import IngestEnvelope
 from herald.stores.dynamo import from_attributes, to_attributes
 
 HELD_PARTITION_PREFIX = "#held#"
-HELD_SORT_KEY = "request"
 
 
 class HeldRequests:
@@ -28,7 +28,8 @@ class HeldRequests:
 
     @staticmethod
     def key(name: str) -> dict[str, Any]:
-        return to_attributes({"user_id": HELD_PARTITION_PREFIX + name, "notification_id": HELD_SORT_KEY})
+        held = HELD_PARTITION_PREFIX + name
+        return to_attributes({"user_id": held, "notification_id": held})
 
     def hold(self, name: str, released: IngestEnvelope, until: datetime) -> None:
         """Write (or rewrite, identically, on a retry) the envelope to route at `until`."""

@@ -13,10 +13,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import ValidationError
 
 from herald.batch import RejectedRecord, problems
-from herald.catalog import Catalog, UnknownNotificationType
+from herald.catalog import Catalog, CatalogEntry, UnknownNotificationType
+from herald.delivery import QUEUED, LogEntry
 from herald.dispatch import SQS_MAX_DELAY_SECONDS, Deferrer, Dispatcher, send_batches
 from herald.ingest import HeraldControl, IngestEnvelope, decode_cursor, encode_cursor
-from herald.models import Channel, Urgency
+from herald.models import Channel, NotificationRequest, Urgency
 from herald.routing.decision import (
     Decision,
     EscalationPlan,
@@ -47,6 +48,7 @@ class RoutingSnapshot:
     broken_profiles: dict[str, str] = field(default_factory=dict)
     presence: dict[str, Presence] = field(default_factory=dict)
     suppressed: frozenset[str] = frozenset()
+    suppression_notes: dict[str, str] = field(default_factory=dict)  # why, for the trace
     rate_usage: dict[tuple[str, Channel], int] = field(default_factory=dict)
     loaded_users: frozenset[str] = frozenset()
 
@@ -74,6 +76,26 @@ def replay(record: NotificationRecord, fresh: Decision) -> Decision:
             "trace": tuple(TraceStep.model_validate(step) for step in record.decision),
         }
     )
+
+
+def queued_log(decision: Decision, now: datetime) -> list[dict[str, Any]]:
+    """The delivery log's first entries, written with the record: each channel handed to its sender
+    (`queued`), and an escalation's first step with what may follow it. Later steps log themselves."""
+    entries = []
+    for delivery in decision.deliveries:
+        later = delivery.not_before is not None and delivery.not_before > now
+        detail = f"not before {delivery.not_before.isoformat()}" if later and delivery.not_before else None
+        entries.append(LogEntry(delivery.channel, QUEUED, detail=detail).item(now))
+    if decision.escalation:
+        plan = decision.escalation
+        steps = plan.steps
+        detail = f"escalation step 1 of {len(steps)}; then {steps[1].delivery.channel}"
+        if steps[0].wait_seconds is not None:
+            detail += f" if not {steps[0].until} within {steps[0].wait_seconds} s"
+        if plan.deliver_at > now:
+            detail += f"; starts {plan.deliver_at.isoformat()}"
+        entries.append(LogEntry(plan.primary.channel, QUEUED, detail=detail).item(now))
+    return entries
 
 
 class RouterService:
@@ -134,6 +156,7 @@ class RouterService:
         snapshot.broken_profiles.update(extra.broken_profiles)
         snapshot.presence.update(extra.presence)
         snapshot.suppressed |= extra.suppressed
+        snapshot.suppression_notes.update(extra.suppression_notes)
         for key, count in extra.rate_usage.items():
             snapshot.rate_usage.setdefault(key, count)
         snapshot.loaded_users |= extra.loaded_users
@@ -152,7 +175,8 @@ class RouterService:
         if user_ids:
             self._load_users_presence_counters(snapshot, user_ids, now)
             addresses = [a for p in snapshot.profiles.values() for a in contact_addresses(p)]
-            snapshot.suppressed = self._suppression.suppressed_among(addresses)
+            snapshot.suppression_notes = self._suppression.notes(addresses)
+            snapshot.suppressed = frozenset(snapshot.suppression_notes)
         return snapshot
 
     def _load_users_presence_counters(
@@ -198,11 +222,8 @@ class RouterService:
         released = envelope.herald is not None and envelope.herald.phase == "release"
         return not released and envelope.request.due_later(now)
 
-    def route(self, envelope: IngestEnvelope) -> dict[str, Any]:
-        """The idempotent unit of work for one ingest record."""
-        if envelope.herald is not None and envelope.herald.held:
-            envelope = self._release_held(envelope.herald.held, envelope.request.event_id)
-        request = envelope.request
+    def _entry(self, request: NotificationRequest) -> CatalogEntry:
+        """The request's catalog entry, or `RejectedRecord` saying what is wrong with the request."""
         try:
             entry = self._catalog.entry(request.type)
         except UnknownNotificationType as error:
@@ -213,6 +234,14 @@ class RouterService:
         problem = entry.urgency_problem(request.urgency) if request.urgency else None
         if problem:
             raise RejectedRecord(problem, request.event_id)
+        return entry
+
+    def route(self, envelope: IngestEnvelope) -> dict[str, Any]:
+        """The idempotent unit of work for one ingest record."""
+        if envelope.herald is not None and envelope.herald.held:
+            envelope = self._release_held(envelope.herald.held, envelope.request.event_id)
+        request = envelope.request
+        entry = self._entry(request)
         now = self._clock()
         if self._waits_for_send_at(envelope, now):
             return self._defer_until_send_at(envelope)
@@ -286,29 +315,12 @@ class RouterService:
         )
         return {"status": "fanned_out", "recipients": len(user_ids), "more": bool(next_key)}
 
-    def _route_to_user(self, envelope: IngestEnvelope, entry: Any, now: datetime) -> dict[str, Any]:
+    def _route_to_user(self, envelope: IngestEnvelope, entry: CatalogEntry, now: datetime) -> dict[str, Any]:
         request = envelope.request
         user_id = request.user_id
         assert user_id is not None
         snapshot = self._snapshot_with(envelope)
-        if user_id in snapshot.broken_profiles:
-            raise RejectedRecord(f"profile of user {user_id} is invalid: {snapshot.broken_profiles[user_id]}")
-        presence = snapshot.presence.get(user_id)
-        decision = decide(
-            RoutingInput(
-                request=request,
-                entry=entry,
-                user=snapshot.profiles.get(user_id),
-                online=bool(presence and presence.online_at(now, self._settings.presence_max_age_seconds)),
-                suppressed=snapshot.suppressed,
-                rate_usage=snapshot.usage_for(user_id),
-                rate_limits=self._settings.rate_limits,
-                now=now,
-                digest_delay=timedelta(seconds=self._settings.digest_delay_seconds),
-                fallback_delay=timedelta(seconds=self._settings.fallback_delay_seconds),
-                recipient_key=envelope.recipient_key,
-            )
-        )
+        decision = self._decide(envelope, entry, snapshot, now)
         existing = self._record(decision, envelope, now)
         if existing is not None:
             # An earlier attempt decided already (a retry after a partial dispatch, or a repeat after
@@ -336,6 +348,41 @@ class RouterService:
             "channels": sorted(c.value for c in decision.planned_channels),
         }
 
+    def explain(self, envelope: IngestEnvelope) -> Decision:
+        """What routing `envelope` would decide now, with the same reads and rules, writing and sending
+        nothing (`herald explain`). A request the router would reject raises `RejectedRecord`."""
+        request = envelope.request
+        entry = self._entry(request)
+        now = self._clock()
+        self._snapshot = self._read([envelope], force=True)
+        return self._decide(envelope, entry, self._snapshot, now)
+
+    def _decide(
+        self, envelope: IngestEnvelope, entry: CatalogEntry, snapshot: RoutingSnapshot, now: datetime
+    ) -> Decision:
+        request = envelope.request
+        user_id = request.user_id
+        assert user_id is not None
+        if user_id in snapshot.broken_profiles:
+            raise RejectedRecord(f"profile of user {user_id} is invalid: {snapshot.broken_profiles[user_id]}")
+        presence = snapshot.presence.get(user_id)
+        return decide(
+            RoutingInput(
+                request=request,
+                entry=entry,
+                user=snapshot.profiles.get(user_id),
+                online=bool(presence and presence.online_at(now, self._settings.presence_max_age_seconds)),
+                suppressed=snapshot.suppressed,
+                suppression_notes=snapshot.suppression_notes,
+                rate_usage=snapshot.usage_for(user_id),
+                rate_limits=self._settings.rate_limits,
+                now=now,
+                digest_delay=timedelta(seconds=self._settings.digest_delay_seconds),
+                fallback_delay=timedelta(seconds=self._settings.fallback_delay_seconds),
+                recipient_key=envelope.recipient_key,
+            )
+        )
+
     def _record(
         self, decision: Decision, envelope: IngestEnvelope, now: datetime
     ) -> NotificationRecord | None:
@@ -357,6 +404,7 @@ class RouterService:
             status=decision.status,
             decision=[step.model_dump(mode="json", exclude_none=True) for step in decision.trace],
             plan=plan,
+            delivery_log=queued_log(decision, now),
             escalation=decision.escalation is not None,
             expires_at=int((now + timedelta(days=self._settings.notification_retention_days)).timestamp()),
             inbox=decision.inbox,

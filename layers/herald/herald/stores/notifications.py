@@ -5,7 +5,7 @@ Record layout (one item per user and notification):
 - `created_at` (ISO UTC, the ByCreated index), `expires_at` (TTL)
 - `decision`: the routing trace, `plan`: the planned deliveries, `escalation`: bool
 - `deliveries`: map channel → latest state (`sending` / `sent` / `failed` / `retry` ...), written by senders
-- `delivery_log`: every attempt, appended by senders
+- `delivery_log`: the router's `queued` entries, then every attempt and provider report, appended
 - `digest_day` + `digest_due_at`: only while an unread medium notification awaits its digest (sparse index)
 - inbox state (decision 015): `inbox` (shown in the person's inbox), `unread_at` (= `created_at`,
   only while unread and not archived: the sparse Unread index), `seen_at`, `read_at`, `archived_at`
@@ -92,6 +92,33 @@ class NotificationStore:
                 return False
             raise
         return True
+
+    def find(self, notification_id: str) -> NotificationRecord | None:
+        """A notification by its id alone (the `ByNotification` index names its person; operators'
+        lookups, never a hot path)."""
+        response = self._client.query(
+            TableName=self._table,
+            IndexName="ByNotification",
+            KeyConditionExpression="notification_id = :n",
+            ExpressionAttributeValues=to_attributes({":n": notification_id}),
+            Limit=1,
+        )
+        items = response.get("Items") or []
+        if not items:
+            return None
+        return self.get(str(from_attributes(items[0])["user_id"]), notification_id)
+
+    def recent(self, user_id: str, limit: int) -> list[NotificationRecord]:
+        """The person's latest notifications, newest first (inbox or not: every routed one)."""
+        response = self._client.query(
+            TableName=self._table,
+            IndexName="ByCreated",
+            KeyConditionExpression="user_id = :u",
+            ExpressionAttributeValues=to_attributes({":u": user_id}),
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [NotificationRecord.model_validate(from_attributes(i)) for i in response.get("Items", [])]
 
     def get(self, user_id: str, notification_id: str) -> NotificationRecord | None:
         response = self._client.get_item(

@@ -7,17 +7,48 @@ the plain address is kept beside it as `contact`, for support, until the person 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import UTC, datetime
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from herald.stores.dynamo import batch_get, to_attributes
+from herald.stores.dynamo import batch_get, from_attributes, to_attributes
+
+# A lifted entry leaves a record of who lifted it and why under its own key (never a suppression
+# key, so no reader mistakes it for one), kept this long.
+LIFT_PREFIX = "lifted#"
+LIFT_RECORD_DAYS = 400
 
 
 def suppression_key(address: str) -> dict[str, str]:
     return {"address": address}
+
+
+@dataclass(frozen=True)
+class Lifted:
+    """The entry that was lifted, and the lift's own record (`address` = its key)."""
+
+    entry: dict[str, Any]
+    record: dict[str, Any]
+
+
+def _note(entry: dict[str, Any]) -> str:
+    reason = str(entry.get("reason") or "suppressed")
+    latest = entry.get("last_reason")
+    if latest and latest != reason:
+        reason += f", then {latest}"
+    about = [str(entry["source"])] if entry.get("source") else []
+    if entry.get("created_at"):
+        about.append(f"since {str(entry['created_at'])[:10]}")
+    if entry.get("notification_id"):
+        about.append(f"notification {entry['notification_id']}")
+    return f"{reason} ({', '.join(about)})" if about else reason
+
+
+class SuppressionChanged(Exception):
+    """The entry changed between reading and lifting it (a new report came in): read it again."""
 
 
 class SuppressionStore:
@@ -27,11 +58,16 @@ class SuppressionStore:
 
     def suppressed_among(self, addresses: Iterable[str]) -> frozenset[str]:
         """Which of these addresses are suppressed: one batched read."""
+        return frozenset(self.notes(addresses))
+
+    def notes(self, addresses: Iterable[str]) -> dict[str, str]:
+        """The suppressed ones among these addresses, each with why, for a decision trace: `bounced
+        (ses, since 2026-11-30, notification ntf-...)`. One batched read."""
         keys = [suppression_key(a) for a in set(addresses)]
         if not keys:
-            return frozenset()
+            return {}
         found = batch_get(self._client, {self._table: keys})[self._table]
-        return frozenset(item["address"] for item in found)
+        return {str(item["address"]): _note(item) for item in found}
 
     def is_suppressed(self, address: str) -> bool:
         response = self._client.get_item(
@@ -105,6 +141,70 @@ class SuppressionStore:
                 raise
             return False  # never suppressed: nothing to keep
         return True
+
+    def entries(self, prefix: str = "", *, lifted: bool = False) -> Iterator[dict[str, Any]]:
+        """Every entry whose key starts with `prefix` (`email#`, `sms#`, `push#`); with `lifted`, the
+        lift records instead. A paged Scan: an operator's listing, never on a delivery path."""
+        start = (LIFT_PREFIX if lifted else "") + prefix
+        params: dict[str, Any] = {"TableName": self._table}
+        if start:
+            params |= {
+                "FilterExpression": "begins_with(address, :p)",
+                "ExpressionAttributeValues": to_attributes({":p": start}),
+            }
+        while True:
+            response = self._client.scan(**params)
+            for item in response.get("Items", []):
+                entry = from_attributes(item)
+                if lifted or not str(entry["address"]).startswith(LIFT_PREFIX):
+                    yield entry
+            if not response.get("LastEvaluatedKey"):
+                return
+            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def lift(self, address: str, *, by: str, why: str, now: datetime | None = None) -> Lifted | None:
+        """An operator lifts an entry: it is deleted and, in the same transaction, a lift record
+        keeps what it was (reason, source, since when, the notification that caused it), who lifted
+        it and why. The lift record holds no plain contact (it outlives an erasure). None when the
+        address was not suppressed."""
+        at = now or datetime.now(UTC)
+        found = self._client.get_item(
+            TableName=self._table, Key=to_attributes(suppression_key(address)), ConsistentRead=True
+        ).get("Item")
+        if not found:
+            return None
+        entry = from_attributes(found)
+        kept = {k: entry[k] for k in ("reason", "last_reason", "source", "created_at") if k in entry}
+        record = {
+            "address": f"{LIFT_PREFIX}{address}#{at.astimezone(UTC).isoformat()}",
+            "lifted_address": address,
+            **kept,
+            "lifted_at": at.isoformat(),
+            "lifted_by": by,
+            "lift_reason": why,
+            "expires_at": int((at + timedelta(days=LIFT_RECORD_DAYS)).timestamp()),
+        }
+        # what was read is what is lifted: a report that came in meanwhile is not lifted unseen
+        delete: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": to_attributes(suppression_key(address)),
+            "ConditionExpression": "attribute_exists(address) AND attribute_not_exists(updated_at)",
+        }
+        if "updated_at" in entry:
+            delete["ConditionExpression"] = "updated_at = :seen"
+            delete["ExpressionAttributeValues"] = to_attributes({":seen": entry["updated_at"]})
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {"Delete": delete},
+                    {"Put": {"TableName": self._table, "Item": to_attributes(record)}},
+                ]
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+                raise SuppressionChanged(address) from error
+            raise
+        return Lifted(entry=entry, record=record)
 
     def release(self, address: str) -> None:
         """Lift a suppression (e.g. an SMS START reply)."""

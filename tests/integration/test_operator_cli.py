@@ -1,0 +1,261 @@
+"""The `herald` operator CLI against template.yaml on moto, with notifications routed by the real
+router handler: `trace` (by notification id and by event id), `user`, `explain` (a dry run that
+writes and sends nothing), `suppression list | add | lift` (a lift records who and why).
+
+The commands run as an operator runs them (`--local --state-file`), with the local target's AWS
+client pointed at the in-process moto instead of the local stack's server."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from herald.catalog import load_catalog
+from herald.routing.decision import notification_id_for
+from herald.stores.keys import email_address
+from herald.stores.suppression import SuppressionChanged, SuppressionStore
+from herald.stores.users import UserStore
+from herald.users import UserProfile
+from herald_cli.main import cli
+from herald_cli.target import LocalTarget
+from tests.support.sqs import sqs_event
+from tests.support.stack import MotoStack, fresh_function_module
+
+pytestmark = pytest.mark.integration
+
+EMAIL = "ada@example.com"
+
+
+class FakeContext:
+    function_name = "herald-router"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:herald-router"
+    aws_request_id = "req-1"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 60_000
+
+
+@pytest.fixture
+def herald(stack: MotoStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Run `herald <args> --local` against the moto stack; returns click's Result."""
+    state_file = tmp_path / "stack.json"
+    state_file.write_text(stack.description.to_json(), encoding="utf-8")
+    monkeypatch.setattr(LocalTarget, "client", lambda self, service: stack.client(service))
+    monkeypatch.setattr(LocalTarget, "operator", lambda self: "local:support-agent-7")
+
+    def run(*args: str) -> Result:
+        return CliRunner().invoke(cli, [*args, "--local", "--state-file", str(state_file)])
+
+    return run
+
+
+@pytest.fixture
+def router(stack: MotoStack) -> Any:
+    return fresh_function_module("functions.router.app")
+
+
+def add_person(stack: MotoStack, user_id: str = "42") -> None:
+    UserStore(stack.client("dynamodb"), stack.tables["UsersTable"]).put_profile(
+        UserProfile.model_validate(
+            {
+                "user_id": user_id,
+                "email": EMAIL,
+                "phone": "+14155550100",
+                "time_zone": "UTC",
+                "devices": {"tok-1": {"platform": "android", "registered_at": "2026-01-01T00:00:00Z"}},
+            }
+        )
+    )
+
+
+def route(router: Any, event_id: str, type_: str, user_id: str = "42") -> None:
+    body = json.dumps(
+        {
+            "version": "0",
+            "id": f"id-{event_id}",
+            "detail-type": "NotificationRequested",
+            "source": "tests",
+            "account": "123456789012",
+            "time": "2026-11-22T12:00:00Z",
+            "region": "us-east-1",
+            "resources": [],
+            "detail": {
+                "event_id": event_id,
+                "type": type_,
+                "user_id": user_id,
+                "data": load_catalog().types[type_].sample_data,
+            },
+        }
+    )
+    response = router.lambda_handler(sqs_event(body), FakeContext())
+    assert response == {"batchItemFailures": []}
+
+
+def section(out: str, title: str) -> list[str]:
+    """The lines of one section of `herald trace`'s output (up to the next blank line)."""
+    return out.split(f"\n{title}\n", 1)[1].split("\n\n", 1)[0].strip("\n").splitlines()
+
+
+def items(stack: MotoStack, table: str) -> list[dict[str, Any]]:
+    return stack.client("dynamodb").scan(TableName=stack.tables[table])["Items"]
+
+
+def test_trace_shows_the_decision_rule_by_rule_and_each_channel_queued(
+    stack: MotoStack, router: Any, herald: Any
+) -> None:
+    add_person(stack)
+    route(router, "evt-alert-1", "security_alert")
+
+    by_event = herald("trace", "evt-alert-1")
+    by_id = herald("trace", notification_id_for("evt-alert-1"))
+
+    assert by_event.exit_code == 0, by_event.output
+    assert by_id.output == by_event.output
+    out = by_event.output
+    assert f"notification {notification_id_for('evt-alert-1')}  event evt-alert-1  user 42" in out
+    assert "security_alert · critical · security" in out
+    assert "decision (rule by rule)" in out and "urgency_table" in out
+    assert {line.split()[0]: line.split()[1] for line in section(out, "channels")} == {
+        "push": "queued",
+        "sms": "queued",
+        "email": "queued",
+        "realtime": "skipped",  # offline
+    }
+    log = section(out, "delivery log")
+    assert sorted(line.split()[3] for line in log) == ["email", "push", "sms"]
+    assert {line.split()[4] for line in log} == {"queued"}
+
+
+def test_a_suppressed_address_is_shown_with_the_reason_the_router_left_it_out(
+    stack: MotoStack, router: Any, herald: Any
+) -> None:
+    add_person(stack)
+    SuppressionStore(stack.client("dynamodb"), stack.tables["SuppressionTable"]).suppress(
+        email_address(EMAIL), "bounced", "ses", contact=EMAIL, notification_id="ntf-earlier"
+    )
+    route(router, "evt-alert-2", "security_alert")
+
+    out = herald("trace", "evt-alert-2").output
+
+    email_line = next(line for line in section(out, "channels") if line.split()[0] == "email")
+    assert email_line.split()[1] == "suppressed"
+    assert "suppression:" in email_line and "bounced" in email_line
+    # never handed to the email sender
+    assert all(line.split()[3] != "email" for line in section(out, "delivery log"))
+
+
+def test_user_lists_the_persons_notifications_newest_first_with_their_outcomes(
+    stack: MotoStack, router: Any, herald: Any
+) -> None:
+    add_person(stack)
+    route(router, "evt-first", "security_alert")
+    route(router, "evt-second", "order_shipped")
+
+    result = herald("user", "42")
+
+    assert result.exit_code == 0, result.output
+    rows = result.output.strip().splitlines()[1:]
+    newest_first = [notification_id_for("evt-second"), notification_id_for("evt-first")]
+    assert [row.split()[2] for row in rows] == newest_first
+    assert "order_shipped" in rows[0] and "push queued" in rows[0]
+    assert "sms queued" in rows[1]
+    assert "no notifications on record" in herald("user", "nobody").output
+
+
+def test_explain_decides_as_the_router_would_and_writes_and_sends_nothing(
+    stack: MotoStack, herald: Any
+) -> None:
+    add_person(stack)
+    SuppressionStore(stack.client("dynamodb"), stack.tables["SuppressionTable"]).suppress(
+        email_address(EMAIL), "complained", "sendgrid", contact=EMAIL
+    )
+    notifications_before = items(stack, "NotificationsTable")
+
+    data = json.dumps(load_catalog().types["security_alert"].sample_data)
+    result = herald("explain", "42", "security_alert", "--data", data)
+
+    assert result.exit_code == 0, result.output
+    assert "nothing is written or sent" in result.output
+    assert any(
+        line.split()[:3] == ["block", "suppression", "[email]"] for line in result.output.splitlines()
+    ), result.output
+    assert result.output.strip().splitlines()[-1] == "outcome: dispatched via push, sms"
+    assert items(stack, "NotificationsTable") == notifications_before
+    for queue in ("Email", "Push", "Sms", "Realtime", "Ingest"):
+        assert stack.drain(queue) == []
+
+
+def test_explain_says_when_the_router_would_reject_the_request(stack: MotoStack, herald: Any) -> None:
+    add_person(stack)
+    unknown = herald("explain", "42", "no_such_type")
+    missing = herald("explain", "42", "order_shipped", "--data", "{}")
+    assert unknown.exit_code == 1 and "would reject" in unknown.output and "no_such_type" in unknown.output
+    assert missing.exit_code == 1 and "requires data fields" in missing.output
+    assert herald("explain", "42", "order_shipped", "--data", "[1]").exit_code == 2
+
+
+def test_a_lift_records_who_lifted_the_entry_and_why_and_the_router_uses_the_address_again(
+    stack: MotoStack, router: Any, herald: Any
+) -> None:
+    add_person(stack)
+    added = herald("suppression", "add", EMAIL, "--reason", "mailbox full for months")
+    assert added.exit_code == 0, added.output
+
+    listed = herald("suppression", "list", "--channel", "email")
+    assert EMAIL in listed.output and "mailbox full for months" in listed.output
+    assert "operator:local:support-agent-7" in listed.output
+    assert herald("suppression", "list", "--channel", "sms").output.strip() == "no suppressed contacts"
+
+    lifted = herald("suppression", "lift", EMAIL, "--why", "customer fixed their mailbox (ticket 1234)")
+    assert lifted.exit_code == 0, lifted.output
+    assert herald("suppression", "list").output.strip() == "no suppressed contacts"
+    history = herald("suppression", "list", "--lifted").output
+    assert email_address(EMAIL) in history
+    assert "lifted by local:support-agent-7: customer fixed their mailbox (ticket 1234)" in history
+    assert "mailbox full for months" in history
+    assert EMAIL not in history  # the lift record keeps no plain contact: it outlives an erasure
+
+    route(router, "evt-after-lift", "security_alert")
+    assert "email    queued" in herald("trace", "evt-after-lift").output
+    again = herald("suppression", "lift", EMAIL, "--why", "twice")
+    assert again.exit_code == 1 and "is not suppressed" in again.output
+
+
+def test_an_unknown_notification_and_a_missing_stack_are_one_clear_line(
+    stack: MotoStack, herald: Any, tmp_path: Path
+) -> None:
+    result = herald("trace", "evt-never-sent")
+    assert result.exit_code == 1
+    assert "no notification 'evt-never-sent'" in result.output
+    no_stack = CliRunner().invoke(cli, ["user", "42", "--local", "--state-file", str(tmp_path / "none.json")])
+    assert no_stack.exit_code == 1 and "make local" in no_stack.output
+    neither = CliRunner().invoke(cli, ["user", "42"])
+    assert neither.exit_code == 2 and "--stack-name NAME (AWS) or --local" in neither.output
+
+
+def test_a_report_that_lands_while_an_entry_is_lifted_is_not_lifted_unseen(stack: MotoStack) -> None:
+    client, table = stack.client("dynamodb"), stack.tables["SuppressionTable"]
+    store = SuppressionStore(client, table)
+    address = email_address(EMAIL)
+    store.suppress(address, "opted_out", "twilio", now=datetime(2026, 11, 30, 20, 0, tzinfo=UTC))
+
+    class BounceArrivesMeanwhile:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(client, name)
+
+        def transact_write_items(self, **kwargs: Any) -> Any:
+            store.suppress(address, "bounced", "ses", now=datetime(2026, 11, 30, 20, 5, tzinfo=UTC))
+            return client.transact_write_items(**kwargs)
+
+    with pytest.raises(SuppressionChanged):
+        SuppressionStore(BounceArrivesMeanwhile(), table).lift(address, by="agent", why="customer asked")
+
+    assert store.is_suppressed(address)
+    assert list(store.entries(lifted=True)) == []
