@@ -16,7 +16,7 @@ $(STAMP): requirements-dev.txt layers/herald/requirements.txt $(wildcard functio
 	fi
 	$(PY) -m pip install -q --upgrade pip 2>/dev/null || true
 	$(PY) -m pip install -q -r requirements-dev.txt $(foreach f,$(wildcard functions/*/requirements.txt),-r $(f))
-	# The operator CLI (`herald redrive ...`) as a console script; its dependencies are pinned above.
+	# The operator CLI (`herald trace ...`, `herald redrive ...`) as a console script; its dependencies are pinned above.
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

@@ -2,8 +2,9 @@
 
 Brings the stack up (moto, sandboxes, the template provisioned, the real handlers), seeds demo
 users, puts each scenario's events on the bus exactly as a producer would, waits for the outcome,
-then prints a timeline of what happened to each notification (channel, when, why) and an outcome
-table. Exits 0 only when every scenario got its expected outcome; shuts the stack down either way.
+then prints a timeline of what happened to each notification (channel, when, why), an outcome
+table, and ends with what support would ask: `herald trace` of the email the bounce stopped. Exits 0
+only when every scenario got its expected outcome; shuts the stack down either way.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import argparse
 import contextlib
 import json
 import logging
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 from herald.stores.dynamo import from_attributes
@@ -35,6 +38,8 @@ CONSOLE = sys.stdout
 LOG_FILE = STATE_DIR / "demo.log"
 FALLBACK_DELAY_SECONDS = 30  # the template's minimum: the "push ignored" scenario waits this long
 SETTLE_TIMEOUT_SECONDS = 90
+BOUNCING = "bounce+bea@simulator.amazonses.com"  # the SES mailbox simulator answers with a hard bounce
+TRACED_EVENT = "demo-ship-bea-2"  # the demo ends with `herald trace` of this one
 SIGN_IN = {
     "action": "New sign-in",
     "device": "Firefox on Linux",
@@ -159,6 +164,7 @@ def demo_users(receiver_url: str) -> list[DemoUser]:
             devices=("phone-42",),
         ),
         DemoUser({"user_id": "gus", "email": "gus+success@simulator.amazonses.com"}, devices=("gus-phone",)),
+        DemoUser({"user_id": "bea", "email": BOUNCING}),  # no app installed: medium goes by email
         DemoUser({"user_id": "acme", "webhook": {"url": receiver_url, "secret_name": "acme"}}),
     ]
 
@@ -166,9 +172,9 @@ def demo_users(receiver_url: str) -> list[DemoUser]:
 def failed_twice_then_sent_after_backoff(seen: Observed, user_id: str) -> bool:
     """The delivery log reads retry, retry, sent, each retry waited out (SQS visibility backoff)."""
     log = [entry for record in seen.records_for(user_id) for entry in record.get("delivery_log", [])]
-    if [entry.get("outcome") for entry in log] != ["retry", "retry", "sent"]:
+    if [entry.get("outcome") for entry in log] != ["queued", "retry", "retry", "sent"]:
         return False
-    times = [datetime.fromisoformat(entry["at"]) for entry in log]
+    times = [datetime.fromisoformat(entry["at"]) for entry in log[1:]]
     return all(later - earlier >= timedelta(seconds=1) for earlier, later in pairwise(times))
 
 
@@ -189,6 +195,32 @@ def scenarios() -> list[Scenario]:
             return
         app = AppClient(stack.api.url, stack.sandbox.url)
         _expect(app.post(f"/v1/me/notifications/{records[0]['notification_id']}/ack", user="hal"))
+
+    def ship_again_once_bounced(stack: LocalStack, seen: Observed) -> None:
+        """bea's first email bounced (SES's event came back through the feedback function): the
+        shop ships her next order. Its email must not go to the address that bounced."""
+        states = {
+            r["event_id"]: (r.get("deliveries") or {}).get("email", {}).get("state")
+            for r in seen.records_for("bea")
+        }
+        if (
+            states.get("demo-ship-bea-1") == "bounced"
+            and TRACED_EVENT not in states
+            and not bea_shipped_again
+        ):
+            bea_shipped_again.append(True)
+            put_events(
+                stack,
+                [{"event_id": TRACED_EVENT, "type": "order_shipped", "user_id": "bea", "data": SHIPPED}],
+            )
+
+    def second_email_suppressed(seen: Observed) -> bool:
+        second = next((r for r in seen.records_for("bea") if r["event_id"] == TRACED_EVENT), None)
+        return second is not None and any(
+            (step["rule"], step.get("channel")) == ("suppression", "email") for step in second["decision"]
+        )
+
+    bea_shipped_again: list[bool] = []
 
     def failing_receiver(stack: LocalStack) -> None:
         assert stack.sandbox
@@ -309,6 +341,15 @@ def scenarios() -> list[Scenario]:
             {"ivy-phone": ["push"], "+14155550109": ["sms"], "ivy+success@": []},
             users=["ivy"],
         ),
+        Scenario(
+            "hard bounce, then the next email",
+            "1 email; the next one suppressed",
+            [{"event_id": "demo-ship-bea-1", "type": "order_shipped", "user_id": "bea", "data": SHIPPED}],
+            {BOUNCING: ["email"]},
+            also=second_email_suppressed,
+            react=ship_again_once_bounced,
+            users=["bea"],
+        ),
     ]
 
 
@@ -378,9 +419,10 @@ def print_timeline(scenario: Scenario, seen: Observed) -> None:
                 say(f"            why: {step['rule']}{channel}: {step['verdict']} — {step['reason']}")
             for attempt in record.get("delivery_log", []):
                 detail = attempt.get("detail") or attempt.get("provider_message_id") or ""
+                via = f" via {attempt['provider']}" if attempt.get("provider") else ""
                 say(
                     f"  {_clock(attempt.get('at') or attempt.get('time'))}  {attempt.get('channel')}"
-                    f" via {attempt.get('provider')}: {attempt.get('outcome')} {detail}".rstrip()
+                    f"{via}: {attempt.get('outcome')} {detail}".rstrip()
                 )
     for rejected in seen.rejected:
         if any(rejected["event_id"] == e.get("event_id") for e in scenario.events):
@@ -472,7 +514,22 @@ def _play() -> int:
         print_providers(seen)
         print_inboxes(stack, [user for scenario, _ in results for user in scenario.users])
         print_outcomes(results, seen, time.monotonic() - started)
-    return 0 if all(ok for _, ok in results) else 1
+        traced = print_trace(stack, TRACED_EVENT)
+    return 0 if all(ok for _, ok in results) and traced else 1
+
+
+def print_trace(stack: LocalStack, event_id: str) -> bool:
+    """What support runs when bea asks why her shipping email never came: the operator CLI, as a
+    separate process against the running stack (.local/stack.json)."""
+    herald = Path(sys.executable).with_name("herald")
+    command = [str(herald), "trace", event_id, "--local", "--state-file", str(stack.state_file)]
+    say(f"\nWhy did bea get no email about her second order?\n$ herald trace {event_id} --local")
+    if not herald.exists():
+        say("  the `herald` console script is not installed: run `make venv`")
+        return False
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    say((result.stdout or result.stderr).rstrip())
+    return result.returncode == 0
 
 
 def seed(stack: LocalStack, timeout: float = 30.0) -> None:
@@ -535,21 +592,9 @@ def play(
     plays = scenarios()
     for scenario in plays:
         scenario.prepare(stack)
-    events = stack.client("events")
     played = time.monotonic()
     for scenario in plays:
-        entries = [
-            {
-                "EventBusName": stack.bus_name,
-                "Source": "com.example.demo",
-                "DetailType": "NotificationRequested",
-                "Detail": json.dumps(detail),
-            }
-            for detail in scenario.events
-        ]
-        response = events.put_events(Entries=entries)
-        if response["FailedEntryCount"]:
-            say(f"  put_events refused {scenario.name}: {response['Entries']}")
+        put_events(stack, scenario.events, scenario.name)
 
     mail = MotoDataJsonMail(stack.moto.url)
     emails: list[RecordedSend] = []
@@ -565,6 +610,22 @@ def play(
     time.sleep(3)  # let late duplicates (if any) show up before judging
     seen = observe(stack, mail, emails)
     return [(s, s.check(seen)) for s in plays], seen
+
+
+def put_events(stack: LocalStack, details: list[dict[str, Any]], what: str = "") -> None:
+    """`NotificationRequested` events on the bus, as the product's services put them."""
+    entries = [
+        {
+            "EventBusName": stack.bus_name,
+            "Source": "com.example.demo",
+            "DetailType": "NotificationRequested",
+            "Detail": json.dumps(detail),
+        }
+        for detail in details
+    ]
+    response = stack.client("events").put_events(Entries=entries)
+    if response["FailedEntryCount"]:
+        say(f"  put_events refused {what or details}: {response['Entries']}")
 
 
 def main(argv: list[str] | None = None) -> int:

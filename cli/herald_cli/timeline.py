@@ -16,9 +16,16 @@ from typing import Any
 from herald.delivery import QUEUED
 from herald.stores.notifications import NotificationRecord
 
-# The router's rules whose refusal of a channel reads as `suppressed` (the rest read as `skipped`).
-SUPPRESSING_RULES = frozenset({"suppression"})
 REFUSING_VERDICTS = frozenset({"block", "skip"})
+
+
+def _refusal(step: dict[str, Any]) -> str:
+    """`suppressed` when the router's suppression rule found the contact on the suppression list (a
+    suppressed address, every token dead); `skipped` for any other refusal (no such contact, a
+    preference, presence, quiet hours, a rate limit)."""
+    reason = str(step.get("reason", ""))
+    on_the_list = "suppressed" in reason or "dead" in reason
+    return "suppressed" if step.get("rule") == "suppression" and on_the_list else "skipped"
 
 
 @dataclass(frozen=True)
@@ -55,8 +62,9 @@ def channel_outcomes(record: NotificationRecord) -> list[ChannelOutcome]:
     for step in record.decision:
         channel = step.get("channel")
         if channel and step.get("verdict") in REFUSING_VERDICTS and channel not in outcomes:
-            state = "suppressed" if step.get("rule") in SUPPRESSING_RULES else "skipped"
-            outcomes[channel] = ChannelOutcome(channel, state, f"{step.get('rule')}: {step.get('reason')}")
+            outcomes[channel] = ChannelOutcome(
+                channel, _refusal(step), f"{step.get('rule')}: {step.get('reason')}"
+            )
     for channel in first:
         outcomes[channel] = ChannelOutcome(channel, QUEUED)
     for index, channel in enumerate(later, start=2):

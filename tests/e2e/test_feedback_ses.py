@@ -16,6 +16,7 @@ from herald.stores.users import UserStore
 from herald.users import UserProfile
 from local.stack import LocalStack
 from tests.e2e.conftest import emails_to, put_event, wait_until
+from tests.support.cli import herald, section
 
 pytestmark = pytest.mark.e2e
 
@@ -80,7 +81,8 @@ def test_a_bounce_suppresses_the_address_and_the_next_email_is_not_sent(stack: L
     # THEN SES's bounce comes back through the feedback function: the channel bounced ...
     assert wait_until(lambda: email_state(stack, "ses-bounce", "e2e-ses-bounce-1") == "bounced", TIMEOUT)
     log = notifications(stack, "ses-bounce")["e2e-ses-bounce-1"]["delivery_log"]
-    assert [(e["outcome"], e["provider"]) for e in log if e["channel"] == "email"] == [
+    assert [(e["outcome"], e.get("provider")) for e in log if e["channel"] == "email"] == [
+        ("queued", None),
         ("sent", "ses"),
         ("bounced", "ses"),
     ]
@@ -107,6 +109,23 @@ def test_a_bounce_suppresses_the_address_and_the_next_email_is_not_sent(stack: L
     assert "email" not in (second.get("deliveries") or {})
     assert len(emails_to(stack, address)) == 1
 
+    # AND support sees why with `herald trace` (the console script, against the running stack)
+    first_id = notifications(stack, "ses-bounce")["e2e-ses-bounce-1"]["notification_id"]
+    out = herald(stack.state_file, "trace", "e2e-ses-bounce-2")
+    [email] = [line.split(None, 2) for line in section(out, "channels") if line.split()[0] == "email"]
+    assert email[1] == "suppressed"
+    assert email[2] == (
+        f"— suppression: email address suppressed: bounce (ses, since {entry['created_at'][:10]}, "
+        f"notification {first_id})"
+    )
+    # and the first one's timeline: queued, sent by SES, bounced as SES reported it
+    first = section(herald(stack.state_file, "trace", first_id), "delivery log")
+    assert [line.split()[3:5] for line in first] == [
+        ["email", "queued"],
+        ["email", "sent"],
+        ["email", "bounced"],
+    ]
+
 
 def test_a_complaint_suppresses_and_opts_the_person_out_of_marketing(stack: LocalStack) -> None:
     assert stack.description
@@ -119,7 +138,12 @@ def test_a_complaint_suppresses_and_opts_the_person_out_of_marketing(stack: Loca
         lambda: email_state(stack, "ses-complaint", "e2e-ses-complaint-1") == "complained", TIMEOUT
     )
     log = notifications(stack, "ses-complaint")["e2e-ses-complaint-1"]["delivery_log"]
-    assert [e["outcome"] for e in log if e["channel"] == "email"] == ["sent", "delivered", "complained"]
+    assert [e["outcome"] for e in log if e["channel"] == "email"] == [
+        "queued",
+        "sent",
+        "delivered",
+        "complained",
+    ]
     assert (suppression(stack, address) or {}).get("reason") == "complaint"
     profile = UserStore(stack.client("dynamodb"), stack.description.ref("UsersTable")).get_profile(
         "ses-complaint"

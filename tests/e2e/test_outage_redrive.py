@@ -6,12 +6,9 @@ exactly once (decision 010). The stack runs with a 4-second tolerance and a 1-se
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +18,7 @@ from herald.stores.users import UserStore
 from herald.users import UserProfile
 from local.stack import LocalStack
 from tests.e2e.conftest import http_json, outbox, put_event, wait_until
+from tests.support.cli import herald
 
 pytestmark = pytest.mark.e2e
 
@@ -122,17 +120,7 @@ def test_an_outage_past_the_tolerance_is_dead_lettered_and_redriven_once_it_is_o
     assert outcomes[-1] == "dead_lettered" and outcomes.count("retry") >= 2
 
     twilio_fault(stack, "DELETE")  # the provider is back
-    herald = Path(sys.executable).with_name("herald")
-    assert herald.exists(), "the `herald` console script is not installed: run `make venv`"
-    result = subprocess.run(
-        [str(herald), "redrive", "sms", "--local", "--state-file", str(stack.state_file)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "moved 1 message(s)" in result.stdout
+    assert "moved 1 message(s)" in herald(stack.state_file, "redrive", "sms")
 
     sent = wait_until(lambda: outbox(stack, provider="twilio", recipient=PHONE), timeout=20)
     time.sleep(3)  # time enough for a second delivery to show up, were there one

@@ -23,6 +23,7 @@ from herald.stores.users import UserStore
 from herald.users import UserProfile
 from herald_cli.main import cli
 from herald_cli.target import LocalTarget
+from tests.support.cli import section
 from tests.support.sqs import sqs_event
 from tests.support.stack import MotoStack, fresh_function_module
 
@@ -96,11 +97,6 @@ def route(router: Any, event_id: str, type_: str, user_id: str = "42") -> None:
     )
     response = router.lambda_handler(sqs_event(body), FakeContext())
     assert response == {"batchItemFailures": []}
-
-
-def section(out: str, title: str) -> list[str]:
-    """The lines of one section of `herald trace`'s output (up to the next blank line)."""
-    return out.split(f"\n{title}\n", 1)[1].split("\n\n", 1)[0].strip("\n").splitlines()
 
 
 def items(stack: MotoStack, table: str) -> list[dict[str, Any]]:

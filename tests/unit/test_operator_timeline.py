@@ -95,12 +95,14 @@ def test_the_routers_refusals_read_as_suppressed_or_skipped_with_its_reason() ->
                 "channel": "email",
             },
             {"rule": "rate_limit", "verdict": "block", "reason": "5/5 this hour", "channel": "sms"},
+            {"rule": "suppression", "verdict": "block", "reason": "no registered device", "channel": "push"},
             {"rule": "preferences", "verdict": "pass", "reason": "allowed"},
         ]
     )
     assert states(record) == {
         "email": ("suppressed", "suppression: email address suppressed: bounced"),
         "sms": ("skipped", "rate_limit: 5/5 this hour"),
+        "push": ("skipped", "suppression: no registered device"),
     }
 
 
