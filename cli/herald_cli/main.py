@@ -21,6 +21,7 @@ from typing import Any
 import click
 from aws_lambda_powertools import Metrics
 from botocore.exceptions import BotoCoreError, ClientError
+from click.core import ParameterSource
 
 from herald.batch import RejectedRecord
 from herald.catalog import load_catalog
@@ -28,9 +29,10 @@ from herald.ingest import IngestEnvelope
 from herald.models import DETAIL_TYPE, Channel, Urgency
 from herald.routing.decision import notification_id_for
 from herald.routing.service import RouterService
+from herald.ses_feedback import soft_bounce_key
 from herald.settings import ConfigurationError, RouterSettings, load
 from herald.stores.notifications import NotificationRecord, NotificationStore
-from herald.stores.suppression import SuppressionChanged, SuppressionStore
+from herald.stores.suppression import ConsentRequired, SuppressionChanged, SuppressionStore
 from herald_cli.redrive import (
     QUEUES,
     RedriveError,
@@ -75,6 +77,9 @@ def on_stack(command: Callable[..., None]) -> Callable[..., None]:
         profile: str | None,
         **kwargs: Any,
     ) -> None:
+        from_environment = click.get_current_context().get_parameter_source("stack_name")
+        if local and from_environment is ParameterSource.ENVIRONMENT:
+            stack_name = None  # an exported HERALD_STACK_NAME does not outvote --local
         if local == bool(stack_name):
             raise click.UsageError("name the stack: --stack-name NAME (AWS) or --local (the local stack)")
         try:
@@ -125,7 +130,9 @@ def trace(identifier: str, user_id: str | None, target: StackTarget) -> None:
 
 
 def _find(store: NotificationStore, identifier: str, user_id: str | None) -> NotificationRecord | None:
-    candidates = [identifier] if identifier.startswith("ntf-") else []
+    """The identifier as a notification id (`ntf-…`, a digest's `dgs-…`), else as the event id the
+    router named its notification after (`event_id`, or `event_id#user_id` for a broadcast member)."""
+    candidates = [identifier]
     if user_id:
         candidates += [notification_id_for(f"{identifier}#{user_id}"), notification_id_for(identifier)]
         return next((r for c in candidates if (r := store.get(user_id, c)) is not None), None)
@@ -247,15 +254,25 @@ def suppression_add(contact: str, channel: str | None, reason: str, target: Stac
 @click.argument("contact")
 @click.option("--channel", type=click.Choice(["email", "sms", "push"]), help="Default: from the contact.")
 @click.option("--why", required=True, help="Why it may be used again (recorded with who lifted it).")
+@click.option("--force", is_flag=True, help="Lift a person's own opt-out (STOP) too: they normally START.")
 @on_stack
-def suppression_lift(contact: str, channel: str | None, why: str, target: StackTarget) -> None:
-    """Lift an entry: Herald may use the contact again. Who lifted it and why is recorded."""
+def suppression_lift(contact: str, channel: str | None, why: str, force: bool, target: StackTarget) -> None:
+    """Lift an entry: Herald may use the contact again (its soft-bounce count starts over). Who
+    lifted it and why is recorded."""
     address, _ = address_of(contact, Channel(channel) if channel else None)
+    counters = target.physical_id("RateCountersTable")
     try:
-        lifted = _suppression(target).lift(address, by=target.operator(), why=why)
+        lifted = _suppression(target).lift(
+            address, by=target.operator(), why=why, force=force, reset=[(counters, soft_bounce_key(address))]
+        )
     except SuppressionChanged as error:
         raise click.ClickException(
-            f"{contact} was suppressed again while being lifted: list it and decide again"
+            f"{contact} was reported again while being lifted: list it and decide again"
+        ) from error
+    except ConsentRequired as error:
+        raise click.ClickException(
+            f"{contact} is the person's own opt-out (STOP): they opt back in by replying START; "
+            "lift it for them only with --force"
         ) from error
     if lifted is None:
         raise click.ClickException(f"{contact} is not suppressed")

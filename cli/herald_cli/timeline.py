@@ -24,7 +24,7 @@ def _refusal(step: dict[str, Any]) -> str:
     suppressed address, every token dead); `skipped` for any other refusal (no such contact, a
     preference, presence, quiet hours, a rate limit)."""
     reason = str(step.get("reason", ""))
-    on_the_list = "suppressed" in reason or "dead" in reason
+    on_the_list = any(word in reason for word in ("suppressed", "dead", "opted out"))
     return "suppressed" if step.get("rule") == "suppression" and on_the_list else "skipped"
 
 
@@ -37,10 +37,24 @@ class ChannelOutcome:
     provider_message_id: str = ""
 
 
-def _planned(record: NotificationRecord) -> tuple[list[str], list[str]]:
+# A step that waits "until delivered" ends its chain once its channel reached one of these.
+ACCEPTED_STATES = frozenset({"sent", "delivered"})
+
+
+@dataclass(frozen=True)
+class LaterStep:
+    """An escalation step after the first: sent only if the one before it did not end the chain."""
+
+    index: int  # 2 for the second step
+    channel: str
+    previous_channel: str
+    previous_until: str  # "acknowledged" or "delivered"
+
+
+def _planned(record: NotificationRecord) -> tuple[list[str], list[LaterStep]]:
     """(channels handed to senders at once, later escalation steps) from the record's plan."""
     now_channels: list[str] = []
-    later: list[str] = []
+    later: list[LaterStep] = []
     for item in record.plan:
         if "escalation" in item:
             steps = item["escalation"].get("steps") or [
@@ -49,10 +63,24 @@ def _planned(record: NotificationRecord) -> tuple[list[str], list[str]]:
             ]
             channels = [str(step.get("delivery", {}).get("channel")) for step in steps]
             now_channels.extend(channels[:1])
-            later.extend(channels[1:])
+            later += [
+                LaterStep(i + 1, channels[i], channels[i - 1], str(steps[i - 1].get("until", "acknowledged")))
+                for i in range(1, len(steps))
+            ]
         elif item.get("channel"):
             now_channels.append(str(item["channel"]))
     return now_channels, later
+
+
+def _later_step(record: NotificationRecord, step: LaterStep) -> ChannelOutcome:
+    """A later step the state machine has not sent (yet): why not."""
+    previous = str((record.deliveries.get(step.previous_channel) or {}).get("state", ""))
+    if step.previous_until == "delivered" and previous in ACCEPTED_STATES:
+        why = f"step {step.index - 1} ({step.previous_channel}) was delivered"
+        return ChannelOutcome(step.channel, "not_needed", f"escalation step {step.index}: {why}")
+    if record.acked_at is not None:
+        return ChannelOutcome(step.channel, "not_needed", f"escalation step {step.index}: acknowledged first")
+    return ChannelOutcome(step.channel, "waiting", f"escalation step {step.index}: not sent yet")
 
 
 def channel_outcomes(record: NotificationRecord) -> list[ChannelOutcome]:
@@ -67,11 +95,9 @@ def channel_outcomes(record: NotificationRecord) -> list[ChannelOutcome]:
             )
     for channel in first:
         outcomes[channel] = ChannelOutcome(channel, QUEUED)
-    for index, channel in enumerate(later, start=2):
-        if channel not in first:
-            acked = record.acked_at is not None
-            state, why = ("not_needed", "acknowledged first") if acked else ("waiting", "not sent yet")
-            outcomes[channel] = ChannelOutcome(channel, state, f"escalation step {index}: {why}")
+    for step in later:
+        if step.channel not in first:
+            outcomes[step.channel] = _later_step(record, step)
     for channel, delivery in record.deliveries.items():
         reason = " ".join(str(delivery[k]) for k in ("code", "reason") if delivery.get(k))
         outcomes[channel] = ChannelOutcome(

@@ -8,7 +8,7 @@ client pointed at the in-process moto instead of the local stack's server."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,12 @@ import pytest
 from click.testing import CliRunner, Result
 
 from herald.catalog import load_catalog
+from herald.ingest import IngestEnvelope
 from herald.routing.decision import notification_id_for
-from herald.stores.keys import email_address
+from herald.routing.held import LEGACY_SORT_KEY, HeldRequests
+from herald.ses_feedback import SoftBounces, soft_bounce_key
+from herald.stores.dynamo import to_attributes
+from herald.stores.keys import email_address, sms_address
 from herald.stores.suppression import SuppressionChanged, SuppressionStore
 from herald.stores.users import UserStore
 from herald.users import UserProfile
@@ -76,8 +80,8 @@ def add_person(stack: MotoStack, user_id: str = "42") -> None:
     )
 
 
-def route(router: Any, event_id: str, type_: str, user_id: str = "42") -> None:
-    body = json.dumps(
+def envelope_body(event_id: str, type_: str, user_id: str = "42") -> str:
+    return json.dumps(
         {
             "version": "0",
             "id": f"id-{event_id}",
@@ -95,7 +99,10 @@ def route(router: Any, event_id: str, type_: str, user_id: str = "42") -> None:
             },
         }
     )
-    response = router.lambda_handler(sqs_event(body), FakeContext())
+
+
+def route(router: Any, event_id: str, type_: str, user_id: str = "42") -> None:
+    response = router.lambda_handler(sqs_event(envelope_body(event_id, type_, user_id)), FakeContext())
     assert response == {"batchItemFailures": []}
 
 
@@ -240,14 +247,15 @@ def test_a_report_that_lands_while_an_entry_is_lifted_is_not_lifted_unseen(stack
     client, table = stack.client("dynamodb"), stack.tables["SuppressionTable"]
     store = SuppressionStore(client, table)
     address = email_address(EMAIL)
-    store.suppress(address, "opted_out", "twilio", now=datetime(2026, 11, 30, 20, 0, tzinfo=UTC))
+    at = datetime(2026, 11, 30, 20, 0, tzinfo=UTC)  # both reports carry the same (second-resolution) time
+    store.suppress(address, "unreachable", "twilio", now=at)
 
     class BounceArrivesMeanwhile:
         def __getattr__(self, name: str) -> Any:
             return getattr(client, name)
 
         def transact_write_items(self, **kwargs: Any) -> Any:
-            store.suppress(address, "bounced", "ses", now=datetime(2026, 11, 30, 20, 5, tzinfo=UTC))
+            store.suppress(address, "bounced", "ses", now=at)
             return client.transact_write_items(**kwargs)
 
     with pytest.raises(SuppressionChanged):
@@ -255,3 +263,55 @@ def test_a_report_that_lands_while_an_entry_is_lifted_is_not_lifted_unseen(stack
 
     assert store.is_suppressed(address)
     assert list(store.entries(lifted=True)) == []
+
+
+def test_a_persons_own_opt_out_is_lifted_only_with_force(stack: MotoStack, herald: Any) -> None:
+    store = SuppressionStore(stack.client("dynamodb"), stack.tables["SuppressionTable"])
+    store.suppress(sms_address("+14155550100"), "opted_out", "twilio", contact="+14155550100")
+
+    refused = herald("suppression", "lift", "+14155550100", "--why", "customer called")
+    assert refused.exit_code == 1 and "replying START" in refused.output
+    assert store.is_suppressed(sms_address("+14155550100"))
+
+    forced = herald("suppression", "lift", "+14155550100", "--why", "written consent, ticket 99", "--force")
+    assert forced.exit_code == 0, forced.output
+    assert not store.is_suppressed(sms_address("+14155550100"))
+
+
+def test_a_lift_starts_the_soft_bounce_count_over(stack: MotoStack, herald: Any) -> None:
+    address = email_address(EMAIL)
+    SoftBounces(stack.client("dynamodb"), stack.tables["RateCountersTable"]).add(
+        address, "fb-1", datetime.now(UTC)
+    )
+    SuppressionStore(stack.client("dynamodb"), stack.tables["SuppressionTable"]).suppress(
+        address, "soft_bounces", "ses", contact=EMAIL
+    )
+    counter = {"TableName": stack.tables["RateCountersTable"], "Key": to_attributes(soft_bounce_key(address))}
+    assert "Item" in stack.client("dynamodb").get_item(**counter)
+
+    assert herald("suppression", "lift", EMAIL, "--why", "mailbox fixed").exit_code == 0
+
+    assert "Item" not in stack.client("dynamodb").get_item(**counter)
+
+
+def test_an_exported_stack_name_does_not_outvote_local(
+    stack: MotoStack, herald: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HERALD_STACK_NAME", "herald-prod")
+    result = herald("user", "42")
+    assert result.exit_code == 0, result.output
+    assert "no notifications on record" in result.output
+
+
+def test_a_held_request_from_before_decision_025_is_still_found(stack: MotoStack) -> None:
+    client, table = stack.client("dynamodb"), stack.tables["NotificationsTable"]
+    held = HeldRequests(client, table, timedelta(days=1))
+    body = IngestEnvelope.model_validate_json(envelope_body("evt-held", "order_shipped"))
+    client.put_item(
+        TableName=table,
+        Item=to_attributes(
+            {"user_id": "#held#send-at-1", "notification_id": LEGACY_SORT_KEY, "held_request": body.body()}
+        ),
+    )
+    found = held.get("send-at-1")
+    assert found is not None and found.request.event_id == "evt-held"

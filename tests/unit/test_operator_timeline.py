@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import click
 import pytest
 
 from herald.models import Category, Channel, Urgency
@@ -85,6 +86,28 @@ def test_an_escalations_later_step_waits_and_is_not_needed_once_acknowledged() -
     }
 
 
+def test_a_step_that_waits_until_delivered_is_not_needed_once_the_step_before_was() -> None:
+    plan = [
+        {
+            "escalation": {
+                "steps": [
+                    {
+                        "delivery": {"channel": "sms", "to": "+14155550100"},
+                        "wait_seconds": 60,
+                        "until": "delivered",
+                    },
+                    {"delivery": {"channel": "push", "device_tokens": ["t"]}},
+                ],
+                "deliver_at": CREATED,
+            }
+        }
+    ]
+    delivered = a_record(plan=plan, deliveries={"sms": {"state": "delivered"}})
+    failed = a_record(plan=plan, deliveries={"sms": {"state": "failed"}})
+    assert states(delivered)["push"] == ("not_needed", "escalation step 2: step 1 (sms) was delivered")
+    assert states(failed)["push"] == ("waiting", "escalation step 2: not sent yet")
+
+
 def test_the_routers_refusals_read_as_suppressed_or_skipped_with_its_reason() -> None:
     record = a_record(
         decision=[
@@ -104,6 +127,12 @@ def test_the_routers_refusals_read_as_suppressed_or_skipped_with_its_reason() ->
         "sms": ("skipped", "rate_limit: 5/5 this hour"),
         "push": ("skipped", "suppression: no registered device"),
     }
+    # as records routed before the trace named the entry's reason put it
+    stop = "phone number opted out of SMS (STOP)"
+    legacy = a_record(
+        decision=[{"rule": "suppression", "verdict": "block", "reason": stop, "channel": "sms"}]
+    )
+    assert states(legacy) == {"sms": ("suppressed", f"suppression: {stop}")}
 
 
 def test_the_delivery_log_is_a_timeline_with_offsets_and_the_providers_ids() -> None:
@@ -141,7 +170,7 @@ def test_user_rows_name_each_notification_with_its_channels() -> None:
     [
         ("Ada@Example.com", "email#sha256:", "Ada@Example.com"),
         ("+14155550100", "sms#sha256:", "+14155550100"),
-        ("fcm-token:abc123", "push#sha256:", "fcm-token:abc123"),
+        ("fcm-token:abc123", "push#sha256:", None),  # a token is never kept in plain
         ("sms#sha256:" + "0" * 64, "sms#sha256:", None),  # an erased person's entry, by its key
     ],
 )
@@ -151,6 +180,12 @@ def test_a_contact_names_its_entry_by_the_key_the_senders_use(
     address, kept = address_of(contact)
     assert address.startswith(channel_prefix) and kept == plain
     assert address_of("ada@example.com")[0] == address_of("ADA@example.com ")[0]
+
+
+@pytest.mark.parametrize("contact", ["555-123-4567", "+1 415 555 0100", "not a contact", "ab"])
+def test_a_contact_that_is_not_clearly_one_kind_is_refused_not_guessed(contact: str) -> None:
+    with pytest.raises(click.BadParameter):
+        address_of(contact)
 
 
 def test_the_routers_first_log_entries_say_what_was_queued_and_what_may_follow() -> None:

@@ -84,7 +84,8 @@ class ProviderEvent(BaseModel):
     provider_message_id: str | None = None
     code: str | None = None  # the provider's own code (SMTP status, Twilio error code ...)
     detail: str | None = None
-    event_id: str | None = None  # the provider's id of this report: a replay of it writes nothing
+    # the provider's id of this report: a replay of it writes nothing on the record
+    event_id: str | None = None
 
     @property
     def herald_sent(self) -> bool:
@@ -108,7 +109,7 @@ class FeedbackReport:
     suppressed: int = 0
     opted_out_of_marketing: int = 0
     unknown: int = 0  # events for no notification Herald keeps (not sent by Herald, or erased)
-    duplicates: int = 0  # events applied before (replays): nothing written
+    duplicates: int = 0  # events applied before (replays): nothing written on the record
     counts: dict[str, int] = field(default_factory=dict)
 
     def count(self, event: ProviderEvent) -> None:
@@ -144,6 +145,12 @@ class FeedbackRecorder:
 
     def _apply(self, event: ProviderEvent, report: FeedbackReport) -> None:
         report.count(event)
+        # The suppression first: a crash after it loses nothing (the redelivered event, now a
+        # duplicate on the record, re-applies it idempotently); the other order could record the
+        # bounce and lose the suppression for good.
+        reason = _SUPPRESSING.get(event.feedback)
+        if reason and self.suppress(event, reason):
+            report.suppressed += 1
         if event.herald_sent:
             assert event.user_id and event.notification_id
             entry = LogEntry(
@@ -160,7 +167,7 @@ class FeedbackRecorder:
             )
             if written is FeedbackWrite.DUPLICATE:
                 report.duplicates += 1
-                return  # applied before, effects included
+                return  # applied before (its suppression was re-applied above: idempotent)
             found = written is not FeedbackWrite.MISSING
             if found:
                 report.logged += 1
@@ -170,9 +177,6 @@ class FeedbackRecorder:
         else:
             found = False
             report.unknown += 1
-        reason = _SUPPRESSING.get(event.feedback)
-        if reason and self.suppress(event, reason):
-            report.suppressed += 1
         if event.feedback is Feedback.COMPLAINED and found and self._opt_out_of_marketing(event):
             report.opted_out_of_marketing += 1
 

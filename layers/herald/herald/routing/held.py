@@ -18,6 +18,9 @@ from herald.ingest import IngestEnvelope
 from herald.stores.dynamo import from_attributes, to_attributes
 
 HELD_PARTITION_PREFIX = "#held#"
+# Before decision 025 every held request's sort key was this one; a schedule created then still
+# finds its request (read as a fallback until they have all fired: at most the retention period).
+LEGACY_SORT_KEY = "request"
 
 
 class HeldRequests:
@@ -50,6 +53,10 @@ class HeldRequests:
     def get(self, name: str) -> IngestEnvelope | None:
         response = self._client.get_item(TableName=self._table, Key=self.key(name), ConsistentRead=True)
         item = response.get("Item")
+        if not item:
+            legacy = {"user_id": HELD_PARTITION_PREFIX + name, "notification_id": LEGACY_SORT_KEY}
+            legacy = to_attributes(legacy)
+            item = self._client.get_item(TableName=self._table, Key=legacy, ConsistentRead=True).get("Item")
         if not item:
             return None
         return IngestEnvelope.model_validate_json(from_attributes(item)["held_request"])

@@ -109,16 +109,24 @@ class NotificationStore:
         return self.get(str(from_attributes(items[0])["user_id"]), notification_id)
 
     def recent(self, user_id: str, limit: int) -> list[NotificationRecord]:
-        """The person's latest notifications, newest first (inbox or not: every routed one)."""
-        response = self._client.query(
-            TableName=self._table,
-            IndexName="ByCreated",
-            KeyConditionExpression="user_id = :u",
-            ExpressionAttributeValues=to_attributes({":u": user_id}),
-            ScanIndexForward=False,
-            Limit=limit,
-        )
-        return [NotificationRecord.model_validate(from_attributes(i)) for i in response.get("Items", [])]
+        """The person's latest notifications, newest first (inbox or not: every routed one); as many
+        pages as it takes (a page stops at 1 MB)."""
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "ByCreated",
+            "KeyConditionExpression": "user_id = :u",
+            "ExpressionAttributeValues": to_attributes({":u": user_id}),
+            "ScanIndexForward": False,
+        }
+        records: list[NotificationRecord] = []
+        while len(records) < limit:
+            response = self._client.query(**params, Limit=limit - len(records))
+            items = response.get("Items", [])
+            records += [NotificationRecord.model_validate(from_attributes(i)) for i in items]
+            if not response.get("LastEvaluatedKey"):
+                break
+            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return records
 
     def get(self, user_id: str, notification_id: str) -> NotificationRecord | None:
         response = self._client.get_item(

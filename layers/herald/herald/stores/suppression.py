@@ -7,7 +7,7 @@ the plain address is kept beside it as `contact`, for support, until the person 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +20,7 @@ from herald.stores.dynamo import batch_get, from_attributes, to_attributes
 # key, so no reader mistakes it for one), kept this long.
 LIFT_PREFIX = "lifted#"
 LIFT_RECORD_DAYS = 400
+OPTED_OUT = "opted_out"  # the person's own opt-out (an SMS STOP; kept anonymously after an erasure)
 
 
 def suppression_key(address: str) -> dict[str, str]:
@@ -42,13 +43,17 @@ def _note(entry: dict[str, Any]) -> str:
     about = [str(entry["source"])] if entry.get("source") else []
     if entry.get("created_at"):
         about.append(f"since {str(entry['created_at'])[:10]}")
-    if entry.get("notification_id"):
-        about.append(f"notification {entry['notification_id']}")
+    # not the notification that caused it: on a shared address it may be another person's, and the
+    # trace is part of this person's export (`herald suppression list` shows it to operators)
     return f"{reason} ({', '.join(about)})" if about else reason
 
 
 class SuppressionChanged(Exception):
     """The entry changed between reading and lifting it (a new report came in): read it again."""
+
+
+class ConsentRequired(Exception):
+    """The entry is the person's own opt-out: only they lift it (an operator must force it)."""
 
 
 class SuppressionStore:
@@ -62,7 +67,7 @@ class SuppressionStore:
 
     def notes(self, addresses: Iterable[str]) -> dict[str, str]:
         """The suppressed ones among these addresses, each with why, for a decision trace: `bounced
-        (ses, since 2026-11-30, notification ntf-...)`. One batched read."""
+        (ses, since 2026-11-30)`. One batched read."""
         keys = [suppression_key(a) for a in set(addresses)]
         if not keys:
             return {}
@@ -92,13 +97,14 @@ class SuppressionStore:
             "SET #reason = if_not_exists(#reason, :reason), #source = if_not_exists(#source, :source), "
             "created_at = if_not_exists(created_at, :at), last_reason = :reason, updated_at = :at"
         )
-        values: dict[str, Any] = {":reason": reason, ":source": source, ":at": at}
+        values: dict[str, Any] = {":reason": reason, ":source": source, ":at": at, ":one": 1}
         if contact is not None:
             expression += ", contact = :contact"
             values[":contact"] = contact
         if notification_id is not None:
             expression += ", notification_id = if_not_exists(notification_id, :notification_id)"
             values[":notification_id"] = notification_id
+        expression += " ADD revision :one"  # every report counts: a lift checks it read the latest
         self._client.update_item(
             TableName=self._table,
             Key=to_attributes(suppression_key(address)),
@@ -122,10 +128,10 @@ class SuppressionStore:
                 Key=key,
                 UpdateExpression="SET #reason = if_not_exists(#reason, :reason), #source = if_not_exists("
                 "#source, :source), created_at = if_not_exists(created_at, :at), updated_at = :at "
-                "REMOVE contact, notification_id",
+                "REMOVE contact, notification_id ADD revision :one",
                 ExpressionAttributeNames={"#reason": "reason", "#source": "source"},
                 ExpressionAttributeValues=to_attributes(
-                    {":reason": "opted_out", ":source": source, ":at": at}
+                    {":reason": OPTED_OUT, ":source": source, ":at": at, ":one": 1}
                 ),
             )
             return True
@@ -162,11 +168,26 @@ class SuppressionStore:
                 return
             params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
-    def lift(self, address: str, *, by: str, why: str, now: datetime | None = None) -> Lifted | None:
+    def lift(
+        self,
+        address: str,
+        *,
+        by: str,
+        why: str,
+        force: bool = False,
+        reset: Sequence[tuple[str, Mapping[str, Any]]] = (),
+        now: datetime | None = None,
+    ) -> Lifted | None:
         """An operator lifts an entry: it is deleted and, in the same transaction, a lift record
-        keeps what it was (reason, source, since when, the notification that caused it), who lifted
-        it and why. The lift record holds no plain contact (it outlives an erasure). None when the
-        address was not suppressed."""
+        keeps what it was (reason, source, since when), who lifted it and why; `reset` names other
+        items deleted with it ((table, key): the address's soft-bounce count, so one more soft bounce
+        does not suppress it again at once). The lift record holds no plain contact and no
+        notification (it outlives an erasure). None when the address was not suppressed.
+
+        The person's own opt-out (an SMS STOP, reason `opted_out`) is theirs to lift (START): an
+        operator must say `force` (`ConsentRequired` otherwise). The delete is conditioned on the
+        entry's `revision`: a report that came in after it was read is not lifted unseen
+        (`SuppressionChanged`)."""
         at = now or datetime.now(UTC)
         found = self._client.get_item(
             TableName=self._table, Key=to_attributes(suppression_key(address)), ConsistentRead=True
@@ -174,6 +195,8 @@ class SuppressionStore:
         if not found:
             return None
         entry = from_attributes(found)
+        if OPTED_OUT in (entry.get("reason"), entry.get("last_reason")) and not force:
+            raise ConsentRequired(address)
         kept = {k: entry[k] for k in ("reason", "last_reason", "source", "created_at") if k in entry}
         record = {
             "address": f"{LIFT_PREFIX}{address}#{at.astimezone(UTC).isoformat()}",
@@ -184,24 +207,24 @@ class SuppressionStore:
             "lift_reason": why,
             "expires_at": int((at + timedelta(days=LIFT_RECORD_DAYS)).timestamp()),
         }
-        # what was read is what is lifted: a report that came in meanwhile is not lifted unseen
         delete: dict[str, Any] = {
             "TableName": self._table,
             "Key": to_attributes(suppression_key(address)),
-            "ConditionExpression": "attribute_exists(address) AND attribute_not_exists(updated_at)",
+            "ConditionExpression": "attribute_exists(address) AND attribute_not_exists(revision)",
         }
-        if "updated_at" in entry:
-            delete["ConditionExpression"] = "updated_at = :seen"
-            delete["ExpressionAttributeValues"] = to_attributes({":seen": entry["updated_at"]})
+        if "revision" in entry:
+            delete["ConditionExpression"] = "revision = :seen"
+            delete["ExpressionAttributeValues"] = to_attributes({":seen": entry["revision"]})
+        items: list[dict[str, Any]] = [
+            {"Delete": delete},
+            {"Put": {"TableName": self._table, "Item": to_attributes(record)}},
+        ]
+        items += [{"Delete": {"TableName": table, "Key": to_attributes(key)}} for table, key in reset]
         try:
-            self._client.transact_write_items(
-                TransactItems=[
-                    {"Delete": delete},
-                    {"Put": {"TableName": self._table, "Item": to_attributes(record)}},
-                ]
-            )
+            self._client.transact_write_items(TransactItems=items)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+            reasons = [r.get("Code") for r in error.response.get("CancellationReasons") or []]
+            if reasons[:1] == ["ConditionalCheckFailed"]:
                 raise SuppressionChanged(address) from error
             raise
         return Lifted(entry=entry, record=record)
@@ -221,7 +244,7 @@ class SuppressionStore:
                 ConditionExpression="#reason = :opted_out AND "
                 "(attribute_not_exists(last_reason) OR last_reason = :opted_out)",
                 ExpressionAttributeNames={"#reason": "reason"},
-                ExpressionAttributeValues=to_attributes({":opted_out": "opted_out"}),
+                ExpressionAttributeValues=to_attributes({":opted_out": OPTED_OUT}),
             )
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
