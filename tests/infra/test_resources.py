@@ -69,6 +69,7 @@ TABLES = {  # docs/contracts.md, Tables: keys, indexes (name -> (keys, projectio
         "gsi": {
             "DigestDue": ([("digest_day", "HASH"), ("digest_due_at", "RANGE")], None),
             "Unread": ([("user_id", "HASH"), ("unread_at", "RANGE")], None),
+            "ByNotification": ([("notification_id", "HASH")], None),
         },
         "lsi": {"ByCreated": ([("user_id", "HASH"), ("created_at", "RANGE")], None)},
         "ttl": "expires_at",
