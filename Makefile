@@ -31,10 +31,12 @@ fmt: venv
 	$(VENV)/bin/ruff format .
 
 # Full suite: lint, unit, integration, infrastructure checks, end-to-end. Exit 5 (no tests) fails.
+# Two workers (pytest-xdist), a whole file per worker: the end-to-end modules mostly wait on timers
+# (quiet hours, digests, escalation delays), and each keeps its module-scoped stack to itself.
 test: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -n 2 --dist loadfile
 
 unit: venv
 	$(PY) -m pytest -m unit
