@@ -32,6 +32,7 @@ QUEUES = {
     "realtime": "RealtimeQueue",
     "webhook": "WebhookQueue",
     "ingest": "IngestQueue",
+    "broadcast": "BroadcastQueue",
     "feedback": "FeedbackQueue",
 }
 FINISHED_TASK_STATES = frozenset({"COMPLETED", "CANCELLED", "FAILED"})

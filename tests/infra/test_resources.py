@@ -20,7 +20,7 @@ FUTURE_CONSUMER_TIMEOUTS: dict[str, int] = {}  # queues whose consumer is not in
 CHANNEL_QUEUES = {"EmailQueue", "PushQueue", "SmsQueue", "RealtimeQueue", "WebhookQueue"}
 
 FUNCTIONS = {  # docs/contracts.md, Functions
-    "RouterFunction": ("functions/router/", "IngestQueue"),
+    "RouterFunction": ("functions/router/", ["IngestQueue", "BroadcastQueue"]),
     "DirectoryFunction": ("functions/directory/", "DirectoryQueue"),
     "FeedbackFunction": ("functions/feedback/", "FeedbackQueue"),
     "EmailSenderFunction": ("functions/email_sender/", "EmailQueue"),
@@ -45,7 +45,10 @@ SDK_HELPERS = {"pusher": {"api"}, "sendgrid": {"api"}, "twilio": {"api"}}
 TABLES = {  # docs/contracts.md, Tables: keys, indexes (name -> (keys, projection)), TTL attribute
     "UsersTable": {
         "keys": [("pk", "HASH"), ("sk", "RANGE")],
-        "gsi": {"ByRole": ([("role", "HASH"), ("user_id", "RANGE")], "KEYS_ONLY")},
+        "gsi": {
+            "ByRole": ([("role", "HASH"), ("user_id", "RANGE")], "KEYS_ONLY"),
+            "ByTopic": ([("topic", "HASH"), ("user_id", "RANGE")], "INCLUDE"),
+        },
         "lsi": {},
         "ttl": "expires_at",
         "retain": True,
@@ -205,6 +208,7 @@ def test_every_queue_has_a_dead_letter_queue_and_encryption(template: dict[str, 
     dlqs = dead_letter_queues(template)
     expected = {
         "IngestQueue",
+        "BroadcastQueue",
         "EmailQueue",
         "PushQueue",
         "SmsQueue",
@@ -239,7 +243,7 @@ def test_every_queue_has_a_dead_letter_queue_and_encryption(template: dict[str, 
 def test_every_dead_letter_queue_has_an_alarm(template: dict[str, Any]) -> None:
     alarms = resources_of(template, "AWS::CloudWatch::Alarm")
     dlqs = dead_letter_queues(template)
-    assert len(dlqs) == 8, f"expected 8 DLQs, found {sorted(dlqs)}"
+    assert len(dlqs) == 9, f"expected 9 DLQs, found {sorted(dlqs)}"
     for dlq in dlqs:
         matching = [
             (alarm_id, props(alarm))
@@ -328,7 +332,8 @@ def test_function_matches_contract(
     )
     assert (REPO_ROOT / folder / "requirements.txt").is_file(), f"{folder}requirements.txt is missing"
     events = [e for e in props(sam).get("Events", {}).values() if e.get("Type") == "SQS"]
-    assert [target_id(e["Properties"]["Queue"]) for e in events] == [queue], (
+    queues = queue if isinstance(queue, list) else [queue]
+    assert [target_id(e["Properties"]["Queue"]) for e in events] == queues, (
         f"{function_id} must consume {queue}"
     )
 

@@ -13,12 +13,14 @@ from typing import Any
 import pytest
 
 from herald.catalog import load_catalog
+from herald.directory import Directory, UserUpserted
 from herald.messages import parse_channel_body
 from herald.routing.held import HeldRequests
 from herald.stores.keys import email_address
 from herald.stores.presence import PresenceStore
 from herald.stores.suppression import SuppressionStore
 from herald.stores.users import UserStore
+from herald.topics import TopicStore
 from herald.users import UserProfile
 from tests.support.aws import REPO_ROOT
 from tests.support.sqs import sqs_event
@@ -362,33 +364,78 @@ def test_quiet_hours_defer_push_with_a_schedule_on_the_push_queue(stack: MotoSta
 # -- fan-out -------------------------------------------------------------------------------------
 
 
-def test_audience_fans_out_page_by_page_to_each_member_once(
-    stack: MotoStack, router: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    small_pages = router.service._settings.model_copy(update={"fanout_page_size": 10})
-    monkeypatch.setattr(router.service, "_settings", small_pages)
-    admins = [a_profile(f"a{i}", roles=["admin"]) for i in range(23)]
-    add_users(stack, *admins, a_profile("not-an-admin", roles=["viewer"]))
-    pending = [envelope({"event_id": "maint-1", "type": "security_alert", "audience": {"role": "admin"}})]
-    sqs = stack.client("sqs")
-
+def fan_out(stack: MotoStack, router: Any, audience: dict[str, Any], event_id: str = "maint-1") -> list[str]:
+    """Route an audience event, then everything it puts on the broadcast queue, as the broadcast
+    queue's event source would; the recipients of the SMS channel. Nothing goes to the ingest queue."""
+    pending = [envelope({"event_id": event_id, "type": "security_alert", "audience": audience})]
     invocations = 0
-    while pending and invocations < 20:
+    while pending and invocations < 40:
         router.lambda_handler(sqs_event(*pending[:10]), FakeContext())
         pending = pending[10:]
         invocations += 1
-        for message in stack.drain("Ingest"):
-            pending.append(message["Body"])
-    sqs.purge_queue(QueueUrl=stack.queue_urls["Ingest"])
+        assert stack.drain("Ingest") == []  # transactional traffic keeps its queue
+        pending += [message["Body"] for message in stack.drain("Broadcast")]
+    return sorted(m["user_id"] for m in bodies(stack, "Sms"))
 
-    recipients = [m["user_id"] for m in bodies(stack, "Sms")]
-    assert sorted(recipients) == sorted(p.user_id for p in admins)
+
+@pytest.fixture
+def small_pages(router: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        router.service, "_settings", router.service._settings.model_copy(update={"fanout_page_size": 10})
+    )
+
+
+@pytest.mark.usefixtures("small_pages")
+def test_audience_fans_out_page_by_page_to_each_member_once(stack: MotoStack, router: Any) -> None:
+    admins = [a_profile(f"a{i}", roles=["admin"]) for i in range(23)]
+    add_users(stack, *admins, a_profile("not-an-admin", roles=["viewer"]))
+
+    assert fan_out(stack, router, {"role": "admin"}) == sorted(p.user_id for p in admins)
     # Replaying the whole fan-out changes nothing.
     router.lambda_handler(
         sqs_event(envelope({"event_id": "maint-1", "type": "security_alert", "audience": {"role": "admin"}})),
         FakeContext(),
     )
-    assert stack.drain("Ingest") == []
+    assert stack.drain("Broadcast") == [] and stack.drain("Ingest") == []
+
+
+@pytest.mark.usefixtures("small_pages")
+def test_a_topic_reaches_its_followers_by_their_own_choice_over_the_directorys(
+    stack: MotoStack, router: Any
+) -> None:
+    # GIVEN the directory lists topic "deals" for 12 people; two of them left it themselves, and
+    # three people the directory does not list joined it themselves
+    listed = [f"d{i}" for i in range(12)]
+    joined = ["j0", "j1", "j2"]
+    add_users(stack, *(a_profile(u) for u in [*listed, *joined, "bystander"]))
+    directory = Directory(stack.client("dynamodb"), stack.tables["UsersTable"])
+
+    def upsert(user_id: str, version: int, topics: list[str]) -> None:
+        entry = {"user_id": user_id, "version": version, "topics": topics, "phone": "+14155550100"}
+        assert directory.apply(UserUpserted.model_validate(entry))
+
+    for user_id in [*listed, "bystander"]:
+        upsert(user_id, 1, ["deals"] if user_id != "bystander" else ["news"])
+    topics = TopicStore(stack.client("dynamodb"), stack.tables["UsersTable"])
+    for user_id in joined:
+        topics.choose(user_id, "deals", "joined")
+    for user_id in ("d3", "d7"):
+        topics.choose(user_id, "deals", "left")
+    # ... and the directory lists "deals" again for d3 (a later version): their choice still wins
+    upsert("d3", 2, ["deals", "news"])
+
+    # WHEN a security alert goes to the topic
+    recipients = fan_out(stack, router, {"topic": "deals"})
+
+    # THEN exactly the followers get it, once each
+    assert recipients == sorted({*listed, *joined} - {"d3", "d7"})
+
+
+@pytest.mark.usefixtures("small_pages")
+def test_everyone_means_every_person_with_a_profile(stack: MotoStack, router: Any) -> None:
+    people = [a_profile(f"p{i}", roles=["admin"] if i % 2 else []) for i in range(17)]
+    add_users(stack, *people)
+    assert fan_out(stack, router, {"all": True}) == sorted(p.user_id for p in people)
 
 
 # -- escalation ----------------------------------------------------------------------------------

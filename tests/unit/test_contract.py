@@ -77,6 +77,13 @@ def test_the_design_example_is_valid() -> None:
         ),
         ({"event_id": "e", "type": "order_shipped", "user_id": "1", "colour": "red"}, "colour"),
         ({"event_id": "e e", "type": "order_shipped", "user_id": "1"}, "event_id"),
+        ({"event_id": "e", "type": "order_shipped", "audience": {}}, "exactly one of 'role', 'topic'"),
+        (
+            {"event_id": "e", "type": "order_shipped", "audience": {"role": "a", "topic": "b"}},
+            "exactly one of 'role', 'topic'",
+        ),
+        ({"event_id": "e", "type": "order_shipped", "audience": {"all": False}}, "all"),
+        ({"event_id": "e", "type": "order_shipped", "audience": {"topic": "a b"}}, "topic"),
     ],
 )
 def test_invalid_requests_are_refused_with_a_clear_reason(detail: dict[str, Any], complaint: str) -> None:

@@ -22,22 +22,27 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, SqsRecordModel
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field, Json
+from pydantic import BaseModel, ConfigDict, Field, Json, model_validator
 
 from herald.erasure import Erasure
+from herald.models import AUDIENCE_NAME
 from herald.stores.dynamo import from_attributes, to_attributes
-from herald.stores.keys import DIRECTORY_SK, role_sk, user_pk
-from herald.stores.users import profile_key
+from herald.stores.keys import DIRECTORY_SK, EVERYONE_SK, role_sk, user_pk
+from herald.stores.users import everyone_item, profile_key
+from herald.topics import directory_topic_writes
 from herald.users import DirectoryProfile
 
 USER_UPSERTED = "UserUpserted"
 USER_DELETED = "UserDeleted"
-MAX_ROLES = 48  # old + new role memberships + 2 items stay within a transaction's 100 items
+# Role memberships and topics together: old + new + 3 items stay within a transaction's 100 items.
+MAX_ROLES = 48
+MAX_MEMBERSHIPS = 48
 DEFAULT_TOMBSTONE_DAYS = 30
 MAX_ATTEMPTS = 5
 # `#...` partitions are Herald's own (held requests: `#held#<name>`), never a person's.
@@ -62,12 +67,36 @@ class UserUpserted(DirectoryProfile):
 
     version: int = Field(ge=0, strict=True, description="the producer's version; higher wins")
     user_id: UserId
-    roles: frozenset[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+    roles: frozenset[Annotated[str, Field(min_length=1, max_length=64, pattern=AUDIENCE_NAME)]] = Field(
         default=frozenset(), max_length=MAX_ROLES
     )
+    topics: frozenset[Annotated[str, Field(min_length=1, max_length=64, pattern=AUDIENCE_NAME)]] = Field(
+        default=frozenset(),
+        max_length=MAX_MEMBERSHIPS,
+        description="topics the person follows by default (their own join or leave wins)",
+    )
+
+    @model_validator(mode="after")
+    def _memberships_fit_one_transaction(self) -> UserUpserted:
+        if len(self.roles) + len(self.topics) > MAX_MEMBERSHIPS:
+            raise ValueError(f"at most {MAX_MEMBERSHIPS} roles and topics together")
+        return self
 
     def profile(self) -> DirectoryProfile:
         return DirectoryProfile.model_validate(self.model_dump(exclude={"version"}))
+
+
+@dataclass(frozen=True)
+class Memberships:
+    """The directory's role memberships and topics of a person, as stored or as an event sets them."""
+
+    roles: set[str]
+    topics: set[str]
+    present: bool = True  # the person exists (False: a UserDeleted takes them out of everyone)
+
+    @classmethod
+    def of(cls, event: UserUpserted) -> Memberships:
+        return cls(set(event.roles), set(event.topics))
 
 
 class UserDeleted(BaseModel):
@@ -135,7 +164,7 @@ class Directory:
         """True when applied; False when the stored version is the same or newer (nothing changed;
         a repeated `UserDeleted` finishes its erasure, which changes nothing once it is done)."""
         for _ in range(MAX_ATTEMPTS):
-            seen, roles, deleted = self._current(event.user_id)
+            seen, held, deleted = self._current(event.user_id)
             at = now if now is not None else time.time()
             if seen is not None and seen >= event.version:
                 if isinstance(event, UserDeleted) and deleted and seen == event.version:
@@ -144,7 +173,7 @@ class Directory:
                 return False
             try:
                 self._client.transact_write_items(
-                    TransactItems=self._writes(event, seen, roles, at, deleted=deleted)
+                    TransactItems=self._writes(event, seen, held, at, deleted=deleted)
                 )
             except ClientError as error:
                 if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
@@ -177,13 +206,13 @@ class Directory:
         item = response.get("Item")
         return from_attributes(item) if item else None
 
-    def _current(self, user_id: str) -> tuple[int | None, set[str], bool]:
-        """(stored version, the profile's roles, the directory item is a tombstone)."""
+    def _current(self, user_id: str) -> tuple[int | None, Memberships, bool]:
+        """(stored version, the profile's roles and topics, the directory item is a tombstone)."""
         directory = self._get(self._directory_key(user_id))
-        profile = self._get(profile_key(user_id))
+        profile = self._get(profile_key(user_id)) or {}
         seen = int(directory["version"]) if directory and "version" in directory else None
-        roles = set((profile or {}).get("roles") or [])
-        return seen, roles, bool(directory and "deleted_at" in directory)
+        held = Memberships(set(profile.get("roles") or []), set(profile.get("topics") or []))
+        return seen, held, bool(directory and "deleted_at" in directory)
 
     def _version_update(
         self, event: UserUpserted | UserDeleted, seen: int | None, now: float, deleted: bool
@@ -237,11 +266,26 @@ class Directory:
         ]
         return writes
 
+    def _membership_writes(self, user_id: str, old: Memberships, new: Memberships) -> list[dict[str, Any]]:
+        """Roles and topics that changed, and the person's place in `{"all": true}` (kept while the
+        directory knows them: put again by each upsert, deleted with them)."""
+        key = {"pk": user_pk(user_id), "sk": EVERYONE_SK}
+        everyone: dict[str, Any] = (
+            {"Put": {"TableName": self._table, "Item": to_attributes(everyone_item(user_id))}}
+            if new.present
+            else {"Delete": {"TableName": self._table, "Key": to_attributes(key)}}
+        )
+        return [
+            everyone,
+            *self._role_writes(user_id, old.roles, new.roles),
+            *directory_topic_writes(self._table, user_id, old.topics, new.topics),
+        ]
+
     def _writes(
         self,
         event: UserUpserted | UserDeleted,
         seen: int | None,
-        roles: set[str],
+        held: Memberships,
         now: float,
         deleted: bool = False,
     ) -> list[dict[str, Any]]:
@@ -254,13 +298,13 @@ class Directory:
             return [
                 version,
                 {"Delete": {"TableName": self._table, "Key": to_attributes(profile_key(event.user_id))}},
-                *self._role_writes(event.user_id, roles, set()),
+                *self._membership_writes(event.user_id, held, Memberships(set(), set(), present=False)),
             ]
         fields = event.profile().model_dump(mode="json", exclude_none=True)
         if deleted:
             item = {**profile_key(event.user_id), **fields, "devices": {}}
             replaced = {"Put": {"TableName": self._table, "Item": to_attributes(item)}}
-            return [version, replaced, *self._role_writes(event.user_id, roles, set(event.roles))]
+            return [version, replaced, *self._membership_writes(event.user_id, held, Memberships.of(event))]
         names = {f"#{name}": name for name in fields}
         sets = [f"#{name} = :{name}" for name in fields]
         values: dict[str, Any] = {f":{name}": value for name, value in fields.items()}
@@ -280,4 +324,4 @@ class Directory:
                 "ExpressionAttributeValues": to_attributes(values),
             }
         }
-        return [version, profile, *self._role_writes(event.user_id, roles, set(event.roles))]
+        return [version, profile, *self._membership_writes(event.user_id, held, Memberships.of(event))]

@@ -49,7 +49,9 @@ from herald.settings import Tables
 from herald.stores.dynamo import from_attributes, to_attributes
 from herald.stores.keys import (
     DIRECTORY_SK,
+    EVERYONE_SK,
     PROFILE_SK,
+    TOPIC_SK_PREFIX,
     device_owner_key,
     email_address,
     push_address,
@@ -289,7 +291,8 @@ class Erasure:
         return [{"pk": rate_counter_key(user_id, channel, hour)} for hour in hours for channel in Channel]
 
     def _erase_user_partition(self, user_id: str, *, had_profile: bool) -> tuple[int, bool]:
-        """Every item of the partition but `DIRECTORY`; the directory's part (profile, roles) last,
+        """Every item of the partition but `DIRECTORY`; the directory's part (profile, roles, topics,
+        the `EVERYONE` membership) last,
         and only while the tombstone stands. Returns (items erased, directory part erased)."""
         keys: list[dict[str, str]] = []
         roles: list[dict[str, str]] = []
@@ -304,7 +307,8 @@ class Erasure:
                 sk = str(item["sk"])
                 if sk in (DIRECTORY_SK, PROFILE_SK):
                     continue
-                (roles if sk.startswith(ROLE_SK_PREFIX) else keys).append({"pk": item["pk"], "sk": sk})
+                directorys = sk.startswith((ROLE_SK_PREFIX, TOPIC_SK_PREFIX)) or sk == EVERYONE_SK
+                (roles if directorys else keys).append({"pk": item["pk"], "sk": sk})
         erased = batch_delete(self._client, self._users, keys)
         # last: while the profile exists, a repeated erasure still finds the contacts and devices
         profile = {"pk": user_pk(user_id), "sk": PROFILE_SK}

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from herald.stores.dynamo import batch_get, from_attributes, to_attributes
-from herald.stores.keys import PROFILE_SK, email_address, push_address, sms_address, user_pk
+from herald.stores.keys import PROFILE_SK, TOPIC_SK_PREFIX, email_address, push_address, sms_address, user_pk
 from herald.stores.users import CONSENTS_SK, OWN, ConsentEvent, profile_from_item
 
 # Internal handles that are not information about the person (and would let a holder act on
@@ -42,6 +42,9 @@ class PersonalData(BaseModel):
         description="what the person set themselves (over the defaults)"
     )
     roles: list[str]
+    topics: list[dict[str, Any]] = Field(
+        description="each topic item: the directory's listing and the person's own join or leave"
+    )
     consents: list[ConsentEvent] = Field(description="every consent given or withdrawn, oldest first")
     directory: dict[str, Any] | None = Field(description="the product directory's last applied version")
     inbox: dict[str, Any] | None = Field(description="inbox state kept per person (the read-all mark)")
@@ -81,6 +84,7 @@ class Exporter:
     def export(self, user_id: str, now: datetime | None = None) -> PersonalData:
         profile_item: dict[str, Any] | None = None
         roles: list[str] = []
+        topics: list[dict[str, Any]] = []
         consents: list[ConsentEvent] = []
         directory = inbox = None
         other: list[dict[str, Any]] = []
@@ -91,6 +95,8 @@ class Exporter:
                 profile_item = item
             elif sk.startswith("ROLE#"):
                 roles.append(str(item.get("role")))
+            elif sk.startswith(TOPIC_SK_PREFIX):
+                topics.append(item)
             elif sk == CONSENTS_SK:
                 consents = [ConsentEvent.model_validate(e) for e in item.get("events", [])]
             elif sk == "DIRECTORY":
@@ -114,6 +120,7 @@ class Exporter:
             directory_profile={k: v for k, v in profile_item.items() if k != OWN} if profile_item else None,
             own_settings=(profile_item or {}).get(OWN),
             roles=sorted(roles),
+            topics=sorted(topics, key=lambda t: str(t.get("topic"))),
             consents=consents,
             directory=directory,
             inbox=inbox,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -34,12 +34,29 @@ class Channel(StrEnum):
     WEBHOOK = "webhook"
 
 
+AUDIENCE_NAME = r"^[A-Za-z0-9_.:-]+$"
+
+
 class Audience(BaseModel):
-    """Fan-out target: every user holding this role."""
+    """Fan-out target, exactly one of: every person holding a `role` (the directory's), every person
+    following a `topic` (their own choice, or the directory's), or `all` of them."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    role: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    role: str | None = Field(default=None, min_length=1, max_length=64, pattern=AUDIENCE_NAME)
+    topic: str | None = Field(default=None, min_length=1, max_length=64, pattern=AUDIENCE_NAME)
+    all: Literal[True] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Audience:
+        if sum(value is not None for value in (self.role, self.topic, self.all)) != 1:
+            raise ValueError("an audience is exactly one of 'role', 'topic' and 'all': true")
+        return self
+
+    def describe(self) -> str:
+        if self.role is not None:
+            return f"role {self.role}"
+        return f"topic {self.topic}" if self.topic is not None else "everyone"
 
 
 class NotificationRequest(BaseModel):

@@ -106,6 +106,7 @@ class RouterSettings(HeraldSettings):
     ingest_queue_url: str = Field(alias="INGEST_QUEUE_URL")
     ingest_queue_arn: str = Field(alias="INGEST_QUEUE_ARN")
     ingest_dlq_url: str = Field(alias="INGEST_DLQ_URL")
+    broadcast_queue_url: str = Field(alias="BROADCAST_QUEUE_URL")  # a broadcast's recipients (decision 027)
     escalation_state_machine_arn: str = Field(alias="ESCALATION_STATE_MACHINE_ARN")
     scheduler_role_arn: str = Field(alias="SCHEDULER_ROLE_ARN")
     schedule_group: str = Field(alias="SCHEDULE_GROUP")

@@ -101,6 +101,9 @@ class DirectoryProfile(BaseModel):
     time_zone: str = "UTC"
     quiet_hours: QuietHours | None = None
     roles: frozenset[str] = frozenset()
+    topics: frozenset[str] = Field(
+        default=frozenset(), description="topics the directory follows for them (their own choice wins)"
+    )
     preferences: Preferences = Field(default_factory=Preferences)
     sms_marketing_consent: Consent | None = None
     webhook: WebhookEndpoint | None = Field(

@@ -23,7 +23,7 @@ OWN_SDK = {
     "webhook_sender": None,
     "router": None,
 }
-QUEUES = ("INGEST", "EMAIL", "PUSH", "SMS", "REALTIME", "WEBHOOK")
+QUEUES = ("INGEST", "BROADCAST", "EMAIL", "PUSH", "SMS", "REALTIME", "WEBHOOK")
 ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_ACCESS_KEY_ID": "testing",

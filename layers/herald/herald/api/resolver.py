@@ -22,6 +22,7 @@ from herald.api import (
     pusher_auth,
     pusher_webhooks,
     sendgrid_webhooks,
+    topics,
     twilio_webhooks,
     unsubscribe,
 )
@@ -31,6 +32,7 @@ PREFIX = "/v1"
 ROUTERS = (
     inbox.router,
     preferences.router,
+    topics.router,
     contacts.router,
     devices.router,
     export.router,

@@ -17,7 +17,7 @@ from herald.catalog import Catalog, CatalogEntry, UnknownNotificationType
 from herald.delivery import QUEUED, LogEntry
 from herald.dispatch import SQS_MAX_DELAY_SECONDS, Deferrer, Dispatcher, send_batches
 from herald.ingest import HeraldControl, IngestEnvelope, decode_cursor, encode_cursor
-from herald.models import Channel, NotificationRequest, Urgency
+from herald.models import Audience, Channel, NotificationRequest, Urgency
 from herald.routing.decision import (
     Decision,
     EscalationPlan,
@@ -35,6 +35,7 @@ from herald.stores.presence import Presence, presence_from_item, presence_key
 from herald.stores.rate_counters import RateCounterStore
 from herald.stores.suppression import SuppressionStore
 from herald.stores.users import UserStore, profile_from_item, profile_key
+from herald.topics import TopicStore
 from herald.users import UserProfile
 
 logger = Logger(child=True)
@@ -119,6 +120,7 @@ class RouterService:
         self._clock = clock
         tables = settings.tables
         self._users = UserStore(dynamodb, tables.users)
+        self._topics = TopicStore(dynamodb, tables.users)
         self._suppression = SuppressionStore(dynamodb, tables.suppression)
         self._notifications = NotificationStore(dynamodb, tables.notifications)
         self._rate_counters = RateCounterStore(dynamodb, tables.rate_counters)
@@ -281,17 +283,26 @@ class RouterService:
             raise RejectedRecord(f"the held request {name} is not in the notifications table", event_id)
         return held
 
+    def _audience_page(
+        self, audience: Audience, cursor: dict[str, Any] | None
+    ) -> tuple[list[str], dict[str, Any] | None]:
+        size = self._settings.fanout_page_size
+        if audience.role is not None:
+            return self._users.user_ids_with_role(audience.role, size, cursor)
+        if audience.topic is not None:
+            return self._topics.followers(audience.topic, size, cursor)
+        return self._users.everyone(size, cursor)
+
     def _fan_out(self, envelope: IngestEnvelope) -> dict[str, Any]:
-        """One page of the role's members becomes per-user requests; the next page is a continuation."""
+        """One page of the audience becomes per-user requests, and the next page a continuation, on
+        the broadcast queue (routed at a bounded concurrency: decision 027). A crash mid-page sends
+        the page again: each recipient's request is idempotent (`event_id#user_id`), and so is the
+        continuation (`@page:<cursor>`)."""
         request = envelope.request
         assert request.audience is not None
         cursor = envelope.herald.fanout_cursor if envelope.herald else None
         phase = envelope.herald.phase if envelope.herald else None
-        user_ids, next_key = self._users.user_ids_with_role(
-            request.audience.role,
-            self._settings.fanout_page_size,
-            decode_cursor(cursor) if cursor else None,
-        )
+        user_ids, next_key = self._audience_page(request.audience, decode_cursor(cursor) if cursor else None)
         members = [
             envelope.model_copy(
                 update={
@@ -307,11 +318,16 @@ class RouterService:
                 update={"herald": HeraldControl(fanout_cursor=encode_cursor(next_key))}
             )
             bodies.append((continuation.body(), 0))
-        send_batches(self._sqs, self._settings.ingest_queue_url, bodies)
+        send_batches(self._sqs, self._settings.broadcast_queue_url, bodies)
         self._metrics.add_metric(name="FanOutRecipients", unit=MetricUnit.Count, value=len(user_ids))
         logger.info(
             "audience page fanned out",
-            extra={"event_id": request.event_id, "role": request.audience.role, "recipients": len(user_ids)},
+            extra={
+                "event_id": request.event_id,
+                "audience": request.audience.describe(),
+                "recipients": len(user_ids),
+                "more": bool(next_key),
+            },
         )
         return {"status": "fanned_out", "recipients": len(user_ids), "more": bool(next_key)}
 

@@ -26,6 +26,27 @@ def role_sk(role: str) -> str:
     return f"ROLE#{role}"
 
 
+TOPIC_SK_PREFIX = "TOPIC#"
+# Everyone, for broadcasts to `{"all": true}`: each person's `EVERYONE` item is a membership of the
+# ByRole index under one of EVERYONE_SHARDS reserved role names (`#` is not allowed in roles), so
+# the audience is read a page at a time per shard, with no scan and no hot index key (decision 027).
+EVERYONE_SK = "EVERYONE"
+EVERYONE_SHARDS = 16
+
+
+def everyone_role(user_id: str) -> str:
+    return f"#all#{int(sha256_hex(user_id)[:8], 16) % EVERYONE_SHARDS:02d}"
+
+
+def everyone_shard_role(shard: int) -> str:
+    return f"#all#{shard:02d}"
+
+
+def topic_sk(topic: str) -> str:
+    """A person's item for one topic (herald.topics): the directory's listing and their own choice."""
+    return TOPIC_SK_PREFIX + topic
+
+
 def sha256_hex(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 

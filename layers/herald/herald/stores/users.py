@@ -26,7 +26,16 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializ
 
 from herald.models import Category, Channel
 from herald.stores.dynamo import from_attributes, to_attributes
-from herald.stores.keys import DIRECTORY_SK, PROFILE_SK, role_sk, user_pk
+from herald.stores.keys import (
+    DIRECTORY_SK,
+    EVERYONE_SHARDS,
+    EVERYONE_SK,
+    PROFILE_SK,
+    everyone_role,
+    everyone_shard_role,
+    role_sk,
+    user_pk,
+)
 from herald.users import MAX_DEVICES_PER_USER, Consent, Device, QuietHours, UserProfile
 
 OWN = "own"
@@ -35,6 +44,11 @@ CONSENTS_SK = "CONSENTS"
 OWN_FIELDS = ("preferences", "quiet_hours", "time_zone", "locale", "email", "phone", "sms_marketing_consent")
 MAX_CONSENT_EVENTS = 1000  # ≈300 bytes each: the history item stays far below 400 KB
 MAX_EDIT_ATTEMPTS = 5
+
+
+def everyone_item(user_id: str) -> dict[str, str]:
+    """The person's membership of `{"all": true}` (herald.stores.keys.everyone_role)."""
+    return {"pk": user_pk(user_id), "sk": EVERYONE_SK, "role": everyone_role(user_id), "user_id": user_id}
 
 
 def profile_key(user_id: str) -> dict[str, str]:
@@ -190,19 +204,19 @@ class UserStore:
         item = {**profile_key(profile.user_id), **profile.model_dump(mode="json", exclude_none=True)}
         writes = [{"PutRequest": {"Item": to_attributes(item)}}]
         writes += [
-            {
-                "PutRequest": {
-                    "Item": to_attributes(
-                        {
-                            "pk": user_pk(profile.user_id),
-                            "sk": role_sk(role),
-                            "role": role,
-                            "user_id": profile.user_id,
-                        }
-                    )
-                }
-            }
-            for role in sorted(profile.roles)
+            {"PutRequest": {"Item": to_attributes(item)}}
+            for item in [
+                everyone_item(profile.user_id),
+                *(
+                    {
+                        "pk": user_pk(profile.user_id),
+                        "sk": role_sk(role),
+                        "role": role,
+                        "user_id": profile.user_id,
+                    }
+                    for role in sorted(profile.roles)
+                ),
+            ]
         ]
         for start in range(0, len(writes), 25):
             self._client.batch_write_item(RequestItems={self._table: writes[start : start + 25]})
@@ -347,6 +361,21 @@ class UserStore:
         response = self._client.query(**params)
         user_ids = [from_attributes(item)["user_id"] for item in response.get("Items", [])]
         return user_ids, response.get("LastEvaluatedKey")
+
+    def everyone(
+        self, page_size: int, cursor: dict[str, Any] | None = None
+    ) -> tuple[list[str], dict[str, Any] | None]:
+        """One page of everyone the directory knows (their `EVERYONE` items, shard by shard of the
+        ByRole index); the user ids and the cursor of the next page (None after the last shard)."""
+        shard = int((cursor or {}).get("shard", 0))
+        user_ids, key = self.user_ids_with_role(
+            everyone_shard_role(shard), page_size, (cursor or {}).get("key")
+        )
+        if key is not None:
+            return user_ids, {"shard": shard, "key": key}
+        if shard + 1 < EVERYONE_SHARDS:
+            return user_ids, {"shard": shard + 1}
+        return user_ids, None
 
     def iter_user_ids_with_role(self, role: str, page_size: int = 100) -> Iterator[str]:
         cursor: dict[str, Any] | None = None

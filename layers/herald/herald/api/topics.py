@@ -1,0 +1,59 @@
+"""`/v1/me/topics`: what the caller follows, for broadcasts to a topic (herald.topics does the work).
+The caller's own join or leave wins over what the product's directory lists for them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+from pydantic import BaseModel
+
+from herald.api.auth import caller_id
+from herald.api.errors import NotFound
+from herald.api.services import services
+from herald.models import AUDIENCE_NAME
+from herald.stores.users import PersonErased
+from herald.topics import JOINED, LEFT, TopicFollowing, TopicStore
+
+router = APIGatewayHttpRouter()
+
+Topic = Annotated[
+    str, Path(min_length=1, max_length=64, pattern=AUDIENCE_NAME, description="the topic's name")
+]
+
+
+class Topics(BaseModel):
+    topics: list[TopicFollowing]
+
+
+def _topics() -> TopicStore:
+    found = services(router)
+    return TopicStore(found.dynamodb, found.tables.users)
+
+
+def _choose(topic: str, choice: Literal["joined", "left"]) -> TopicFollowing:
+    user_id = caller_id(router)
+    try:
+        _topics().choose(user_id, topic, choice)
+    except PersonErased:
+        raise NotFound("this person was erased") from None
+    return TopicFollowing(topic=topic, following=choice == JOINED, by="you")
+
+
+@router.get("/me/topics", summary="The caller's topics: followed by their choice or the directory's")
+def get_topics() -> Topics:
+    return Topics(topics=_topics().of(caller_id(router)))
+
+
+@router.put("/me/topics/<topic>", summary="Follow a topic (idempotent; wins over the directory)")
+def put_topic(topic: Topic) -> TopicFollowing:
+    return _choose(topic, JOINED)
+
+
+@router.delete(
+    "/me/topics/<topic>",
+    summary="Stop following a topic (idempotent; the directory listing it again does not bring it back)",
+)
+def delete_topic(topic: Topic) -> TopicFollowing:
+    return _choose(topic, LEFT)
