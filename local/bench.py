@@ -6,6 +6,9 @@
 - Pusher requests and AWS calls per realtime notification to an online person, router and realtime
   sender together (moto and the Pusher sandbox): one trigger when the channel is occupied, none when
   it was vacated before the sender ran;
+- a push batch (decision 026): the wall time of the push sender on one SQS batch of 10 records x
+  10 device tokens against the FCM sandbox answering each request after 100 ms (target: under 3
+  round trips), and its AWS calls per push;
 - router CPU per notification (the pure decision, no I/O);
 - deployment package size per function (from `.aws-sam/build` when it exists);
 - a cost model: USD per million notifications per path at AWS list prices, from the above.
@@ -323,6 +326,179 @@ def realtime_path() -> dict[str, Any]:
     return report
 
 
+PUSH_RECORDS = 10
+PUSH_TOKENS = 10
+FCM_LATENCY_MS = 100
+PUSH_RUNS = 3
+
+
+def push_batch_path() -> dict[str, Any]:
+    """The push sender on one batch of `PUSH_RECORDS` records of `PUSH_TOKENS` device tokens each,
+    against the FCM sandbox answering each request after `FCM_LATENCY_MS` (moto in-process for
+    AWS): the handler's wall time (the first batch, which also fetches the OAuth token and starts
+    the threads, then the median of the next ones), the part of it spent sending to FCM, and its
+    AWS calls per push (per record). The sandbox runs in a process of its own, as FCM is another
+    machine: its CPU is not Herald's."""
+    from aws_lambda_powertools.utilities import parameters
+    from moto import mock_aws
+
+    import herald.channels.fcm as fcm
+    from herald.catalog import load_catalog
+    from local.sandboxes import google_auth_on_loopback
+    from tests.support.stack import MOTO_CONFIG, provision
+
+    send_seconds: list[float] = []
+    original_send_batch = fcm.FcmPushProvider.send_batch
+
+    def timed_send_batch(self: Any, pushes: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return original_send_batch(self, pushes)
+        finally:
+            send_seconds.append(time.perf_counter() - started)
+
+    entry = load_catalog().entry("order_shipped")
+    walls: list[float] = []
+    calls: Counter[str] = Counter()
+    fcm.FcmPushProvider.send_batch = timed_send_batch  # type: ignore[method-assign]
+    try:
+        with _sandbox_process() as sandbox, mock_aws(config=MOTO_CONFIG), google_auth_on_loopback():
+            stack = provision(stack_name="bench-push", sandbox=sandbox.credentials)
+            os.environ.update({**stack.env, **QUIET_HANDLERS})
+            parameters.clear_caches()
+            sender = _fresh_module("functions.push_sender.app")
+            sandbox.control("POST", "/_faults", {"provider": "fcm", "latency_ms": FCM_LATENCY_MS})
+            for run in range(1 + PUSH_RUNS):
+                _queue_push_batch(stack, entry, run)
+                batch = _receive_batch(stack, "Push")
+                if run == PUSH_RUNS:  # the last batch is counted (the others' calls are the same)
+                    _count_calls(calls, "push_sender", sender.dynamodb, sender.sqs, sender.sfn)
+                sandbox.control("DELETE", "/_outbox")
+                started = time.perf_counter()
+                response = sender.lambda_handler(batch, _Context())
+                walls.append(time.perf_counter() - started)
+                sent = len(sandbox.control("GET", "/_outbox?provider=fcm"))
+                if response.get("batchItemFailures") or sent != PUSH_RECORDS * PUSH_TOKENS:
+                    raise RuntimeError(f"the push batch did not go out whole: {response}, {sent} sent")
+    finally:
+        fcm.FcmPushProvider.send_batch = original_send_batch  # type: ignore[method-assign]
+    warm = statistics.median(walls[1:])
+    sending = statistics.median(send_seconds[1:])
+    return {
+        "records": PUSH_RECORDS,
+        "tokens_per_record": PUSH_TOKENS,
+        "fcm_latency_ms": FCM_LATENCY_MS,
+        "first_batch_seconds": walls[0],
+        "batch_seconds": warm,
+        "fcm_send_seconds": sending,
+        # how many provider latencies the sending took (one request after another: 100)
+        "fcm_round_trips": sending / (FCM_LATENCY_MS / 1000),
+        "aws_calls_per_push": {k: v / PUSH_RECORDS for k, v in sorted(calls.items())},
+    }
+
+
+def _queue_push_batch(stack: Any, entry: Any, run: int) -> None:
+    """`PUSH_RECORDS` people with `PUSH_TOKENS` devices each, their notification records (as the
+    router writes them) and one reference message each on the Push queue."""
+    from herald.messages import ChannelMessage
+    from herald.models import Channel
+    from herald.stores.notifications import NotificationRecord, NotificationStore
+    from herald.stores.users import UserStore
+    from herald.users import UserProfile
+
+    dynamodb, sqs = stack.client("dynamodb"), stack.client("sqs")
+    users = UserStore(dynamodb, stack.tables["UsersTable"])
+    notifications = NotificationStore(dynamodb, stack.tables["NotificationsTable"])
+    for i in range(PUSH_RECORDS):
+        user_id = f"p{run}-{i}"
+        tokens = [f"fcm-{run}-{i}-{d}" for d in range(PUSH_TOKENS)]
+        registered = {"platform": "android", "registered_at": "2026-01-01T00:00:00Z"}
+        users.put_profile(UserProfile(user_id=user_id, devices={t: registered for t in tokens}))
+        message = ChannelMessage(
+            notification_id=f"bench-push-{run}-{i}",
+            event_id=f"bench-push-{run}-{i}",
+            user_id=user_id,
+            type="order_shipped",
+            channel=Channel.PUSH,
+            urgency=entry.urgency,
+            category=entry.category,
+            locale="en",
+            device_tokens=tokens,  # a reference: the data is read from the record with the claim
+        )
+        notifications.create(
+            NotificationRecord(
+                user_id=user_id,
+                notification_id=message.notification_id,
+                event_id=message.event_id,
+                type=message.type,
+                category=message.category,
+                urgency=message.urgency,
+                locale="en",
+                data=entry.sample_data,
+                created_at=datetime.now(UTC),
+                status="routed",
+            )
+        )
+        sqs.send_message(QueueUrl=stack.queue_urls["Push"], MessageBody=message.queue_body())
+
+
+class _SandboxProcess:
+    """`python -m local.sandboxes` on a free loopback port, with credentials made here."""
+
+    def __init__(self, port: int, credentials: Any, process: subprocess.Popen[bytes]) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.credentials = credentials
+        self.process = process
+
+    def control(self, method: str, path: str, body: Any = None) -> Any:
+        import urllib.request
+
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            text = answer.read()
+        return json.loads(text) if text else None
+
+
+@contextlib.contextmanager
+def _sandbox_process() -> Any:
+    import socket
+    import tempfile
+    import urllib.error
+
+    from local.sandboxes.credentials import SandboxCredentials
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    credentials = SandboxCredentials.generate(f"http://127.0.0.1:{port}")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "credentials.json"
+        path.write_text(json.dumps(credentials.to_dict()))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "local.sandboxes", "--port", str(port), "--credentials", str(path)],
+            cwd=REPO,
+            env=_env_for_import({}),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        sandbox = _SandboxProcess(port, credentials, process)
+        try:
+            for _ in range(100):
+                try:
+                    sandbox.control("GET", "/_health")
+                    break
+                except (urllib.error.URLError, ConnectionError):
+                    time.sleep(0.1)
+            else:
+                raise RuntimeError("the FCM sandbox did not start")
+            yield sandbox
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
 def _fresh_module(name: str) -> Any:
     """A function's handler module imported anew (its clients and settings are read at import)."""
     sys.modules.pop(name, None)
@@ -509,6 +685,24 @@ def main() -> int:
             + ", ".join(f"{k} {v:g}" for k, v in aws.items())
         )
 
+    with contextlib.redirect_stdout(handlers_output), contextlib.redirect_stderr(handlers_output):
+        push = push_batch_path()
+    per_push = push["aws_calls_per_push"]
+    print(
+        f"\nPush batch: {push['records']} records x {push['tokens_per_record']} device tokens, "
+        f"FCM sandbox at {push['fcm_latency_ms']} ms a request (target: under 3 round trips)"
+    )
+    print(
+        f"  sending the {push['records'] * push['tokens_per_record']} messages "
+        f"{push['fcm_send_seconds'] * 1000:.0f} ms ({push['fcm_round_trips']:.1f} round trips); "
+        f"the whole batch {push['batch_seconds'] * 1000:.0f} ms with its claims, suppression read and "
+        f"outcomes (the first batch {push['first_batch_seconds'] * 1000:.0f} ms: OAuth token, threads)"
+    )
+    print(
+        f"  AWS calls per push {sum(per_push.values()):.1f}: "
+        + ", ".join(f"{k} {v:g}" for k, v in per_push.items())
+    )
+
     print("\nCost model: USD per million notifications, router path (senders and providers excluded)")
     costs = {}
     for urgency, calls in routed["calls_per_notification"].items():
@@ -532,6 +726,7 @@ def main() -> int:
         "decision_cpu_seconds": cpu,
         **routed,
         "realtime": realtime,
+        "push_batch": push,
         "cost_per_million_usd": costs,
         "package_bytes": sizes,
     }

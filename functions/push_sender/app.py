@@ -1,6 +1,7 @@
-"""Push sender: PushQueue → FCM (firebase-admin), one message per device token; dead tokens are
-removed; an undeliverable escalation primary fails its task token. Thin: the work is
-herald.channels (push_delivery, sender)."""
+"""Push sender: PushQueue → FCM (firebase-admin), one message per device token, every message of
+an SQS batch sent together (one suppression read, one concurrent send; decision 026) while each
+record keeps its own claim and outcome; dead tokens are removed; an undeliverable escalation primary
+fails its task token. Thin: the work is herald.channels (push_delivery, fcm, sender)."""
 
 from __future__ import annotations
 

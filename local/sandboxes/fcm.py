@@ -32,6 +32,13 @@ BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequest"
 SEND_SCOPES = frozenset(
     {"https://www.googleapis.com/auth/firebase.messaging", "https://www.googleapis.com/auth/cloud-platform"}
 )
+# FCM refuses a message whose payload is over 4 KB ("Android message is too big"), as APNs does.
+MAX_PAYLOAD_BYTES = 4096
+MAX_TTL_SECONDS = 28 * 86400  # FCM keeps a message at most 4 weeks
+DURATION = re.compile(r"^\d+(\.\d{1,9})?s$")  # a protobuf Duration in JSON ("3.5s")
+MAX_APNS_COLLAPSE_ID_BYTES = 64
+APNS_PRIORITIES = frozenset({"1", "5", "10"})
+INVALID_ARGUMENT = "INVALID_ARGUMENT"
 TOKEN_LIFETIME_SECONDS = 3600
 MAX_ASSERTION_LIFETIME_SECONDS = 3600
 CLOCK_SKEW_SECONDS = 300
@@ -385,5 +392,82 @@ class FcmSandbox:
                     f"Invalid value at 'message.notification.{key}' (TYPE_STRING)",
                     f"message.notification.{key}",
                 )
+        _validate_android(message.get("android"))
+        _validate_apns(message.get("apns"))
+        for platform, size in payload_sizes(message).items():
+            if size > MAX_PAYLOAD_BYTES:
+                raise FcmInvalid(f"{platform} message is too big", None, INVALID_ARGUMENT)
         recipient = value if target in DEVICE_TARGETS else f"{target}:{value}"
         return message, target, recipient
+
+
+def payload_sizes(message: dict[str, Any]) -> dict[str, int]:
+    """What each platform delivers to the device, in bytes of compact JSON: on Android the data and
+    the notification's display fields, on iOS the APNs payload (the notification as `aps.alert`,
+    the data as custom keys beside `aps`)."""
+    data = message.get("data") or {}
+    notification = message.get("notification") or {}
+    android = (message.get("android") or {}).get("notification") or {}
+    payload = dict((message.get("apns") or {}).get("payload") or {})
+    aps = dict(payload.get("aps") or {})
+    if notification:
+        aps["alert"] = {**notification, **(aps.get("alert") if isinstance(aps.get("alert"), dict) else {})}
+
+    def size(value: Any) -> int:
+        return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+    return {
+        "Android": size({"data": data, "notification": {**notification, **android}}),
+        "APNs": size({**data, **payload, "aps": aps}),
+    }
+
+
+def _validate_android(android: Any) -> None:
+    if android is None:
+        return
+    if not isinstance(android, dict):
+        raise FcmInvalid("Invalid value at 'message.android'", "message.android")
+    ttl = android.get("ttl")
+    if ttl is not None:
+        if not isinstance(ttl, str) or not DURATION.match(ttl):
+            raise FcmInvalid(
+                f"Invalid value at 'message.android.ttl' (type.googleapis.com/google.protobuf.Duration), "
+                f"{json.dumps(ttl)}",
+                "message.android.ttl",
+            )
+        if float(ttl[:-1]) > MAX_TTL_SECONDS:
+            raise FcmInvalid("Request contains an invalid argument.", "message.android.ttl", INVALID_ARGUMENT)
+    priority = android.get("priority")
+    if priority is not None and str(priority).upper() not in ("NORMAL", "HIGH"):
+        raise FcmInvalid(
+            f"Invalid value at 'message.android.priority' (type.googleapis.com/"
+            f"google.firebase.fcm.v1.AndroidMessagePriority), {json.dumps(priority)}",
+            "message.android.priority",
+        )
+    count = (android.get("notification") or {}).get("notification_count")
+    if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 0):
+        raise FcmInvalid(
+            "Invalid value at 'message.android.notification.notification_count' (TYPE_INT32)",
+            "message.android.notification.notification_count",
+        )
+
+
+def _validate_apns(apns: Any) -> None:
+    if apns is None:
+        return
+    if not isinstance(apns, dict):
+        raise FcmInvalid("Invalid value at 'message.apns'", "message.apns")
+    headers = apns.get("headers") or {}
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        raise FcmInvalid("Invalid value at 'message.apns.headers'", "message.apns.headers")
+    if headers.get("apns-priority", "10") not in APNS_PRIORITIES:
+        raise FcmInvalid("Request contains an invalid argument.", "message.apns.headers", "INVALID_ARGUMENT")
+    if len(headers.get("apns-collapse-id", "").encode()) > MAX_APNS_COLLAPSE_ID_BYTES:
+        # APNs answers BadCollapseId; FCM passes it back as an invalid argument
+        raise FcmInvalid("Request contains an invalid argument.", "message.apns.headers", "INVALID_ARGUMENT")
+    expiration = headers.get("apns-expiration")
+    if expiration is not None and not expiration.isdigit():
+        raise FcmInvalid("Request contains an invalid argument.", "message.apns.headers", "INVALID_ARGUMENT")
+    payload = apns.get("payload")
+    if payload is not None and not isinstance((payload or {}).get("aps", {}), dict):
+        raise FcmInvalid("Invalid value at 'message.apns.payload'", "message.apns.payload")

@@ -11,6 +11,7 @@ the channel senders' outage dead-letters and the `herald redrive` CLI, are in `h
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -116,16 +117,20 @@ def batch_handler(
     logger: Logger,
     tracer: Tracer,
     metrics: Metrics | EphemeralMetrics,
+    around: Callable[[dict[str, Any], LambdaContext], AbstractContextManager[Any]] | None = None,
 ) -> LambdaHandler:
     """The Lambda entry point of an SQS consumer: one decorator stack (context in the logs, a
-    trace, metrics flushed with the cold start), the batch reported with partial failures."""
+    trace, metrics flushed with the cold start), the batch reported with partial failures.
+    `around(event, context)`: a block the records are handled in (the push sender sends the
+    batch's records together there first)."""
 
     @logger.inject_lambda_context(clear_state=True)
     @tracer.capture_lambda_handler
     @metrics.log_metrics(capture_cold_start_metric=True)
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return process_partial_response(
-            event=event, record_handler=record_handler, processor=processor, context=context
-        )
+        with around(event, context) if around is not None else nullcontext():
+            return process_partial_response(
+                event=event, record_handler=record_handler, processor=processor, context=context
+            )
 
     return lambda_handler

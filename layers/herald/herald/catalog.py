@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
+import string
+from collections.abc import Mapping
+from enum import StrEnum
 from functools import cache
 from importlib import resources
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from herald.models import Category, Channel, Urgency
 
@@ -17,6 +22,127 @@ MAX_CHAIN_STEPS = 2
 ESCALATION_CHANNELS = frozenset({Channel.PUSH, Channel.REALTIME, Channel.SMS, Channel.EMAIL})
 # Steps that wait for an acknowledgement: their senders hold a Step Functions client.
 WAITING_CHANNELS = frozenset({Channel.PUSH, Channel.REALTIME, Channel.SMS})
+
+
+# FCM keeps an undelivered message at most 28 days (also its default time to live).
+MAX_PUSH_TTL_SECONDS = 28 * 86400
+# APNs refuses an `apns-collapse-id` longer than 64 bytes: a longer rendered key is hashed.
+MAX_COLLAPSE_KEY_BYTES = 64
+# A sound is a file the apps ship: an Android raw resource name (lowercase letters, digits and
+# underscores), optionally with its extension for iOS; or `default`, the system sound.
+SOUND_NAME = re.compile(r"^[a-z0-9_]{1,64}(\.[a-z0-9]{2,4})?$")
+APNS_CATEGORY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+COLLAPSE_LITERAL = re.compile(r"^[A-Za-z0-9_.:/#-]*$")
+FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class Badge(StrEnum):
+    """What a push does to the app icon's badge: `increment` adds this notification (Android's
+    `notification_count`; on iOS the app's notification service extension, woken by
+    `mutable-content`, adds it to its own count: APNs badges are absolute numbers); `none` leaves it
+    to the app's notification channel (Android) and does not touch it (iOS)."""
+
+    INCREMENT = "increment"
+    NONE = "none"
+
+
+class InterruptionLevel(StrEnum):
+    """APNs `interruption-level` (iOS 15+): `passive` is listed silently, `active` lights the screen,
+    `time-sensitive` breaks through a Focus, `critical` also through mute (Apple's entitlement)."""
+
+    PASSIVE = "passive"
+    ACTIVE = "active"
+    TIME_SENSITIVE = "time-sensitive"
+    CRITICAL = "critical"
+
+
+class PushPresentation(BaseModel):
+    """How a type's push looks and behaves on the device (the catalog's `push:` block)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sound: str | None = Field(default="default", description="a sound file the apps ship, `default`, or null")
+    badge: Badge = Badge.NONE
+    interruption_level: InterruptionLevel = InterruptionLevel.ACTIVE
+    apns_category: str | None = Field(default=None, description="the iOS notification category (its actions)")
+    collapse_key: str | None = Field(
+        default=None, description="a template over data (`order-{order_id}`); default: the notification id"
+    )
+    ttl_seconds: int | None = Field(default=None, ge=0, le=MAX_PUSH_TTL_SECONDS)
+    data_only: bool = False
+
+    @field_validator("sound")
+    @classmethod
+    def _sound(cls, value: str | None) -> str | None:
+        if value is not None and not SOUND_NAME.match(value):
+            raise ValueError(
+                f"sound {value!r} is not a sound file name (lowercase letters, digits, underscores, "
+                "an optional extension) nor `default`"
+            )
+        return value
+
+    @field_validator("apns_category")
+    @classmethod
+    def _category(cls, value: str | None) -> str | None:
+        if value is not None and not APNS_CATEGORY.match(value):
+            raise ValueError(f"apns_category {value!r}: 1 to 64 letters, digits, '_', '.' or '-'")
+        return value
+
+    @field_validator("collapse_key")
+    @classmethod
+    def _collapse_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            collapse_fields(value)  # raises ValueError with the reason
+        return value
+
+    @model_validator(mode="after")
+    def _data_only(self) -> PushPresentation:
+        if self.data_only:
+            # nothing is shown by the system: the app renders it (and picks its sound and actions)
+            if self.sound is not None:
+                raise ValueError("a data-only push plays no sound of its own: set sound to null")
+            if self.apns_category is not None:
+                raise ValueError("a data-only push has no iOS category: the app renders it")
+            if self.interruption_level is not InterruptionLevel.ACTIVE:
+                raise ValueError("a data-only push has no interruption level: the app renders it")
+        return self
+
+    @property
+    def collapse_fields(self) -> frozenset[str]:
+        return collapse_fields(self.collapse_key) if self.collapse_key else frozenset()
+
+    def collapse_key_for(self, data: Mapping[str, Any] | None, notification_id: str) -> str:
+        """The push's collapse key: the template over `data`, or the notification id. A key longer
+        than APNs allows is replaced by a hash of it (the same input still collapses together)."""
+        key = notification_id
+        if self.collapse_key:
+            values = data or {}
+            if all(values.get(f) not in (None, "") for f in self.collapse_fields):
+                key = self.collapse_key.format_map({f: str(values[f]) for f in self.collapse_fields})
+        if len(key.encode()) > MAX_COLLAPSE_KEY_BYTES:
+            key = "h-" + hashlib.sha256(key.encode()).hexdigest()[:40]
+        return key
+
+
+def collapse_fields(template: str) -> frozenset[str]:
+    """The data fields a collapse-key template names (`{order_id}`); ValueError for anything else
+    (format specs, conversions, attribute or index lookups, text outside [A-Za-z0-9_.:/#-])."""
+    fields: set[str] = set()
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as error:
+        raise ValueError(f"collapse_key {template!r}: {error}") from None
+    for literal, name, spec, conversion in parts:
+        if not COLLAPSE_LITERAL.match(literal):
+            raise ValueError(f"collapse_key {template!r}: only letters, digits and _.:/#- outside fields")
+        if name is None:
+            continue
+        if spec or conversion or not FIELD_NAME.match(name):
+            raise ValueError(f"collapse_key {template!r}: a field is a plain name, like {{order_id}}")
+        fields.add(name)
+    if not fields and not template:
+        raise ValueError("collapse_key is empty: leave it out for the notification id")
+    return frozenset(fields)
 
 
 class UnknownNotificationType(LookupError):
@@ -53,6 +179,7 @@ class CatalogEntry(BaseModel):
     required_data: frozenset[str] = frozenset()
     sensitive_fields: frozenset[str] = frozenset()
     android_channel: str
+    push: PushPresentation = PushPresentation()
     sample_data: dict[str, Any] = Field(default_factory=dict)
     escalation: tuple[ChainStep, ...] = ()
 
@@ -68,7 +195,34 @@ class CatalogEntry(BaseModel):
                 raise ValueError(f"{self.name}: {kind} fields missing from sample_data: {sorted(unknown)}")
         if self.escalation:
             self._check_chain()
+        if "push" in self.model_fields_set:
+            self._check_push()
         return self
+
+    def _check_push(self) -> None:
+        """The `push:` block against the type's channels, urgency, category and data."""
+        push = self.push
+        if Channel.PUSH not in self.channels:
+            raise ValueError(f"{self.name}: a push block on a type that is never pushed")
+        loose = push.collapse_fields - self.required_data
+        if loose:
+            raise ValueError(f"{self.name}: collapse_key uses fields not in required_data: {sorted(loose)}")
+        secret = push.collapse_fields & self.sensitive_fields
+        if secret:
+            raise ValueError(f"{self.name}: collapse_key uses sensitive fields: {sorted(secret)}")
+        level = push.interruption_level
+        if level is InterruptionLevel.CRITICAL and self.urgency is not Urgency.CRITICAL:
+            raise ValueError(f"{self.name}: a critical interruption is for critical urgency only")
+        if level is InterruptionLevel.PASSIVE and self.urgency in (Urgency.CRITICAL, Urgency.HIGH):
+            raise ValueError(f"{self.name}: a passive push does not light the screen: not for {self.urgency}")
+        if self.category is Category.MARKETING and level not in (
+            InterruptionLevel.PASSIVE,
+            InterruptionLevel.ACTIVE,
+        ):
+            raise ValueError(f"{self.name}: marketing never breaks through a Focus ({level})")
+        if push.data_only and self.urgency is Urgency.CRITICAL:
+            # iOS does not wake a force-quit app for a background push, and throttles them
+            raise ValueError(f"{self.name}: a critical notification cannot be data-only (iOS may drop it)")
 
     def _check_chain(self) -> None:
         chain = self.escalation

@@ -17,7 +17,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from firebase_admin import credentials as firebase_credentials
 from firebase_admin import exceptions, messaging
 
+from herald.channels import fcm
+from herald.channels.ports import PushNotification
 from local.sandboxes import SandboxHost
+from local.sandboxes.fcm import FCM_ERROR_TYPE
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:Message.token is deprecated")]
 
@@ -238,3 +241,113 @@ def test_sdk_retries_503_and_429_with_retry_after_by_itself(
 
     assert (unavailable.hits, throttled.hits) == (2, 2)
     assert [entry.recipient for entry in sandbox.outbox.entries()] == ["device-token-1", "device-token-2"]
+
+
+# -- what FCM checks of a message's size and presentation (issue 12 item 5) ---------------------
+
+
+def test_a_message_over_four_kilobytes_is_refused_as_fcm_refuses_it(
+    sandbox: SandboxHost, firebase_app: firebase_admin.App
+) -> None:
+    too_big = messaging.Message(token="device-token-1", data={"blob": "x" * 4100})
+
+    with pytest.raises(exceptions.InvalidArgumentError, match="Android message is too big") as raised:
+        messaging.send(too_big, app=firebase_app)
+
+    body = raised.value.http_response.json()["error"]  # type: ignore[union-attr]
+    assert (body["code"], body["status"]) == (400, "INVALID_ARGUMENT")
+    assert {"@type": FCM_ERROR_TYPE, "errorCode": "INVALID_ARGUMENT"} in body["details"]
+    assert sandbox.outbox.entries() == []
+
+
+def test_herald_measures_the_payload_as_the_sandbox_does(
+    sandbox: SandboxHost, firebase_app: firebase_admin.App
+) -> None:
+    base = PushNotification(
+        title="Ana replied",
+        body="",
+        data={"notification_id": "n-1"},
+        android_channel="social",
+        android_priority="normal",
+        apns_priority=5,
+        collapse_key="n-1",
+        badge="increment",
+        apns_category="REPLY",
+    )
+    empty = fcm.payload_bytes(messaging._MessagingService.encode_message(fcm.build_message(base, "t")))
+    at_the_limit = PushNotification(**{**base.__dict__, "body": "é" * ((fcm.MAX_PAYLOAD_BYTES - empty) // 2)})
+    over = PushNotification(**{**at_the_limit.__dict__, "body": at_the_limit.body + "éé"})
+
+    assert fcm.refusal(at_the_limit) is None
+    messaging.send(fcm.build_message(at_the_limit, "device-token-1"), app=firebase_app)
+    assert fcm.refusal(over) is not None
+    with pytest.raises(exceptions.InvalidArgumentError, match="too big"):
+        messaging.send(fcm.build_message(over, "device-token-1"), app=firebase_app)
+    assert len(sandbox.outbox.entries()) == 1
+
+
+@pytest.mark.parametrize(
+    ("android", "apns", "field"),
+    [
+        ({"ttl": "ten minutes"}, None, "message.android.ttl"),
+        ({"ttl": "2419201s"}, None, "message.android.ttl"),
+        ({"priority": "urgent"}, None, "message.android.priority"),
+        (
+            {"notification": {"notification_count": "one"}},
+            None,
+            "message.android.notification.notification_count",
+        ),
+        (None, {"headers": {"apns-collapse-id": "k" * 65}}, "message.apns.headers"),
+        (None, {"headers": {"apns-priority": "7"}}, "message.apns.headers"),
+        (None, {"headers": {"apns-expiration": "tomorrow"}}, "message.apns.headers"),
+        (None, {"headers": {"apns-priority": 10}}, "message.apns.headers"),
+    ],
+)
+def test_platform_options_are_checked_as_fcm_checks_them(
+    sandbox: SandboxHost, fcm_url: str, android: Any, apns: Any, field: str
+) -> None:
+    message: dict[str, Any] = {"token": "device-token-1", "notification": {"title": "t"}}
+    if android is not None:
+        message["android"] = android
+    if apns is not None:
+        message["apns"] = apns
+
+    response = requests.post(fcm_url, json={"message": message}, headers=_bearer(sandbox))
+
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["status"] == "INVALID_ARGUMENT"
+    violations = [v for d in error.get("details", []) for v in d.get("fieldViolations", [])]
+    assert [v["field"] for v in violations] == [field]
+    assert sandbox.outbox.entries() == []
+
+
+def test_a_herald_push_with_every_presentation_field_is_accepted(
+    sandbox: SandboxHost, firebase_app: firebase_admin.App
+) -> None:
+    push = PushNotification(
+        title="Your driver is here",
+        body="Rui is waiting",
+        data={"notification_id": "n-1", "badge": "increment"},
+        android_channel="rides",
+        android_priority="high",
+        apns_priority=10,
+        collapse_key="ride-AA-12-BB",
+        sound="driver_arrived.caf",
+        badge="increment",
+        interruption_level="time-sensitive",
+        apns_category="RIDE",
+        ttl_seconds=300,
+    )
+    silent = PushNotification(**{**push.__dict__, "data_only": True, "sound": None, "apns_category": None})
+
+    for each in (push, silent):
+        messaging.send(fcm.build_message(each, "device-token-1"), app=firebase_app)
+
+    visible, data_only = (e.request["message"] for e in sandbox.outbox.entries(provider="fcm"))
+    assert visible["android"]["ttl"] == "300s"
+    assert visible["android"]["notification"]["sound"] == "driver_arrived"
+    assert visible["apns"]["payload"]["aps"]["interruption-level"] == "time-sensitive"
+    assert visible["apns"]["headers"]["apns-collapse-id"] == "ride-AA-12-BB"
+    assert "notification" not in data_only
+    assert data_only["apns"]["payload"]["aps"] == {"content-available": 1}

@@ -32,13 +32,16 @@ class RecordingPush:
         self.sent: list[tuple[PushNotification, list[str]]] = []
 
     def send(self, push: PushNotification, tokens: Any) -> list[SendResult]:
-        self.sent.append((push, list(tokens)))
-        return [Accepted("fcm", f"m-{t}") for t in tokens]
+        return self.send_batch([(push, tokens)])[0]
+
+    def send_batch(self, pushes: Any) -> list[list[SendResult]]:
+        self.sent += [(push, list(tokens)) for push, tokens in pushes]
+        return [[Accepted("fcm", f"m-{t}") for t in tokens] for _, tokens in pushes]
 
 
 class NothingSuppressed:
-    def is_suppressed(self, address: str) -> bool:
-        return False
+    def suppressed_now(self, addresses: Any) -> frozenset[str]:
+        return frozenset()
 
 
 @pytest.mark.parametrize("locale", LOCALES)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from herald.catalog import CatalogEntry
 from herald.channels.result import SendResult
@@ -24,6 +24,16 @@ class Skip:
     state: DeliveryState
     reason: str
     code: str
+
+
+@dataclass(frozen=True)
+class Crashed:
+    """The delivery step raised for one message of a batch: `error`, and `provider` when the
+    provider's request may already have left (`herald.channels.transport`): the sender then records
+    it as uncertain; with None nothing was sent, the claim is released and SQS retries the record."""
+
+    error: BaseException
+    provider: str | None = None
 
 
 _UNSET: Any = object()
@@ -59,3 +69,18 @@ class ChannelDeliverer(Protocol):
     resend_stale_claims: bool
 
     def deliver(self, context: DeliveryContext) -> SendResult | Skip: ...
+
+
+@runtime_checkable
+class BatchDeliverer(Protocol):
+    """A channel whose messages of one SQS batch go to the provider together (push, decision 026)."""
+
+    channel: Channel
+    resend_stale_claims: bool
+
+    def deliver(self, context: DeliveryContext) -> SendResult | Skip: ...
+
+    def deliver_batch(self, contexts: Sequence[DeliveryContext]) -> list[SendResult | Skip | Crashed]:
+        """One answer per context, in order; an exception concerning one message is its `Crashed`
+        answer (never raised), one concerning them all is each one's."""
+        ...

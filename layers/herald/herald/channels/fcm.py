@@ -1,9 +1,22 @@
 """Push through Firebase Cloud Messaging (HTTP v1) with firebase-admin.
 
-One message per device token, one HTTP call each (concurrently, as firebase-admin's `send_each`
-does). The visible part (`notification` title/body) is the push render, which never contains the
-catalog's sensitive fields; the data payload carries only identifiers (`notification_id`, type)
-so the app fetches the rest from the inbox over an authenticated call.
+One message per device token, one HTTP call each: HTTP v1 has no batch endpoint. `send_batch`
+sends every message of a batch of pushes (all the records of an SQS batch, decision 026) at once,
+at most `MAX_CONCURRENT_CALLS` in flight, from one pool of threads kept for the life of the
+execution environment. The visible part (`notification` title/body) is the push render, which
+never contains the catalog's sensitive fields; the data payload carries only identifiers
+(`notification_id`, type) so the app fetches the rest from the inbox over an authenticated call.
+
+Presentation (the catalog's `push` block): Android notification channel, sound, badge
+(`notification_count`), tag and collapse key, TTL; APNs priority, push type, collapse id,
+expiration, sound (a critical sound for `critical`), category, `interruption-level`, and
+`mutable-content` so the app's extension can increment its badge. A data-only push has no
+`notification`: on Android the app's messaging service renders it, on iOS it is a background push
+(`content-available`, `apns-push-type: background`, priority 5, as Apple requires).
+
+FCM refuses a message whose payload exceeds 4096 bytes; Herald measures the payload each platform
+delivers (`payload_bytes`) before sending, and a push over the limit is a `PermanentFailure` with
+code `payload_too_large`, with no request made.
 
 Answers: `UNREGISTERED` (404), `SENDER_ID_MISMATCH` and an invalid registration token (400
 INVALID_ARGUMENT about the token) → the token is dead: permanent for that token plus a
@@ -26,21 +39,25 @@ the calls are made here, one `send` per token.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
+import threading
+import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 from urllib.parse import urlsplit
 
 import firebase_admin
 import google.auth.exceptions
+import google.auth.transport.requests
 import requests
 from firebase_admin import credentials, exceptions, messaging
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from herald.channels.ports import PushNotification
+from herald.channels.ports import PushBatchItem, PushNotification
 from herald.channels.result import (
     AUTH,
     DEAD_TOKEN,
@@ -60,7 +77,13 @@ from herald.channels.transport import request_may_leave, requests_not_sent
 PROVIDER = "fcm"
 FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequest"
-MAX_CONCURRENT_CALLS = 16
+# Calls in flight at once: a batch of 10 records x 10 devices in one round trip; the largest batch
+# (10 records x MAX_DEVICES_PER_USER = 20) in two, within the sender's deadline margin (3 provider
+# timeouts). The session's connection pool holds as many connections (`without_read_retries`).
+MAX_CONCURRENT_CALLS = 100
+# FCM's limit on a message's payload (notification and data), and APNs' on its JSON payload.
+MAX_PAYLOAD_BYTES = 4096
+PAYLOAD_TOO_LARGE = "payload_too_large"
 _app_names = itertools.count(1)
 # firebase-admin's DEFAULT_RETRY_CONFIG reduced to what cannot send twice: reconnect once when the
 # connection could not be opened; never resend after a read error (read timeout, reset after the
@@ -82,21 +105,100 @@ SEND_RETRY = Retry(
 )
 
 
-def build_message(push: PushNotification, token: str) -> messaging.Message:
+def build_message(push: PushNotification, token: str, *, now: float | None = None) -> messaging.Message:
+    """The FCM v1 message of `push` for one device token (`now`: epoch seconds for APNs'
+    expiration, default the current time)."""
+    data = {str(k): str(v) for k, v in push.data.items()}
+    apns_headers = {"apns-priority": str(push.apns_priority), "apns-push-type": "alert"}
+    if push.collapse_key:
+        apns_headers["apns-collapse-id"] = push.collapse_key
+    if push.ttl_seconds is not None:
+        # APNs: 0 means "now or never"; otherwise the moment it stops trying
+        sent_at = int(now if now is not None else time.time())
+        expires = 0 if push.ttl_seconds == 0 else sent_at + push.ttl_seconds
+        apns_headers["apns-expiration"] = str(expires)
+    android = messaging.AndroidConfig(
+        priority=push.android_priority, collapse_key=push.collapse_key, ttl=push.ttl_seconds
+    )
+    if push.data_only:
+        # nothing for the system to show: the app renders it from `data` (decision 026)
+        apns_headers |= {"apns-priority": "5", "apns-push-type": "background"}  # Apple requires both
+        return messaging.Message(
+            token=token,
+            data=data,
+            android=android,
+            apns=messaging.APNSConfig(
+                headers=apns_headers, payload=messaging.APNSPayload(aps=messaging.Aps(content_available=True))
+            ),
+        )
+    increment = push.badge == "increment"
+    android.notification = messaging.AndroidNotification(
+        channel_id=push.android_channel,
+        default_sound=True if push.sound == "default" else None,
+        sound=_android_sound(push.sound),
+        tag=push.collapse_key,  # the newer notification replaces the shown one with the same key
+        notification_count=1 if increment else None,
+    )
+    sound: str | messaging.CriticalSound | None = push.sound
+    if push.sound and push.interruption_level == "critical":
+        sound = messaging.CriticalSound(push.sound, critical=True)
+    aps = messaging.Aps(
+        sound=sound,
+        category=push.apns_category,
+        mutable_content=True if increment else None,  # the app's extension increments its badge
+        custom_data={"interruption-level": push.interruption_level},
+    )
     return messaging.Message(
         token=token,
         notification=messaging.Notification(title=push.title, body=push.body),
-        data={str(k): str(v) for k, v in push.data.items()},
-        android=messaging.AndroidConfig(
-            priority=push.android_priority,
-            collapse_key=push.collapse_key,
-            notification=messaging.AndroidNotification(channel_id=push.android_channel),
-        ),
-        apns=messaging.APNSConfig(
-            headers={"apns-priority": str(push.apns_priority), "apns-push-type": "alert"},
-            payload=messaging.APNSPayload(aps=messaging.Aps(sound="default")),
-        ),
+        data=data,
+        android=android,
+        apns=messaging.APNSConfig(headers=apns_headers, payload=messaging.APNSPayload(aps=aps)),
     )
+
+
+def _android_sound(sound: str | None) -> str | None:
+    """Android names a raw resource without its extension; `default` is `default_sound`."""
+    if sound is None or sound == "default":
+        return None
+    return sound.rsplit(".", 1)[0]
+
+
+def payload_bytes(encoded: dict[str, Any]) -> int:
+    """The payload of an encoded message as the larger platform delivers it: on Android the data
+    and the notification's display fields, on iOS the APNs JSON (`aps`, with the notification as
+    its alert, and the data as custom keys). FCM and APNs both refuse more than 4096 bytes."""
+    data = encoded.get("data") or {}
+    notification = encoded.get("notification") or {}
+    android = (encoded.get("android") or {}).get("notification") or {}
+    aps = dict(((encoded.get("apns") or {}).get("payload") or {}).get("aps") or {})
+    if notification:
+        aps["alert"] = notification
+    sizes = (
+        _json_bytes({"data": data, "notification": {**notification, **android}}),
+        _json_bytes({**data, "aps": aps}),
+    )
+    return max(sizes)
+
+
+def _json_bytes(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def refusal(push: PushNotification) -> PermanentFailure | None:
+    """Why FCM would refuse `push` as it is, known before any request (None: it would not)."""
+    try:
+        encoded = messaging._MessagingService.encode_message(build_message(push, "token"))
+    except ValueError as error:  # the SDK's own validation of the fields
+        return PermanentFailure(PROVIDER, short(error), code="INVALID_ARGUMENT")
+    size = payload_bytes(encoded)
+    if size > MAX_PAYLOAD_BYTES:
+        return PermanentFailure(
+            PROVIDER,
+            f"the push payload is {size} bytes, over FCM's limit of {MAX_PAYLOAD_BYTES}: not sent",
+            code=PAYLOAD_TOO_LARGE,
+        )
+    return None
 
 
 def _error_body(error: exceptions.FirebaseError) -> dict[str, Any]:
@@ -194,6 +296,9 @@ class FcmPushProvider:
             name=f"herald-fcm-{next(_app_names)}",
         )
         self._fcm_url = fcm_url
+        self._timeout = timeout
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     @classmethod
     def from_secret(cls, secret: dict[str, Any], timeout: float = 10.0) -> FcmPushProvider:
@@ -213,26 +318,57 @@ class FcmPushProvider:
         service._herald_configured = True
         return service
 
+    def _threads(self) -> ThreadPoolExecutor:
+        """One pool for the life of the execution environment (threads start as needed)."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=MAX_CONCURRENT_CALLS, thread_name_prefix="fcm")
+            return self._pool
+
+    def _authorize(self, service: Any) -> None:
+        """Fetch the OAuth access token once, here, when it is missing or expiring: otherwise every
+        concurrent call would fetch its own. Raises google-auth's errors (no FCM request made)."""
+        session = service._client.session
+        creds = getattr(session, "credentials", None)
+        if creds is None or creds.valid:
+            return
+        auth_request = getattr(session, "_auth_request", None) or google.auth.transport.requests.Request()
+        creds.before_request(
+            functools.partial(auth_request, timeout=self._timeout), "POST", service._fcm_url, {}
+        )
+
     def send(self, push: PushNotification, tokens: Sequence[str]) -> list[SendResult]:
-        if not tokens:
-            return []
+        return self.send_batch([(push, tokens)])[0]
+
+    def send_batch(self, pushes: Sequence[PushBatchItem]) -> list[list[SendResult]]:
+        results: list[list[SendResult]] = [[] for _ in pushes]
+        jobs: list[tuple[int, str, messaging.Message]] = []
+        now = time.time()
+        for index, (push, tokens) in enumerate(pushes):
+            refused = refusal(push) if tokens else None
+            if refused is not None:  # the same message for every token: refused for each, unsent
+                results[index] = [refused for _ in tokens]
+                continue
+            jobs += [(index, token, build_message(push, token, now=now)) for token in tokens]
+        if not jobs:
+            return results
         service = self._service()
-        messages = []
-        for token in tokens:
-            message = build_message(push, token)
-            try:
-                messaging._MessagingService.encode_message(message)
-            except ValueError as error:  # the SDK refuses the payload before sending anything
-                return [PermanentFailure(PROVIDER, short(error), code="INVALID_ARGUMENT") for _ in tokens]
-            messages.append(message)
+        try:
+            self._authorize(service)
+        except google.auth.exceptions.GoogleAuthError as error:
+            for index, token, _ in jobs:
+                results[index].append(classify_error(error, token))
+            return results
         request_may_leave(PROVIDER)
-        workers = min(MAX_CONCURRENT_CALLS, len(messages))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fcm") as pool:
-            futures = [pool.submit(service.send, message) for message in messages]
-        return [self._outcome(future, token) for future, token in zip(futures, tokens, strict=True)]
+        pool = self._threads()
+        futures = [pool.submit(service.send, message) for _, _, message in jobs]
+        wait(futures)
+        for (index, token, _), future in zip(jobs, futures, strict=True):
+            results[index].append(self._outcome(future, token))
+        return results
 
     @staticmethod
-    def _outcome(future: Any, token: str) -> SendResult:
+    def _outcome(future: Future[str], token: str) -> SendResult:
         """One token's result; an exception there concerns that token alone."""
         try:
             return Accepted(PROVIDER, future.result())
@@ -240,6 +376,10 @@ class FcmPushProvider:
             return classify_error(error, token)
 
     def close(self) -> None:
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
         firebase_admin.delete_app(self._app)
 
 
@@ -253,5 +393,5 @@ def without_read_retries(session: requests.Session, fcm_url: str | None = None) 
     for prefix in prefixes:
         session.mount(
             prefix,
-            HTTPAdapter(pool_connections=10, pool_maxsize=100, max_retries=SEND_RETRY),
+            HTTPAdapter(pool_connections=10, pool_maxsize=MAX_CONCURRENT_CALLS, max_retries=SEND_RETRY),
         )

@@ -13,6 +13,7 @@ from herald.channels.ports import (
     EmailProvider,
     OutgoingEmail,
     OutgoingSms,
+    PushBatchItem,
     PushNotification,
     PushProvider,
     RealtimeEvent,
@@ -50,6 +51,13 @@ class LazyPushProvider:
         except ProviderUnavailable as error:
             return [_unavailable(self.name, error) for _ in tokens]
         return provider.send(push, tokens)
+
+    def send_batch(self, pushes: Sequence[PushBatchItem]) -> list[list[SendResult]]:
+        try:
+            provider = self._source.get()
+        except ProviderUnavailable as error:
+            return [[_unavailable(self.name, error) for _ in tokens] for _, tokens in pushes]
+        return provider.send_batch(pushes)
 
 
 class LazySmsProvider:

@@ -28,7 +28,9 @@ class OutgoingEmail:
 
 @dataclass(frozen=True)
 class PushNotification:
-    """One push, sent once per device token. `title`/`body` are what a lock screen shows."""
+    """One push, sent once per device token. `title`/`body` are what a lock screen shows (for a
+    data-only push, the app renders them from `data`). Presentation comes from the catalog's
+    `push` block (`herald.catalog.PushPresentation`)."""
 
     title: str
     body: str
@@ -37,6 +39,16 @@ class PushNotification:
     android_priority: Literal["high", "normal"]
     apns_priority: Literal[10, 5]
     collapse_key: str | None = None
+    sound: str | None = "default"  # a sound file the apps ship, "default", or None (silent)
+    badge: Literal["increment", "none"] = "none"
+    interruption_level: Literal["passive", "active", "time-sensitive", "critical"] = "active"
+    apns_category: str | None = None
+    ttl_seconds: int | None = None  # None: FCM's default (28 days)
+    data_only: bool = False
+
+
+# One push and the device tokens it goes to.
+PushBatchItem = tuple[PushNotification, Sequence[str]]
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,12 @@ class PushProvider(Protocol):
 
     def send(self, push: PushNotification, tokens: Sequence[str]) -> list[SendResult]:
         """One result per token, in the order of `tokens`."""
+        ...
+
+    def send_batch(self, pushes: Sequence[PushBatchItem]) -> list[list[SendResult]]:
+        """Every push to each of its tokens, concurrently (bounded): for each push, one result per
+        token in the order of its tokens. A push the provider would refuse as it is (too large, an
+        invalid field) is a `PermanentFailure` for each of its tokens, with no request made."""
         ...
 
 

@@ -1,12 +1,20 @@
-"""The push channel: live device tokens, lock-screen-safe render, one FCM message per token."""
+"""The push channel: live device tokens, lock-screen-safe render, one FCM message per token.
+
+A batch of records is delivered together (`deliver_batch`, decision 026): each record's device
+tokens are resolved on their own, the suppression entries of every token of every record are read
+in one batched read, each record is rendered on its own, and then every message of the batch goes
+to the provider in one concurrent send. Each record gets its own result (`combine` of its tokens'
+results): one record's failure, exception or dead tokens never decide another's.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import reduce
 
-from herald.channels.context import DeliveryContext, Skip
-from herald.channels.ports import PushNotification, PushProvider
+from herald.catalog import Badge
+from herald.channels.context import Crashed, DeliveryContext, Skip
+from herald.channels.ports import PushBatchItem, PushNotification, PushProvider
 from herald.channels.result import (
     DEAD_TOKEN,
     NO_EFFECTS,
@@ -16,6 +24,7 @@ from herald.channels.result import (
     SendResult,
     Uncertain,
 )
+from herald.channels.transport import provider_may_have_it, request_may_leave, send_attempt
 from herald.delivery import DeliveryState
 from herald.models import Channel, Urgency
 from herald.rendering import Renderer
@@ -23,6 +32,8 @@ from herald.stores.keys import push_address
 from herald.stores.suppression import SuppressionStore
 
 URGENT = frozenset({Urgency.CRITICAL, Urgency.HIGH})
+
+Answer = SendResult | Skip | Crashed
 
 
 def combine(provider: str, tokens: Sequence[str], results: Sequence[SendResult]) -> SendResult:
@@ -88,6 +99,70 @@ class PushDeliverer:
         self._suppression = suppression
 
     def deliver(self, context: DeliveryContext) -> SendResult | Skip:
+        """One message: a batch of one. An exception is raised as the sender expects it, with the
+        provider's point of no return marked when a request may have left."""
+        (answer,) = self.deliver_batch([context])
+        if isinstance(answer, Crashed):
+            if answer.provider is not None:
+                request_may_leave(answer.provider)
+            raise answer.error
+        return answer
+
+    def deliver_batch(self, contexts: Sequence[DeliveryContext]) -> list[Answer]:
+        """One answer per context, in order (see the module docstring)."""
+        answers: list[Answer | None] = [None] * len(contexts)
+        tokens: dict[int, list[str]] = {}
+        for index, context in enumerate(contexts):
+            try:
+                found = self._tokens(context)
+            except Exception as error:  # e.g. the profile could not be read: nothing sent
+                answers[index] = Crashed(error)
+                continue
+            if isinstance(found, Skip):
+                answers[index] = found
+            else:
+                tokens[index] = found
+        try:  # one batched read for the whole batch, before anything is sent
+            suppressed = self._suppression.suppressed_now(
+                push_address(t) for found in tokens.values() for t in found
+            )
+        except Exception as error:
+            for index in tokens:
+                answers[index] = Crashed(error)
+            tokens = {}
+        sending: list[tuple[int, PushBatchItem]] = []
+        for index, found in tokens.items():
+            live = [t for t in found if push_address(t) not in suppressed]
+            if not live:
+                answers[index] = Skip(
+                    DeliveryState.NOT_DELIVERED, "every device token is suppressed (dead)", "no_live_tokens"
+                )
+                continue
+            try:
+                sending.append((index, (self._push(contexts[index]), live)))
+            except Exception as error:  # a render error: this record only
+                answers[index] = Crashed(error)
+        if sending:
+            sent = self._send([item for _, item in sending])
+            for (index, _), answer in zip(sending, sent, strict=True):
+                answers[index] = answer
+        return [answer if answer is not None else Crashed(RuntimeError("no answer")) for answer in answers]
+
+    def _send(self, items: list[PushBatchItem]) -> list[SendResult | Crashed]:
+        """Every message of the batch in one concurrent send; each push's tokens combined."""
+        with send_attempt():
+            try:
+                per_push = self.provider.send_batch(items)
+            except Exception as error:  # every push of the call shares it
+                crashed = Crashed(error, provider_may_have_it())
+                return [crashed for _ in items]
+        return [
+            combine(self.provider.name, tokens, results)
+            for (_, tokens), results in zip(items, per_push, strict=True)
+        ]
+
+    @staticmethod
+    def _tokens(context: DeliveryContext) -> list[str] | Skip:
         message = context.message
         tokens = list(dict.fromkeys(message.device_tokens))
         if message.task_token:
@@ -99,27 +174,41 @@ class PushDeliverer:
                 tokens = [t for t in tokens if t in profile.devices]
         if not tokens:
             return Skip(DeliveryState.NOT_DELIVERED, "no device token", "no_device")
-        live = [t for t in tokens if not self._suppression.is_suppressed(push_address(t))]
-        if not live:
-            return Skip(
-                DeliveryState.NOT_DELIVERED, "every device token is suppressed (dead)", "no_live_tokens"
-            )
+        return tokens
+
+    def _push(self, context: DeliveryContext) -> PushNotification:
+        message, presentation = context.message, context.entry.push
         rendered = self._renderer.render(
             message.type, Channel.PUSH, message.locale, message.data, context.template_context
         )
         urgent = message.urgency in URGENT
-        push = PushNotification(
+        data = {
+            "notification_id": message.notification_id,
+            "type": message.type,
+            "category": message.category.value,
+            "urgency": message.urgency.value,
+        }
+        if presentation.badge is Badge.INCREMENT:
+            data["badge"] = presentation.badge.value  # for the app's extension (iOS badges are absolute)
+        if presentation.data_only:
+            # the app renders it: the lock-screen-safe render, and the channel it would have used
+            data |= {
+                "title": rendered.title or "",
+                "body": rendered.body or "",
+                "android_channel": context.entry.android_channel,
+            }
+        return PushNotification(
             title=rendered.title or "",
             body=rendered.body or "",
-            data={
-                "notification_id": message.notification_id,
-                "type": message.type,
-                "category": message.category.value,
-                "urgency": message.urgency.value,
-            },
+            data=data,
             android_channel=context.entry.android_channel,
             android_priority="high" if urgent else "normal",
             apns_priority=10 if urgent else 5,
-            collapse_key=message.notification_id,
+            collapse_key=presentation.collapse_key_for(message.data, message.notification_id),
+            sound=presentation.sound,
+            badge=presentation.badge.value,
+            interruption_level=presentation.interruption_level.value,
+            apns_category=presentation.apns_category,
+            ttl_seconds=presentation.ttl_seconds,
+            data_only=presentation.data_only,
         )
-        return combine(self.provider.name, live, self.provider.send(push, live))

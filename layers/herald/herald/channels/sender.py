@@ -35,13 +35,19 @@ all but `RESERVED_RECEIVES` of the queue's `maxReceiveCount`, or must wait longe
 change allows, is renewed instead: a copy is sent to the queue (delayed, `herald_retry_at` beyond 15
 minutes) and the original succeeds, so SQS never dead-letters a message within its budget. Only
 records that crash (no provider answer) reach the DLQ through `maxReceiveCount`.
+
+A channel whose deliverer batches (push: `BatchDeliverer`) runs the same pipeline for the records
+of an SQS batch together (`send_together`, decision 026): every claim first, one `deliver_batch`,
+then each record's outcome recorded and settled on its own, with everything above still per record.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -54,7 +60,7 @@ from pydantic import ValidationError, field_validator, model_validator
 from herald.acknowledgement import FINISHED_TASK_ERRORS, Via, answer_task
 from herald.batch import RejectedRecord
 from herald.catalog import Catalog, UnknownNotificationType
-from herald.channels.context import ChannelDeliverer, DeliveryContext, Skip
+from herald.channels.context import BatchDeliverer, ChannelDeliverer, Crashed, DeliveryContext, Skip
 from herald.channels.outage import (
     MAX_VISIBILITY_STEP_SECONDS,
     SQS_MAX_DELAY_SECONDS,
@@ -186,6 +192,22 @@ class Outcome:
         return self.state in (DeliveryState.RETRY.value, "in_flight")
 
 
+@dataclass
+class _Begun:
+    """A claimed message on its way to the provider."""
+
+    message: ChannelMessage  # hydrated
+    claim: Claim
+    attempt: int
+    context: DeliveryContext | None = None
+
+
+# The outcomes of the records `send_together` attempted, for `handle_record` (`settled`).
+_settled: ContextVar[Mapping[str, Outcome | BaseException] | None] = ContextVar(
+    "herald_settled_records", default=None
+)
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -237,30 +259,101 @@ class ChannelSender:
     # -- SQS record --------------------------------------------------------------------------
 
     def handle_record(self, record: ChannelRecord, lambda_context: Any = None) -> dict[str, Any]:
-        """The BatchProcessor's record handler: returns a summary or raises for SQS to retry."""
+        """The BatchProcessor's record handler: returns a summary or raises for SQS to retry.
+
+        A record this invocation already sent with its batch (`send_together`) takes that outcome;
+        any other is processed here, alone."""
         message = record.body
         if message.channel != self.channel:
             raise RejectedRecord(f"a {message.channel} message on the {self.channel} queue", message.event_id)
         receive_count = _receive_count(record)
+        settled = (_settled.get() or {}).get(record.messageId)
+        if isinstance(settled, BaseException):
+            raise settled  # an AWS error while it was processed with its batch: SQS retries it
+        if settled is not None:
+            return self._settle(record, settled, receive_count)
+        waiting = self._must_wait(record, lambda_context)
+        if waiting is not None:
+            return self._wait(record, waiting[0], receive_count, waiting[1])
+        outcome = self.process(message, attempt=receive_count, lease_seconds=_lease_seconds(lambda_context))
+        return self._settle(record, outcome, receive_count)
+
+    def _must_wait(self, record: ChannelRecord, lambda_context: Any) -> tuple[float, str] | None:
+        """(seconds, why) when the record must not be attempted now; None when it may."""
+        message = record.body
         if (
             lambda_context is not None
             and lambda_context.get_remaining_time_in_millis() < self._deadline_margin_ms
         ):
             # Too close to the invocation's deadline for a provider call to finish: a call cut off by
             # the Lambda timeout would leave an unknowable ("uncertain") delivery. Hand it back unclaimed.
-            return self._wait(record, 1, receive_count, "the invocation's deadline is too near for a send")
+            return 1, "the invocation's deadline is too near for a send"
         retry_at = _retry_at(record)  # a renewed copy's own wait
         not_before, renewed = self._seconds_until(message.not_before), self._seconds_until(retry_at)
         if not_before or renewed:
             why = f"not before {message.not_before}" if not_before >= renewed else f"retry at {retry_at}"
-            return self._wait(record, max(not_before, renewed), receive_count, why)
-        outcome = self.process(message, attempt=receive_count, lease_seconds=_lease_seconds(lambda_context))
+            return max(not_before, renewed), why
+        return None
+
+    def _settle(self, record: ChannelRecord, outcome: Outcome, receive_count: int) -> dict[str, Any]:
+        """What SQS does with the record after its attempt: delete it, or have it back later."""
         if outcome.state == "in_flight":
             claim_left = math.ceil(outcome.retry_after or 1)
             return self._wait(record, claim_left, receive_count, outcome.reason or "in flight")
         if outcome.state == DeliveryState.RETRY.value:
             return self._retry_or_dead_letter(record, outcome, receive_count)
-        return {"state": outcome.state, "provider": outcome.provider, **_ids(message)}
+        return {"state": outcome.state, "provider": outcome.provider, **_ids(record.body)}
+
+    # -- a batch sent together (decision 026) ------------------------------------------------
+
+    @property
+    def sends_together(self) -> bool:
+        """Whether this channel sends the records of a batch together (its deliverer batches)."""
+        return isinstance(self.deliverer, BatchDeliverer)
+
+    def send_together(
+        self, records: Sequence[Mapping[str, Any]], lambda_context: Any = None
+    ) -> dict[str, Outcome | BaseException]:
+        """Attempt the records of an SQS batch together: each claimed on its own, then delivered
+        in one `deliver_batch` (one suppression read, one concurrent send), then each outcome
+        recorded on its own. Returns each attempted record's outcome (or the AWS error it met) by
+        message id, for `handle_record` within `settled(...)`.
+
+        Left for `handle_record` to take alone, after this: records that do not parse (rejected),
+        belong to another channel, must wait (`not_before`, a renewed copy's retry time, the
+        deadline), and a second copy of a notification already in the batch (it then finds the
+        channel final: a duplicate, as when the two are handled one after the other)."""
+        if not self.sends_together:
+            return {}
+        chosen: list[tuple[ChannelRecord, int]] = []
+        seen: set[tuple[str, str]] = set()
+        for raw in records:
+            try:
+                record = ChannelRecord.model_validate(raw)
+            except ValidationError:
+                continue
+            message = record.body
+            key = (message.user_id, message.notification_id)
+            if message.channel != self.channel or key in seen:
+                continue
+            if self._must_wait(record, lambda_context) is not None:
+                continue
+            seen.add(key)
+            chosen.append((record, _receive_count(record)))
+        if not chosen:
+            return {}
+        items = [(record.body, attempt) for record, attempt in chosen]
+        outcomes = self.process_many(items, lease_seconds=_lease_seconds(lambda_context))
+        return {record.messageId: outcome for (record, _), outcome in zip(chosen, outcomes, strict=True)}
+
+    @contextmanager
+    def settled(self, outcomes: Mapping[str, Outcome | BaseException]) -> Iterator[None]:
+        """Within the block, `handle_record` takes these records' outcomes instead of sending."""
+        token = _settled.set(outcomes)
+        try:
+            yield
+        finally:
+            _settled.reset(token)
 
     # -- the outage budget (herald.channels.outage, decision 010) ----------------------------
 
@@ -378,6 +471,51 @@ class ChannelSender:
         self, message: ChannelMessage, *, attempt: int = 1, lease_seconds: int = DEFAULT_LEASE_SECONDS
     ) -> Outcome:
         """Claim, deliver, record. Never raises for a provider's answer; raises for AWS errors."""
+        begun = self._begin(message, attempt, lease_seconds)
+        if isinstance(begun, Outcome):
+            return begun
+        if isinstance(self.deliverer, BatchDeliverer):
+            (answer,) = self._deliver_together([begun])
+            return self._conclude(begun, answer)
+        with send_attempt():  # adapters mark the point of no return (herald.channels.transport)
+            try:
+                begun.context = self._context(begun.message)
+                answer: SendResult | Skip | Crashed = self.deliverer.deliver(begun.context)
+            except Exception as error:
+                answer = Crashed(error, provider_may_have_it())
+        return self._conclude(begun, answer)
+
+    def process_many(
+        self, items: Sequence[tuple[ChannelMessage, int]], *, lease_seconds: int = DEFAULT_LEASE_SECONDS
+    ) -> list[Outcome | BaseException]:
+        """`process` for several messages (with their attempt numbers) whose deliveries go
+        together: every claim first (none sent before all are held, so a crash mid-batch leaves
+        stale claims, recorded uncertain later, never a second send), one `deliver_batch`, then
+        each outcome recorded on its own. An AWS error concerns its message alone: it is returned
+        in that message's place (the caller raises it for SQS to retry that record)."""
+        results: list[Outcome | BaseException | None] = [None] * len(items)
+        begun: list[tuple[int, _Begun]] = []
+        for index, (message, attempt) in enumerate(items):
+            try:
+                started = self._begin(message, attempt, lease_seconds)
+            except Exception as error:
+                results[index] = error
+                continue
+            if isinstance(started, Outcome):
+                results[index] = started
+            else:
+                begun.append((index, started))
+        answers = self._deliver_together([started for _, started in begun]) if begun else []
+        for (index, started), answer in zip(begun, answers, strict=True):
+            try:
+                results[index] = self._conclude(started, answer)
+            except Exception as error:
+                results[index] = error
+        return [result if result is not None else RuntimeError("not processed") for result in results]
+
+    def _begin(self, message: ChannelMessage, attempt: int, lease_seconds: int) -> _Begun | Outcome:
+        """Claim the channel; an Outcome when there is nothing to send (a duplicate, in flight
+        elsewhere, erased, acknowledged, an unresolved reference)."""
         claim = self._ledger.claim(
             message, lease_seconds=lease_seconds, resend_stale=self.deliverer.resend_stale_claims
         )
@@ -403,53 +541,84 @@ class ChannelSender:
         except UnresolvedReference as error:
             unresolved = PermanentFailure("herald", str(error), code="record_missing")
             return self._record(message, claim, unresolved, {}, attempt)
+        return _Begun(message, claim, attempt)
 
-        context: DeliveryContext | None = None
-        with send_attempt():  # adapters mark the point of no return (herald.channels.transport)
+    def _context(self, message: ChannelMessage) -> DeliveryContext:
+        return DeliveryContext(
+            message=message,
+            entry=self._catalog.entry(message.type),
+            now=self._clock(),
+            load_profile=self._load_profile,
+        )
+
+    def _deliver_together(self, begun: Sequence[_Begun]) -> list[SendResult | Skip | Crashed]:
+        """One `deliver_batch` for the claimed messages (a message whose type is unknown is
+        answered without it)."""
+        assert isinstance(self.deliverer, BatchDeliverer)
+        answers: list[SendResult | Skip | Crashed | None] = [None] * len(begun)
+        ready: list[tuple[int, DeliveryContext]] = []
+        for index, started in enumerate(begun):
             try:
-                context = DeliveryContext(
-                    message=message,
-                    entry=self._catalog.entry(message.type),
-                    now=self._clock(),
-                    load_profile=self._load_profile,
-                )
-                result: SendResult | Skip = self.deliverer.deliver(context)
-            except UnknownNotificationType as error:
-                result = PermanentFailure("catalog", str(error), code="unknown_type")
-            except TemplateRenderError as error:
-                result = PermanentFailure("renderer", short(error), code=type(error).__name__)
-            except TemplateSourceError as error:
-                result = RetryLater("renderer", short(error), code="template_source")
+                started.context = self._context(started.message)
             except Exception as error:
-                provider = provider_may_have_it()
-                if provider is None or self.deliverer.resend_stale_claims:
-                    # no request left (or a resend has no second effect): release the claim for a retry
-                    self._ledger.finish(
-                        claim,
-                        DeliveryState.RETRY,
-                        LogEntry(
-                            self.channel,
-                            "error",
-                            detail=short(f"{type(error).__name__}: {error}"),
-                            attempt=attempt,
-                        ),
-                        reason=short(error),
-                        provider_attempt=False,  # a crash is not a provider answer: no budget spent
-                    )
-                    self._count("DeliveryErrors")
-                    raise
-                # the request may have reached the provider: never send it again
-                logger.exception("the provider call failed after the request went out", extra=_ids(message))
-                self._count("DeliveryErrors")
-                result = Uncertain(
-                    provider,
-                    short(f"unexpected error after the request went out: {type(error).__name__}: {error}"),
-                    code=UNEXPECTED_ERROR,
-                )
+                answers[index] = Crashed(error)
+                continue
+            ready.append((index, started.context))
+        if ready:
+            with send_attempt():
+                try:
+                    delivered = self.deliverer.deliver_batch([context for _, context in ready])
+                except Exception as error:  # the deliverer's own promise broken: each message's
+                    crashed = Crashed(error, provider_may_have_it())
+                    delivered = [crashed for _ in ready]
+            for (index, _), answer in zip(ready, delivered, strict=True):
+                answers[index] = answer
+        return [answer if answer is not None else Crashed(RuntimeError("no answer")) for answer in answers]
 
-        self._apply_effects(message, result)
-        attributes = context.record_attributes if context is not None else {}
-        return self._record(message, claim, result, attributes, attempt)
+    def _conclude(self, begun: _Begun, answer: SendResult | Skip | Crashed) -> Outcome:
+        """Apply the provider's effects and record the outcome (raises when the claim was released
+        for a retry after an exception that sent nothing)."""
+        result = self._after_crash(begun, answer) if isinstance(answer, Crashed) else answer
+        self._apply_effects(begun.message, result)
+        attributes = begun.context.record_attributes if begun.context is not None else {}
+        return self._record(begun.message, begun.claim, result, attributes, begun.attempt)
+
+    def _after_crash(self, begun: _Begun, crashed: Crashed) -> SendResult:
+        """The result of an exception from the delivery step; raises it, after releasing the claim,
+        when no request left (or a resend has no second effect), so SQS retries the record."""
+        error = crashed.error
+        if isinstance(error, UnknownNotificationType):
+            return PermanentFailure("catalog", str(error), code="unknown_type")
+        if isinstance(error, TemplateRenderError):
+            return PermanentFailure("renderer", short(error), code=type(error).__name__)
+        if isinstance(error, TemplateSourceError):
+            return RetryLater("renderer", short(error), code="template_source")
+        if crashed.provider is None or self.deliverer.resend_stale_claims:
+            # no request left (or a resend has no second effect): release the claim for a retry
+            self._ledger.finish(
+                begun.claim,
+                DeliveryState.RETRY,
+                LogEntry(
+                    self.channel,
+                    "error",
+                    detail=short(f"{type(error).__name__}: {error}"),
+                    attempt=begun.attempt,
+                ),
+                reason=short(error),
+                provider_attempt=False,  # a crash is not a provider answer: no budget spent
+            )
+            self._count("DeliveryErrors")
+            raise error
+        # the request may have reached the provider: never send it again
+        logger.error(
+            "the provider call failed after the request went out", extra=_ids(begun.message), exc_info=error
+        )
+        self._count("DeliveryErrors")
+        return Uncertain(
+            crashed.provider,
+            short(f"unexpected error after the request went out: {type(error).__name__}: {error}"),
+            code=UNEXPECTED_ERROR,
+        )
 
     def _record(
         self,

@@ -74,6 +74,15 @@ class SuppressionStore:
         found = batch_get(self._client, {self._table: keys})[self._table]
         return {str(item["address"]): _note(item) for item in found}
 
+    def suppressed_now(self, addresses: Iterable[str]) -> frozenset[str]:
+        """Which of these addresses are suppressed, read as `is_suppressed` reads one (strongly
+        consistent: an entry written a moment ago counts) in one batched read (100 keys a call)."""
+        keys = [suppression_key(a) for a in set(addresses)]
+        if not keys:
+            return frozenset()
+        found = batch_get(self._client, {self._table: keys}, consistent=True)[self._table]
+        return frozenset(str(item["address"]) for item in found)
+
     def is_suppressed(self, address: str) -> bool:
         response = self._client.get_item(
             TableName=self._table, Key=to_attributes(suppression_key(address)), ConsistentRead=True
