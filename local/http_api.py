@@ -145,6 +145,10 @@ class Unauthorized(Exception):
     """The request fails the route's JWT authorizer (API Gateway answers 401)."""
 
 
+class InsufficientScope(Exception):
+    """A valid token without any of the route's authorization scopes (API Gateway answers 403)."""
+
+
 class JwksCache:
     """Signing keys per issuer, discovered like API Gateway does (OpenID configuration's
     `jwks_uri`, else `{issuer}/.well-known/jwks.json`); refreshed for an unknown `kid`."""
@@ -375,6 +379,9 @@ class LocalHttpApi:
             authorizer = self.authorizers[compiled.route.authorizer]
             try:
                 claims = self._authorize(request, authorizer, compiled.route)
+            except InsufficientScope as error:
+                logger.info("403 %s %s: %s", request.method, request.path, error)
+                return _json_response({"message": "Forbidden"}, 403, request_id)
             except Unauthorized as error:
                 logger.info("401 %s %s: %s", request.method, request.path, error)
                 return _json_response(
@@ -408,7 +415,7 @@ class LocalHttpApi:
         claims = verify_jwt(bearer_token(request.headers.get(header)), authorizer, self.jwks)
         required = route.authorization_scopes
         if required and not set(required) & set(token_scopes(claims)):
-            raise Unauthorized("insufficient scope")
+            raise InsufficientScope(f"none of the scopes {sorted(required)}")
         return claims
 
     def event(

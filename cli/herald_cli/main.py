@@ -4,6 +4,7 @@
     herald trace <notification id | event id> [--user ID]
     herald user <user id> [--limit N]
     herald explain <user id> <type> [--data JSON] [--urgency U] [--locale L]
+    herald send <type> --user ID | --role R | --topic T | --all [--data JSON] [--send-at T] [--wait]
     herald suppression list [--channel C] [--lifted] | add <contact> --reason R | lift <contact> --why W
     herald redrive <queue>
 """
@@ -22,6 +23,7 @@ import click
 from aws_lambda_powertools import Metrics
 from botocore.exceptions import BotoCoreError, ClientError
 from click.core import ParameterSource
+from pydantic import ValidationError
 
 from herald.batch import RejectedRecord
 from herald.catalog import load_catalog
@@ -29,10 +31,14 @@ from herald.ingest import IngestEnvelope
 from herald.models import DETAIL_TYPE, Channel, Urgency
 from herald.routing.decision import notification_id_for
 from herald.routing.service import RouterService
+from herald.sends import ManualSend, SendRefused, describe, publish
 from herald.ses_feedback import soft_bounce_key
 from herald.settings import ConfigurationError, RouterSettings, load
 from herald.stores.notifications import NotificationRecord, NotificationStore
 from herald.stores.suppression import ConsentRequired, SuppressionChanged, SuppressionStore
+from herald.stores.users import UserStore
+from herald.topics import TopicStore
+from herald_cli.outcome import MAX_WAITED_MEMBERS, members, notification_keys, wait_for
 from herald_cli.redrive import (
     QUEUES,
     RedriveError,
@@ -170,12 +176,7 @@ def explain(
     """What the router would decide for USER_ID and NOTIFICATION_TYPE now, rule by rule — with the
     stack's router settings and its person, presence, suppression and rate-counter data — without
     writing or sending anything."""
-    try:
-        data = json.loads(data_json)
-    except ValueError as error:
-        raise click.BadParameter(f"not JSON: {error}", param_hint="--data") from error
-    if not isinstance(data, dict):
-        raise click.BadParameter("must be a JSON object", param_hint="--data")
+    data = _json_object(data_json)
     detail = {"event_id": f"explain-{uuid.uuid4().hex}", "type": notification_type, "user_id": user_id}
     detail |= {"data": data}
     detail |= ({"urgency": urgency} if urgency else {}) | ({"locale": locale} if locale else {})
@@ -217,6 +218,93 @@ def explain(
         click.echo(f"  {step.verdict:<6} {step.rule:<15} {channel}{step.reason}")
     planned = sorted(c.value for c in decision.planned_channels)
     click.echo(f"outcome: {decision.status}" + (f" via {', '.join(planned)}" if planned else ""))
+
+
+# -- send ---------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("notification_type")
+@click.option("--user", "user_id", help="One person.")
+@click.option("--role", help="Everyone holding this role (the directory's).")
+@click.option("--topic", help="Everyone following this topic.")
+@click.option("--all", "everyone", is_flag=True, help="Everyone the directory knows.")
+@click.option("--data", "data_json", default="{}", help="The event's data, as a JSON object.")
+@click.option("--urgency", type=click.Choice([u.value for u in Urgency]), help="A producer's override.")
+@click.option("--locale", help="The event's locale (default: each person's).")
+@click.option("--send-at", help="Deliver at this ISO 8601 time with a UTC offset (default: now).")
+@click.option("--event-id", help="Your event id: sending again with it delivers once (default: a new one).")
+@click.option("--wait", is_flag=True, help="Wait until every channel has settled, and print the outcome.")
+@click.option("--timeout", type=click.FloatRange(1, 3600), default=120, show_default=True)
+@on_stack
+def send(
+    notification_type: str,
+    user_id: str | None,
+    role: str | None,
+    topic: str | None,
+    everyone: bool,
+    data_json: str,
+    urgency: str | None,
+    locale: str | None,
+    send_at: str | None,
+    event_id: str | None,
+    wait: bool,
+    timeout: float,
+    target: StackTarget,
+) -> None:
+    """Put NOTIFICATION_TYPE on the stack's bus for one person (--user) or an audience (--role,
+    --topic, --all), exactly as a producer would; prints the event id (follow it with `herald trace`)."""
+    chosen = [name for name, value in (("--user", user_id), ("--role", role), ("--topic", topic)) if value]
+    chosen += ["--all"] if everyone else []
+    if len(chosen) != 1:
+        raise click.UsageError("name the recipients once: --user ID, --role R, --topic T or --all")
+    audience = None if user_id else ({"role": role} if role else {"topic": topic} if topic else {"all": True})
+    fields = {
+        "type": notification_type,
+        "user_id": user_id,
+        "audience": audience,
+        "data": _json_object(data_json),
+    }
+    fields |= {"urgency": urgency, "locale": locale, "send_at": send_at, "event_id": event_id}
+    try:
+        manual = ManualSend.model_validate({k: v for k, v in fields.items() if v is not None})
+        request = manual.request(load_catalog())
+    except (ValidationError, SendRefused) as error:
+        raise click.ClickException(f"not sent: {error}") from error
+    sent = publish(target.client("events"), target.physical_id("HeraldBus"), request)
+    click.echo(f"sent {describe(request)} on {target.label}\nevent {sent}")
+    if not wait:
+        return
+    if request.due_later(datetime.now(UTC)):
+        click.echo(f"not waiting: it is held until {request.send_at}")
+        return
+    dynamodb = target.client("dynamodb")
+    users_table = target.physical_id("UsersTable")
+    recipients = (
+        []
+        if request.audience is None
+        else members(
+            UserStore(dynamodb, users_table),
+            TopicStore(dynamodb, users_table),
+            request.audience,
+            MAX_WAITED_MEMBERS,
+        )
+    )
+    keys = notification_keys(sent, request.user_id, recipients)
+    progress = wait_for(dynamodb, target.physical_id("NotificationsTable"), keys, timeout=timeout)
+    click.echo("\n".join(progress.summary()))
+    if not progress.done:
+        raise click.ClickException(f"not settled within {timeout:g} s: see `herald trace {sent}` later")
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise click.BadParameter(f"not JSON: {error}", param_hint="--data") from error
+    if not isinstance(value, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--data")
+    return value
 
 
 # -- suppression --------------------------------------------------------------------------------

@@ -315,3 +315,39 @@ def test_a_held_request_from_before_decision_025_is_still_found(stack: MotoStack
     )
     found = held.get("send-at-1")
     assert found is not None and found.request.event_id == "evt-held"
+
+
+def test_send_puts_a_producers_event_on_the_bus_and_prints_its_id(stack: MotoStack, herald: Any) -> None:
+    data = json.dumps(load_catalog().types["order_shipped"].sample_data)
+
+    result = herald("send", "order_shipped", "--user", "42", "--data", data, "--event-id", "ops-resend-1")
+
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == "event ops-resend-1"
+    [message] = stack.drain("Ingest")
+    event = json.loads(message["Body"])
+    assert (event["source"], event["detail"]["user_id"], event["detail"]["event_id"]) == (
+        "herald.manual",
+        "42",
+        "ops-resend-1",
+    )
+
+
+def test_send_names_its_recipients_once_and_the_catalog_checks_it(stack: MotoStack, herald: Any) -> None:
+    assert herald("send", "order_shipped").exit_code == 2
+    assert herald("send", "order_shipped", "--user", "42", "--all").exit_code == 2
+    refused = herald("send", "order_shipped", "--role", "admin", "--data", "{}")
+    assert refused.exit_code == 1 and "requires data fields" in refused.output
+    held = herald(
+        "send",
+        "security_alert",
+        "--all",
+        "--data",
+        json.dumps(load_catalog().types["security_alert"].sample_data),
+        "--send-at",
+        "2031-01-01T09:00:00+00:00",
+        "--wait",
+    )
+    assert held.exit_code == 0 and "not waiting: it is held until 2031-01-01" in held.output
+    [message] = stack.drain("Ingest")
+    assert json.loads(message["Body"])["detail"]["audience"] == {"all": True}

@@ -148,6 +148,9 @@ class ApiSettings(HeraldSettings):
     sms_help_text: str = Field(alias="SMS_HELP_TEXT", min_length=1, max_length=320)
     # the HMAC key of the one-click unsubscribe links the email sender signs (decision 024)
     unsubscribe_secret_arn: str = Field(alias="UNSUBSCRIBE_SECRET_ARN")
+    # an administrator's sends (herald.sends): the bus they go on, the scope their token must carry
+    bus_name: str = Field(alias="HERALD_BUS_NAME", min_length=1)
+    admin_scope: str = Field(default="herald/admin", alias="ADMIN_SCOPE", min_length=1)
 
 
 class FeedbackSettings(HeraldSettings):

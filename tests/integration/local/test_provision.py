@@ -444,7 +444,8 @@ def test_router_function_spec_has_its_queue_source_and_a_resolved_environment(
     props = cfn["Resources"]["RouterFunction"]["Properties"]
     assert router.timeout_seconds == props["Timeout"]
     assert router.memory_mb == props["MemorySize"]
-    (source,) = router.queue_sources
+    broadcasts, source = router.queue_sources  # in logical-id order
+    assert (broadcasts.queue_logical_id, broadcasts.maximum_concurrency) == ("BroadcastQueue", 2)
     assert source.queue_logical_id == "IngestQueue"
     assert source.queue_url == stack.ref("IngestQueue")
     assert source.queue_arn == stack.attribute("IngestQueue", "Arn")

@@ -12,6 +12,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Server
 
 from herald.api import (
+    admin,
     contacts,
     devices,
     errors,
@@ -31,6 +32,7 @@ from herald.api.errors import ErrorResponse
 PREFIX = "/v1"
 ROUTERS = (
     inbox.router,
+    admin.router,
     preferences.router,
     topics.router,
     contacts.router,

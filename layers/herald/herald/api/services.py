@@ -42,6 +42,7 @@ class Services:
     settings: ApiSettings
     dynamodb: Any
     stepfunctions: Any  # SendTaskSuccess for acknowledged escalations (herald.acknowledgement)
+    events: Any  # PutEvents of an administrator's sends (herald.sends)
     pusher: SecretBacked[pusher.Pusher]  # `.get()`: the current app (rebuilt when the secret rotates)
     # the SendGrid and Twilio secrets' webhook keys (decision 023); their SDKs load on first use
     sendgrid_events: SecretBacked[EventWebhookVerifier]
@@ -59,6 +60,7 @@ class Services:
             settings=settings,
             dynamodb=boto3.client("dynamodb"),
             stepfunctions=boto3.client("stepfunctions"),
+            events=boto3.client("events"),
             pusher=SecretBacked(secrets, settings.pusher_secret_arn, pusher_client),
             sendgrid_events=SecretBacked(
                 secrets, settings.sendgrid_secret_arn, EventWebhookVerifier.from_secret
