@@ -79,6 +79,16 @@ class PhysicalResource:
 
 
 @dataclass
+class CustomResource:
+    """A `Custom::*` resource: the function its ServiceToken names, and the properties it is sent."""
+
+    logical_id: str
+    type: str
+    function: str  # the function's logical id
+    properties: dict[str, Any]
+
+
+@dataclass
 class StackDescription:
     region: str
     aws_endpoint: str
@@ -90,6 +100,8 @@ class StackDescription:
     authorizers: dict[str, JwtAuthorizer] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
     not_emulated: dict[str, str] = field(default_factory=dict)  # logical id -> why
+    # CloudFormation custom resources, run by the local stack once its functions are up
+    custom_resources: dict[str, CustomResource] = field(default_factory=dict)
 
     def ref(self, logical_id: str) -> str:
         return self.resources[logical_id].physical_id
@@ -115,4 +127,7 @@ class StackDescription:
             functions[key] = FunctionSpec(**spec)
         resources = {k: PhysicalResource(**v) for k, v in raw.pop("resources").items()}
         authorizers = {k: JwtAuthorizer(**v) for k, v in raw.pop("authorizers").items()}
-        return cls(**raw, resources=resources, functions=functions, authorizers=authorizers)
+        custom = {k: CustomResource(**v) for k, v in raw.pop("custom_resources", {}).items()}
+        return cls(
+            **raw, resources=resources, functions=functions, authorizers=authorizers, custom_resources=custom
+        )

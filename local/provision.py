@@ -54,6 +54,7 @@ from local.intrinsics import (
     scalar_string,
 )
 from local.model import (
+    CustomResource,
     FunctionSpec,
     HttpRoute,
     JwtAuthorizer,
@@ -120,6 +121,10 @@ DELIBERATELY_NOT_EMULATED: dict[str, str] = {
 _HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 _LIST_PARAMETER = re.compile(r"^(CommaDelimitedList|List<.+>)$")
 _FUNCTION_IN_URI = re.compile(r"/functions/(.+?)/invocations$")
+
+
+def _custom(rtype: str) -> bool:
+    return rtype.startswith("Custom::") or rtype == "AWS::CloudFormation::CustomResource"
 
 
 class ProvisionError(RuntimeError):
@@ -377,6 +382,17 @@ class Provisioner:
         self.description.resources[logical_id] = resource
         return resource
 
+    def record_custom_resource(self, logical_id: str, props: dict[str, Any]) -> None:
+        """A `Custom::*` resource: its function runs once the stack's functions are up
+        (local.stack.run_custom_resources, CloudFormation's request and response protocol)."""
+        function = self._function(props.get("ServiceToken", ""), f"{logical_id} ServiceToken")
+        rtype = str(self.template["Resources"][logical_id]["Type"])
+        properties = {k: v for k, v in props.items() if k != "ServiceToken"}
+        self.description.custom_resources[logical_id] = CustomResource(
+            logical_id, rtype, function.logical_id, properties
+        )
+        self._add(logical_id, rtype, physical_name(self.stack_name, logical_id))
+
     def _function(self, reference: str, where: str) -> FunctionSpec:
         reference = str(reference)
         logical_id = self._functions_by_ref.get(reference)
@@ -397,7 +413,7 @@ class Provisioner:
         unsupported: dict[str, list[str]] = {}
         for logical_id, resource in resources.items():
             rtype = resource.get("Type", "")
-            if rtype not in CREATORS and rtype not in DELIBERATELY_NOT_EMULATED:
+            if rtype not in CREATORS and rtype not in DELIBERATELY_NOT_EMULATED and not _custom(rtype):
                 unsupported.setdefault(rtype, []).append(logical_id)
         if unsupported:
             raise UnsupportedResourceType(unsupported)
@@ -422,7 +438,9 @@ class Provisioner:
                 raise ProvisionError(f"{logical_id} ({rtype}): {error}") from error
             logger.debug("create %s (%s)", logical_id, rtype)
             try:
-                CREATORS[rtype](self, logical_id, props)
+                (Provisioner.record_custom_resource if _custom(rtype) else CREATORS[rtype])(
+                    self, logical_id, props
+                )
             except ClientError as error:
                 raise ProvisionError(f"{logical_id} ({rtype}): moto refused it: {error}") from error
 
@@ -1126,7 +1144,7 @@ def unhandled_types(template: Mapping[str, Any]) -> dict[str, list[str]]:
     emulated, with their logical ids (empty when the provisioner can take the template)."""
     found: dict[str, list[str]] = {}
     for logical_id, resource in (template.get("Resources") or {}).items():
-        if resource.get("Type") not in HANDLED_TYPES:
+        if resource.get("Type") not in HANDLED_TYPES and not _custom(str(resource.get("Type"))):
             found.setdefault(str(resource.get("Type")), []).append(logical_id)
     return found
 

@@ -393,6 +393,21 @@ class TargetDelivery:
         raise LookupError(f"target not supported locally: {arn}")
 
 
+def with_context(payload: str, tracked: _Tracked, due: float) -> str:
+    """Scheduler's context attributes in a target's input, as Scheduler substitutes them at each
+    invocation: the occurrence's scheduled time (kept across retries), the schedule's ARN, an
+    execution id and the attempt number."""
+    values = {
+        "<aws.scheduler.scheduled-time>": iso_utc(due),
+        "<aws.scheduler.schedule-arn>": tracked.arn,
+        "<aws.scheduler.execution-id>": str(uuid.uuid4()),
+        "<aws.scheduler.attempt-number>": str(tracked.attempts + 1),
+    }
+    for attribute, value in values.items():
+        payload = payload.replace(attribute, value)
+    return payload
+
+
 # ---------------------------------------------------------------------------------------------
 # EventBridge Scheduler emulation + scheduled rules of functions
 # ---------------------------------------------------------------------------------------------
@@ -592,10 +607,10 @@ class Schedules(PeriodicWorker):
     def _fire(self, tracked: _Tracked, now: float) -> bool:
         definition = tracked.definition
         target = definition.get("Target") or {}
-        payload = target.get("Input") or "{}"
         due = tracked.next_fire if tracked.next_fire is not None else now
         if tracked.first_due is None:
             tracked.first_due = due
+        payload = with_context(target.get("Input") or "{}", tracked, tracked.first_due)
         try:
             where = self._delivery.deliver(target, payload, schedule_name=tracked.name)
         except Exception as error:

@@ -84,9 +84,10 @@ STACK_PARAMETERS = {"EmailProvider": "sendgrid", "ProviderRetryBaseSeconds": "1"
 RUNNER_OPTIONS = {"ttl_interval_seconds": 30.0}
 WEBHOOK_SECRET_NAME = "soak"
 CHANNEL_QUEUES = ("EmailQueue", "PushQueue", "SmsQueue", "RealtimeQueue", "WebhookQueue")
-WORK_QUEUES = ("IngestQueue", *CHANNEL_QUEUES)
+WORK_QUEUES = ("IngestQueue", "BroadcastQueue", *CHANNEL_QUEUES)
 DEAD_LETTER_QUEUES = (
     "IngestDeadLetterQueue",
+    "BroadcastDeadLetterQueue",
     "EmailDeadLetterQueue",
     "PushDeadLetterQueue",
     "SmsDeadLetterQueue",

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from local.custom_resources import run_custom_resources
 from local.http_api import LocalHttpApi
 from local.model import StackDescription
 from local.moto_server import MotoServer, aws_client
@@ -91,6 +92,7 @@ class LocalStack:
             self.runner = Runner(self.description, **self.runner_options)
             self.runner.start()
             self._exit.callback(self.runner.stop)
+            run_custom_resources(self.description, self.runner.invoke)  # schedules.yaml (decision 028)
             self.api = LocalHttpApi(self.description, self.runner.invoke, port=self.api_port).start()
             self._exit.callback(self.api.stop)
             # The Pusher app's webhook URL, as set in Pusher's dashboard: occupancy goes to Herald.

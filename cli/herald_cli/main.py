@@ -5,6 +5,7 @@
     herald user <user id> [--limit N]
     herald explain <user id> <type> [--data JSON] [--urgency U] [--locale L]
     herald send <type> --user ID | --role R | --topic T | --all [--data JSON] [--send-at T] [--wait]
+    herald schedule list | put <name> --expression E [--timezone Z] --type T <recipients> | delete <name>
     herald suppression list [--channel C] [--lifted] | add <contact> --reason R | lift <contact> --why W
     herald redrive <queue>
 """
@@ -31,9 +32,10 @@ from herald.ingest import IngestEnvelope
 from herald.models import DETAIL_TYPE, Channel, Urgency
 from herald.routing.decision import notification_id_for
 from herald.routing.service import RouterService
+from herald.schedules import CLI_OWNER_PREFIX, RecurringNotification, ScheduleError, ScheduleManager
 from herald.sends import ManualSend, SendRefused, describe, publish
 from herald.ses_feedback import soft_bounce_key
-from herald.settings import ConfigurationError, RouterSettings, load
+from herald.settings import ConfigurationError, RouterSettings, SchedulesSettings, load
 from herald.stores.notifications import NotificationRecord, NotificationStore
 from herald.stores.suppression import ConsentRequired, SuppressionChanged, SuppressionStore
 from herald.stores.users import UserStore
@@ -254,20 +256,10 @@ def send(
 ) -> None:
     """Put NOTIFICATION_TYPE on the stack's bus for one person (--user) or an audience (--role,
     --topic, --all), exactly as a producer would; prints the event id (follow it with `herald trace`)."""
-    chosen = [name for name, value in (("--user", user_id), ("--role", role), ("--topic", topic)) if value]
-    chosen += ["--all"] if everyone else []
-    if len(chosen) != 1:
-        raise click.UsageError("name the recipients once: --user ID, --role R, --topic T or --all")
-    audience = None if user_id else ({"role": role} if role else {"topic": topic} if topic else {"all": True})
-    fields = {
-        "type": notification_type,
-        "user_id": user_id,
-        "audience": audience,
-        "data": _json_object(data_json),
-    }
-    fields |= {"urgency": urgency, "locale": locale, "send_at": send_at, "event_id": event_id}
+    fields = _send_fields(notification_type, user_id, role, topic, everyone, data_json, urgency, locale)
+    fields |= {k: v for k, v in (("send_at", send_at), ("event_id", event_id)) if v is not None}
     try:
-        manual = ManualSend.model_validate({k: v for k, v in fields.items() if v is not None})
+        manual = ManualSend.model_validate(fields)
         request = manual.request(load_catalog())
     except (ValidationError, SendRefused) as error:
         raise click.ClickException(f"not sent: {error}") from error
@@ -297,6 +289,32 @@ def send(
         raise click.ClickException(f"not settled within {timeout:g} s: see `herald trace {sent}` later")
 
 
+def _send_fields(
+    notification_type: str,
+    user_id: str | None,
+    role: str | None,
+    topic: str | None,
+    everyone: bool,
+    data_json: str,
+    urgency: str | None,
+    locale: str | None,
+) -> dict[str, Any]:
+    """A manual send's fields from the recipients' options (exactly one of them)."""
+    chosen = [name for name, value in (("--user", user_id), ("--role", role), ("--topic", topic)) if value]
+    chosen += ["--all"] if everyone else []
+    if len(chosen) != 1:
+        raise click.UsageError("name the recipients once: --user ID, --role R, --topic T or --all")
+    audience = None if user_id else ({"role": role} if role else {"topic": topic} if topic else {"all": True})
+    fields = {
+        "type": notification_type,
+        "user_id": user_id,
+        "audience": audience,
+        "data": _json_object(data_json),
+    }
+    fields |= {"urgency": urgency, "locale": locale}
+    return {k: v for k, v in fields.items() if v is not None}
+
+
 def _json_object(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
@@ -305,6 +323,96 @@ def _json_object(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise click.BadParameter("must be a JSON object", param_hint="--data")
     return value
+
+
+# -- schedule -----------------------------------------------------------------------------------
+
+
+@cli.group()
+def schedule() -> None:
+    """Recurring notifications: schedules.yaml's (deployed with the stack) and operators' own."""
+
+
+def _schedules(target: StackTarget) -> ScheduleManager:
+    """The recurring group, as the stack's schedules function sees it (its environment)."""
+    settings = load(SchedulesSettings, target.function_environment("SchedulesFunction"))
+    return ScheduleManager(
+        target.client("scheduler"), group=settings.group, bus_arn=settings.bus_arn, role_arn=settings.role_arn
+    )
+
+
+@schedule.command("list")
+@on_stack
+def schedule_list(target: StackTarget) -> None:
+    """Every recurring schedule: when, what, to whom, and whose it is."""
+    found = _schedules(target).list()
+    if not found:
+        click.echo("no recurring schedules")
+    for item in found:
+        detail = json.loads(item["Target"].get("Input") or "{}")
+        who = (detail.get("user_id") and f"user {detail['user_id']}") or json.dumps(detail.get("audience"))
+        when = f"{item['ScheduleExpression']} {item.get('ScheduleExpressionTimezone', 'UTC')}"
+        state = str(item.get("State", "?")).lower()
+        click.echo(
+            f"{item['Name']:<28} {when} [{state}] {detail.get('type')} to {who} · {item.get('Description')}"
+        )
+
+
+@schedule.command("put")
+@click.argument("name")
+@click.option("--expression", required=True, help="cron(...) or rate(...), EventBridge Scheduler's syntax.")
+@click.option("--timezone", default="UTC", show_default=True, help="IANA time zone of the expression.")
+@click.option("--disabled", is_flag=True, help="Create or keep it, but do not fire.")
+@click.option("--type", "notification_type", required=True, help="A catalog type.")
+@click.option("--user", "user_id")
+@click.option("--role")
+@click.option("--topic")
+@click.option("--all", "everyone", is_flag=True)
+@click.option("--data", "data_json", default="{}", help="The event's data, as a JSON object.")
+@click.option("--urgency", type=click.Choice([u.value for u in Urgency]))
+@click.option("--locale")
+@on_stack
+def schedule_put(
+    name: str,
+    expression: str,
+    timezone: str,
+    disabled: bool,
+    notification_type: str,
+    user_id: str | None,
+    role: str | None,
+    topic: str | None,
+    everyone: bool,
+    data_json: str,
+    urgency: str | None,
+    locale: str | None,
+    target: StackTarget,
+) -> None:
+    """Create or replace the recurring schedule NAME (yours: a deploy leaves it alone)."""
+    send_fields = _send_fields(notification_type, user_id, role, topic, everyone, data_json, urgency, locale)
+    try:
+        recurring = RecurringNotification.model_validate(
+            {
+                "name": name,
+                "expression": expression,
+                "timezone": timezone,
+                "enabled": not disabled,
+                "send": send_fields,
+            }
+        ).checked(load_catalog())
+    except (ValidationError, ScheduleError) as error:
+        raise click.ClickException(f"not scheduled: {error}") from error
+    done = _schedules(target).put(recurring, f"{CLI_OWNER_PREFIX}{target.operator()}")
+    click.echo(f"{done} {name}: {recurring.expression} {recurring.timezone}, {notification_type}")
+
+
+@schedule.command("delete")
+@click.argument("name")
+@on_stack
+def schedule_delete(name: str, target: StackTarget) -> None:
+    """Delete the recurring schedule NAME (one of schedules.yaml's comes back with the next deploy)."""
+    if not _schedules(target).delete(name):
+        raise click.ClickException(f"no recurring schedule {name!r}")
+    click.echo(f"deleted {name}")
 
 
 # -- suppression --------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ pytestmark = pytest.mark.infra
 
 # Actions that do not support resource-level permissions and therefore legitimately use "*".
 RESOURCE_STAR_ALLOWED = {
+    "scheduler:ListSchedules",  # no resource-level permissions (the schedules function lists its group)
     # Step Functions -> CloudWatch Logs vended log delivery
     "logs:CreateLogDelivery",
     "logs:GetLogDelivery",
@@ -186,6 +187,10 @@ def test_sender_permissions(translated: dict[str, Any], function_id: str) -> Non
     )
     if function_id == "PushSenderFunction":  # a dead token leaves the map and its owner item (017)
         assert "UsersTable" in granted.get("dynamodb:UpdateItem", set()), "push sender lacks UpdateItem"
+        # a batch's tokens are checked against the suppression list in one read (decision 026)
+        assert "SuppressionTable" in granted.get("dynamodb:BatchGetItem", set()), (
+            "push sender lacks BatchGetItem"
+        )
     if function_id == "RealtimeSenderFunction":  # triggers only on the occupancy Herald keeps
         assert "PresenceTable" in granted.get("dynamodb:GetItem", set()), "realtime sender lacks presence"
     writes = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem", "dynamodb:DeleteItem")
@@ -228,7 +233,7 @@ def test_sender_permissions(translated: dict[str, Any], function_id: str) -> Non
         assert granted.get(action), f"{function_id} renders templates but cannot {action} the template bucket"
 
 
-def test_scheduler_role_is_limited_to_herald_queues_and_starting_escalations(
+def test_scheduler_role_is_limited_to_herald_queues_starting_escalations_and_the_bus(
     translated: dict[str, Any],
 ) -> None:
     role = props(translated["Resources"]["SchedulerRole"])
@@ -243,8 +248,11 @@ def test_scheduler_role_is_limited_to_herald_queues_and_starting_escalations(
         for a in as_list(s["Action"])
         for r in as_list(s["Resource"])
     }
-    assert {a for a, _ in granted} == {"sqs:SendMessage", "states:StartExecution"}, granted
+    assert {a for a, _ in granted} == {"sqs:SendMessage", "states:StartExecution", "events:PutEvents"}, (
+        granted
+    )
     assert {r for a, r in granted if a == "states:StartExecution"} == {"EscalationStateMachine"}
+    assert {r for a, r in granted if a == "events:PutEvents"} == {"HeraldBus"}  # recurring notifications
 
 
 # What herald.erasure calls (decision 017): DELETE /v1/me runs it in the API function, the bus's

@@ -323,13 +323,13 @@ def test_send_puts_a_producers_event_on_the_bus_and_prints_its_id(stack: MotoSta
     result = herald("send", "order_shipped", "--user", "42", "--data", data, "--event-id", "ops-resend-1")
 
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[-1] == "event ops-resend-1"
+    assert result.output.splitlines()[-1] == "event manual-ops-resend-1"
     [message] = stack.drain("Ingest")
     event = json.loads(message["Body"])
     assert (event["source"], event["detail"]["user_id"], event["detail"]["event_id"]) == (
         "herald.manual",
         "42",
-        "ops-resend-1",
+        "manual-ops-resend-1",
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from herald.catalog import load_catalog
-from herald.directory import Directory, UserUpserted
+from herald.directory import Directory, UserDeleted, UserUpserted
 from herald.messages import parse_channel_body
 from herald.routing.held import HeldRequests
 from herald.stores.keys import email_address
@@ -421,8 +421,9 @@ def test_a_topic_reaches_its_followers_by_their_own_choice_over_the_directorys(
         topics.choose(user_id, "deals", "joined")
     for user_id in ("d3", "d7"):
         topics.choose(user_id, "deals", "left")
-    # ... and the directory lists "deals" again for d3 (a later version): their choice still wins
-    upsert("d3", 2, ["deals", "news"])
+    # ... and the directory drops "deals" for d3, then lists it again: their choice still wins
+    upsert("d3", 2, ["news"])
+    upsert("d3", 3, ["deals", "news"])
 
     # WHEN a security alert goes to the topic
     recipients = fan_out(stack, router, {"topic": "deals"})
@@ -432,10 +433,21 @@ def test_a_topic_reaches_its_followers_by_their_own_choice_over_the_directorys(
 
 
 @pytest.mark.usefixtures("small_pages")
-def test_everyone_means_every_person_with_a_profile(stack: MotoStack, router: Any) -> None:
-    people = [a_profile(f"p{i}", roles=["admin"] if i % 2 else []) for i in range(17)]
-    add_users(stack, *people)
-    assert fan_out(stack, router, {"all": True}) == sorted(p.user_id for p in people)
+def test_everyone_means_every_person_the_directory_knows(stack: MotoStack, router: Any) -> None:
+    # seeded as production seeds them: the directory's upserts (and one of them deleted)
+    directory = Directory(stack.client("dynamodb"), stack.tables["UsersTable"])
+    people = [f"p{i}" for i in range(17)]
+    for i, user_id in enumerate(people):
+        entry = {
+            "user_id": user_id,
+            "version": 1,
+            "phone": "+14155550100",
+            "roles": ["admin"] if i % 2 else [],
+        }
+        assert directory.apply(UserUpserted.model_validate(entry))
+    assert directory.apply(UserDeleted.model_validate({"user_id": "p5", "version": 2}))
+
+    assert fan_out(stack, router, {"all": True}) == sorted(set(people) - {"p5"})
 
 
 # -- escalation ----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from aws_lambda_powertools.utilities.data_classes import CloudFormationCustomResourceEvent
 from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2Model, EventBridgeModel
 
 from herald.directory import DirectoryRecord
@@ -44,6 +45,11 @@ def test_the_sample_event_is_what_the_function_consumes(name: str) -> None:
     if name == "digest":  # a tick of its Schedule event (EventBridge), not SQS
         tick = EventBridgeModel.model_validate(event)
         assert (tick.source, tick.detail_type) == ("aws.events", "Scheduled Event")
+        return
+    if name == "schedules":  # CloudFormation's custom resource request, not SQS
+        request = CloudFormationCustomResourceEvent(event)
+        assert (request.request_type, request.logical_resource_id) == ("Create", "RecurringSchedules")
+        assert request.response_url.startswith("https://")
         return
 
     assert event["Records"], "an SQS event with at least one record"

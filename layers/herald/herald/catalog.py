@@ -9,12 +9,12 @@ from collections.abc import Mapping
 from enum import StrEnum
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from herald.models import Category, Channel, Urgency
+from herald.models import AUDIENCE_NAME, Category, Channel, Urgency
 
 # Chains the escalation state machine can run (statemachine/escalation.asl.json: one waiting step,
 # then the last). A longer chain needs a machine of that length (decision 021).
@@ -260,10 +260,23 @@ class CatalogEntry(BaseModel):
         return sorted(f for f in self.required_data if data.get(f) in (None, ""))
 
 
+class TopicSpec(BaseModel):
+    """A topic people may follow or leave themselves (`PUT` / `DELETE /v1/me/topics/{topic}`).
+    Any other topic is the directory's to assign (`UserUpserted.topics`): a person can leave it but
+    never join it (decision 027)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str = Field(min_length=1, max_length=200)
+
+
 class Catalog(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     types: dict[str, CatalogEntry]
+    topics: dict[Annotated[str, Field(pattern=AUDIENCE_NAME, max_length=64)], TopicSpec] = Field(
+        default_factory=dict
+    )
 
     @model_validator(mode="before")
     @classmethod

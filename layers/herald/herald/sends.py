@@ -4,7 +4,8 @@ the one path every notification takes (router, idempotency, preferences, channel
 
 It is checked against the catalog first (the type exists, its data has the required fields, the
 urgency override is allowed), so a typo is refused to its author instead of landing in the DLQ.
-The event id is the caller's when given (a retried request is then delivered once), else a fresh
+The event id is `manual-<the caller's id>` when one is given (a retried request is then delivered
+once; the prefix keeps it apart from every producer's ids, which the router deduplicates on), else
 `manual-<uuid>`.
 """
 
@@ -43,7 +44,8 @@ class ManualSend(BaseModel):
         min_length=1,
         max_length=128,
         pattern=r"^[A-Za-z0-9_.:-]+$",
-        description="yours, to make a retried request deliver once; default: a fresh manual-<uuid>",
+        description="yours, to make a retried request deliver once (sent as manual-<event_id>); "
+        "default: a fresh manual-<uuid>",
     )
 
     @model_validator(mode="after")
@@ -66,7 +68,7 @@ class ManualSend(BaseModel):
             raise SendRefused(problem)
         fields = self.model_dump(exclude_none=True, exclude={"event_id"})
         return NotificationRequest.model_validate(
-            {**fields, "event_id": self.event_id or f"manual-{uuid.uuid4().hex}"}
+            {**fields, "event_id": f"manual-{self.event_id or uuid.uuid4().hex}"}
         )
 
 

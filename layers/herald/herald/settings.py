@@ -123,6 +123,14 @@ class RouterSettings(HeraldSettings):
         return json.loads(raw) if isinstance(raw, str) else raw
 
 
+class SchedulesSettings(HeraldSettings):
+    """The schedules function (decision 028): where recurring schedules live and what they target."""
+
+    group: str = Field(alias="RECURRING_SCHEDULE_GROUP", min_length=1)
+    bus_arn: str = Field(alias="HERALD_BUS_ARN", min_length=1)
+    role_arn: str = Field(alias="SCHEDULER_ROLE_ARN", min_length=1)
+
+
 class DirectorySettings(HeraldSettings):
     """The directory function (`UserUpserted` / `UserDeleted` from the bus, decision 014)."""
 

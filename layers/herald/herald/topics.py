@@ -29,6 +29,7 @@ from herald.stores.users import PersonErased, not_erased
 
 JOINED = "joined"
 LEFT = "left"
+MAX_OWN_TOPICS = 50  # topics a person joins themselves (only the catalog's `topics` may be joined)
 # Who follows: the person joined, or the directory lists it and the person never chose.
 MEMBER_FILTER = "#own = :joined OR (attribute_not_exists(#own) AND #directory = :true)"
 MEMBER_NAMES = {"#own": "own", "#directory": "directory"}
@@ -111,14 +112,21 @@ class TopicStore:
 
     def of(self, user_id: str) -> list[TopicFollowing]:
         """The person's topics (followed or not: a left one is shown as their choice)."""
-        response = self._client.query(
-            TableName=self._table,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues=to_attributes({":pk": user_pk(user_id), ":prefix": TOPIC_SK_PREFIX}),
-            ConsistentRead=True,
-        )
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": to_attributes({":pk": user_pk(user_id), ":prefix": TOPIC_SK_PREFIX}),
+            "ConsistentRead": True,
+        }
+        items: list[dict[str, Any]] = []
+        while True:
+            response = self._client.query(**params)
+            items += [from_attributes(item) for item in response.get("Items", [])]
+            if not response.get("LastEvaluatedKey"):
+                break
+            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         topics = []
-        for item in map(from_attributes, response.get("Items", [])):
+        for item in items:
             if item.get("own") is None and not item.get("directory"):
                 continue  # the directory dropped it and the person never chose: nothing to show
             by: Literal["you", "directory"] = "you" if item.get("own") is not None else "directory"

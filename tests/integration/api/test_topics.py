@@ -56,8 +56,10 @@ def test_the_callers_choice_wins_over_the_directory_in_either_order(api: ApiClie
     assert listed(api) == {"news": (True, "directory"), "sport": (True, "directory")}
     assert api.delete("/v1/me/topics/news", user="u1").status == 200
     assert api.put("/v1/me/topics/deals", user="u1").status == 200
-    # a later directory version lists news and deals again, and drops sport
-    directory(stack, "u1", 2, ["news", "deals"])
+    # the directory drops both, then lists news and deals again (a write to the items the person
+    # already chose on, after their choice)
+    directory(stack, "u1", 2, [])
+    directory(stack, "u1", 3, ["news", "deals"])
 
     assert listed(api) == {"news": (False, "you"), "deals": (True, "you")}
     assert followers(stack, "news") == followers(stack, "sport") == []
@@ -74,6 +76,16 @@ def test_a_topic_name_is_checked_and_an_erased_person_chooses_nothing(
     )
     assert api.put("/v1/me/topics/deals", user="u9").status == 404
     assert followers(stack, "deals") == []
+
+
+def test_only_the_catalogs_topics_are_joined_by_people_themselves(api: ApiClient, stack: MotoStack) -> None:
+    # "team-42" is the product's to assign: joining it is refused, leaving it is the person's right
+    refused = api.put("/v1/me/topics/team-42", user="u1")
+    assert refused.status == 403 and "the product assigns it" in refused.json["error"]["message"]
+    assert followers(stack, "team-42") == []
+    directory(stack, "u1", 1, ["team-42"])
+    assert api.delete("/v1/me/topics/team-42", user="u1").status == 200
+    assert followers(stack, "team-42") == []
 
 
 def test_the_directory_keeps_roles_and_topics_within_one_transaction() -> None:

@@ -426,9 +426,10 @@ def test_roles_carry_their_inline_policies(stack: StackDescription, aws: MotoSer
     assert stack.attribute("UsersTable", "Arn") in resources
     assert stack.attribute("SchedulerRole", "Arn") in resources
     trust = iam.get_role(RoleName=stack.ref("SchedulerRole"))["Role"]["AssumeRolePolicyDocument"]
-    assert trust["Statement"][0]["Condition"]["ArnEquals"]["aws:SourceArn"] == stack.attribute(
-        "ScheduleGroup", "Arn"
-    )
+    assert trust["Statement"][0]["Condition"]["ArnEquals"]["aws:SourceArn"] == [
+        stack.attribute("ScheduleGroup", "Arn"),
+        stack.attribute("RecurringScheduleGroup", "Arn"),
+    ]
 
 
 # -- functions and the API ---------------------------------------------------------------------
@@ -477,7 +478,9 @@ def test_every_function_environment_is_fully_resolved(cfn: dict[str, Any], stack
         for key, value in spec.environment.items():
             assert isinstance(value, str), (lid, key, value)
             assert "${" not in value and "Fn::" not in value and "'Ref'" not in value, (lid, key, value)
-        assert spec.queue_sources or spec.http_routes or spec.schedules, lid  # something invokes it
+        # something invokes it: a queue, a route, a schedule, or CloudFormation (a custom resource)
+        custom = {c.function for c in stack.custom_resources.values()}
+        assert spec.queue_sources or spec.http_routes or spec.schedules or lid in custom, lid
         assert all(q.report_batch_item_failures for q in spec.queue_sources), lid
 
 

@@ -32,6 +32,7 @@ PUSH = PushNotification(
     android_priority="normal",
     apns_priority=5,
     collapse_key="order-999",
+    collapsible=True,
 )
 NOW = 1_800_000_000.0
 
@@ -207,6 +208,10 @@ def test_without_a_collapse_template_the_key_is_the_notification_id() -> None:
     push = deliver_one("payment_receipt")
 
     assert push.collapse_key == "n-7"
+    # not collapsible on Android: an offline device keeps every one (FCM stores at most 4 keys)
+    assert push.collapsible is False
+    assert "collapse_key" not in encoded(push)["android"]
+    assert encoded(push)["android"]["notification"]["tag"] == "n-7"
     assert push.badge == "increment"
     assert push.data["badge"] == "increment"
     assert push.apns_category == "PAYMENT_RECEIPT"

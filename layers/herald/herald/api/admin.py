@@ -25,9 +25,16 @@ class Accepted(BaseModel):
 
 
 def _scopes() -> set[str]:
-    claims = router.current_event.request_context.authorizer.jwt_claim or {}
+    """The token's scopes as API Gateway matched them (`jwt.scopes` of a scoped route); else the
+    `scope` / `scp` claim, which API Gateway hands over as a string (an array as `[a b]`)."""
+    authorizer = router.current_event.request_context.authorizer
+    if authorizer.jwt_scopes:
+        return {str(s) for s in authorizer.jwt_scopes}
+    claims = authorizer.jwt_claim or {}
     raw = claims.get("scope", claims.get("scp", ""))
-    return set(raw.split() if isinstance(raw, str) else raw or [])
+    if isinstance(raw, list):
+        return {str(s) for s in raw}
+    return set(str(raw).strip("[]").replace(",", " ").split())
 
 
 @router.post(

@@ -10,11 +10,12 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel
 
 from herald.api.auth import caller_id
-from herald.api.errors import NotFound
+from herald.api.errors import Forbidden, NotFound, Unprocessable
 from herald.api.services import services
+from herald.catalog import load_catalog
 from herald.models import AUDIENCE_NAME
 from herald.stores.users import PersonErased
-from herald.topics import JOINED, LEFT, TopicFollowing, TopicStore
+from herald.topics import JOINED, LEFT, MAX_OWN_TOPICS, TopicFollowing, TopicStore
 
 router = APIGatewayHttpRouter()
 
@@ -34,8 +35,18 @@ def _topics() -> TopicStore:
 
 def _choose(topic: str, choice: Literal["joined", "left"]) -> TopicFollowing:
     user_id = caller_id(router)
+    store = _topics()
+    if choice == JOINED:
+        if topic not in load_catalog().topics:
+            raise Forbidden(f"{topic!r} is not a topic people join themselves (the product assigns it)")
+        joined = {t.topic for t in store.of(user_id) if t.following and t.by == "you"}
+        if topic not in joined and len(joined) >= MAX_OWN_TOPICS:
+            raise Unprocessable(
+                f"at most {MAX_OWN_TOPICS} topics joined; leave one first",
+                [{"loc": ["path", "topic"], "type": "too_many_topics", "msg": "too many topics joined"}],
+            )
     try:
-        _topics().choose(user_id, topic, choice)
+        store.choose(user_id, topic, choice)
     except PersonErased:
         raise NotFound("this person was erased") from None
     return TopicFollowing(topic=topic, following=choice == JOINED, by="you")

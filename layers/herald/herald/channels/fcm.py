@@ -77,10 +77,10 @@ from herald.channels.transport import request_may_leave, requests_not_sent
 PROVIDER = "fcm"
 FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequest"
-# Calls in flight at once: a batch of 10 records x 10 devices in one round trip; the largest batch
-# (10 records x MAX_DEVICES_PER_USER = 20) in two, within the sender's deadline margin (3 provider
-# timeouts). The session's connection pool holds as many connections (`without_read_retries`).
-MAX_CONCURRENT_CALLS = 100
+# Calls in flight at once: the largest batch (10 records x MAX_DEVICES_PER_USER = 20) in one round
+# trip, so a batch takes at most one provider timeout (x3: connect, reconnect, read), never two waves
+# of them. The session's connection pool holds as many connections (`without_read_retries`).
+MAX_CONCURRENT_CALLS = 200
 # FCM's limit on a message's payload (notification and data), and APNs' on its JSON payload.
 MAX_PAYLOAD_BYTES = 4096
 PAYLOAD_TOO_LARGE = "payload_too_large"
@@ -118,7 +118,9 @@ def build_message(push: PushNotification, token: str, *, now: float | None = Non
         expires = 0 if push.ttl_seconds == 0 else sent_at + push.ttl_seconds
         apns_headers["apns-expiration"] = str(expires)
     android = messaging.AndroidConfig(
-        priority=push.android_priority, collapse_key=push.collapse_key, ttl=push.ttl_seconds
+        priority=push.android_priority,
+        collapse_key=push.collapse_key if push.collapsible else None,
+        ttl=push.ttl_seconds,
     )
     if push.data_only:
         # nothing for the system to show: the app renders it from `data` (decision 026)

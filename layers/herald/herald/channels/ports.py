@@ -39,6 +39,10 @@ class PushNotification:
     android_priority: Literal["high", "normal"]
     apns_priority: Literal[10, 5]
     collapse_key: str | None = None
+    # the catalog declared the collapse key: FCM may then keep only the latest per key for an
+    # offline device (Android collapse_key); otherwise each push is kept (only `tag` / APNs'
+    # collapse id replace a shown one)
+    collapsible: bool = False
     sound: str | None = "default"  # a sound file the apps ship, "default", or None (silent)
     badge: Literal["increment", "none"] = "none"
     interruption_level: Literal["passive", "active", "time-sensitive", "critical"] = "active"

@@ -205,6 +205,7 @@ class PushDeliverer:
             android_priority="high" if urgent else "normal",
             apns_priority=10 if urgent else 5,
             collapse_key=presentation.collapse_key_for(message.data, message.notification_id),
+            collapsible=presentation.collapse_key is not None,
             sound=presentation.sound,
             badge=presentation.badge.value,
             interruption_level=presentation.interruption_level.value,

@@ -1,0 +1,69 @@
+"""Schedules: the CloudFormation custom resource that deploys `schedules.yaml` (decision 028). On
+create and update (each new layer version) it makes the recurring group hold the file's schedules;
+on delete it removes them. Thin: the work is herald.schedules; the answer goes to CloudFormation's
+pre-signed ResponseURL, as the custom resource protocol requires (a bad file fails the deploy)."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.data_classes import CloudFormationCustomResourceEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from herald.catalog import load_catalog
+from herald.schedules import ScheduleManager, packaged_schedules
+from herald.settings import SchedulesSettings, load
+
+logger = Logger()
+settings = load(SchedulesSettings)
+manager = ScheduleManager(
+    boto3.client("scheduler"),
+    group=settings.group,
+    bus_arn=settings.bus_arn,
+    role_arn=settings.role_arn,
+)
+
+
+def respond(event: CloudFormationCustomResourceEvent, status: str, reason: str, data: dict[str, Any]) -> None:
+    body = json.dumps(
+        {
+            "Status": status,
+            "Reason": reason[:3000],
+            "PhysicalResourceId": settings.group,
+            "StackId": event.stack_id,
+            "RequestId": event.request_id,
+            "LogicalResourceId": event.logical_resource_id,
+            "Data": data,
+        }
+    ).encode()
+    request = urllib.request.Request(
+        event.response_url, data=body, method="PUT", headers={"Content-Type": ""}
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        answer.read()
+
+
+@logger.inject_lambda_context(clear_state=True)
+@event_source(data_class=CloudFormationCustomResourceEvent)
+def lambda_handler(event: CloudFormationCustomResourceEvent, context: LambdaContext) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    try:
+        if event.request_type == "Delete":
+            data = {"deleted": ",".join(manager.remove_file_schedules())}
+        else:
+            report = manager.sync(packaged_schedules(load_catalog()))
+            data = {name: ",".join(names) for name, names in report.items()}
+        status, reason = "SUCCESS", "schedules.yaml deployed"
+    except Exception as error:  # the deploy must hear of it, whatever it was
+        logger.exception("schedules not deployed")
+        status, reason = "FAILED", f"{type(error).__name__}: {error}"
+    logger.info(
+        "custom resource answered",
+        extra={"request_type": event.request_type, "status": status, "report": data},
+    )
+    respond(event, status, reason, data)
+    return {"status": status, **data}
