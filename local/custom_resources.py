@@ -85,7 +85,13 @@ def run_custom_resources(
                 "ResourceType": resource.type,
                 "ResourceProperties": {"ServiceToken": "local", **resource.properties},
             }
-            invoke(resource.function, event)
+            try:
+                invoke(resource.function, event)
+            except Exception as error:
+                raise CustomResourceFailed(
+                    f"{logical_id}: {resource.function} raised without answering ({error}); "
+                    "CloudFormation would wait the resource's ServiceTimeout, then fail the deploy"
+                ) from error
             answer = responses.wait(request_id, timeout)
             if answer is None:
                 raise CustomResourceFailed(f"{logical_id}: {resource.function} sent no response")

@@ -36,6 +36,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from types import ModuleType
 from typing import Any
 
 import boto3
+from botocore.client import BaseClient
 from botocore.config import Config
 
 from local.model import FunctionSpec, QueueSource, StackDescription
@@ -72,6 +74,41 @@ class FunctionError(Exception):
         super().__init__(f"{error_type}: {message}")
         self.error_type = error_type
         self.error_message = message
+
+
+# The function whose handler this thread is running (None outside an invocation): what
+# `InvocationLog` attributes an AWS call to.
+_invoking = threading.local()
+
+
+@dataclass(frozen=True)
+class Invocation:
+    function: str
+    trigger: str  # a queue's logical id, "invoke", a schedule
+    records: int  # the SQS records of the batch (0 for other events)
+    seconds: float
+
+
+class InvocationLog:
+    """What the functions did while it was open (`with runner.measured() as log:`): each invocation
+    (its function, trigger, batch size, duration) and each AWS API call their handlers made, by
+    function and operation. Calls made outside an invocation (the runner's own polling and
+    deleting, as Lambda's event source mappings do, or a test's) are not counted, nor calls made
+    from threads the handler starts."""
+
+    def __init__(self) -> None:
+        self.invocations: list[Invocation] = []
+        self.calls: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
+
+    def call(self, service: str, operation: str) -> None:
+        function = getattr(_invoking, "function", None)
+        if function is not None:
+            with self._lock:
+                self.calls[(function, f"{service}:{operation}")] += 1
+
+    def calls_of(self, function: str) -> Counter[str]:
+        return Counter({op: n for (fn, op), n in self.calls.items() if fn == function})
 
 
 class LambdaContext:
@@ -471,6 +508,7 @@ class Runner:
         ses_interval_seconds: float = 0.5,
     ) -> None:
         self.description = description
+        self._logs: list[InvocationLog] = []
         self.account = _account_of(description)
         self._clock = clock
         self._preload = preload
@@ -588,6 +626,7 @@ class Runner:
             handler = self._load(function)
             context = function.context()
             started = time.monotonic()
+            _invoking.function = spec.logical_id
             try:
                 result = handler(payload, context)
             except Exception:
@@ -599,7 +638,12 @@ class Runner:
                     traceback.format_exc().rstrip(),
                 )
                 raise
+            finally:
+                _invoking.function = None
             elapsed = time.monotonic() - started
+        for log in list(self._logs):
+            records = len(event.get("Records") or []) if isinstance(event, dict) else 0
+            log.invocations.append(Invocation(spec.logical_id, trigger, records, elapsed))
         if elapsed > spec.timeout_seconds:
             logger.error(
                 "%s (%s): Task timed out after %.2f seconds (it ran %.2f s): failed, as in Lambda",
@@ -612,6 +656,24 @@ class Runner:
                 "Sandbox.Timedout", f"Task timed out after {spec.timeout_seconds:.2f} seconds"
             )
         return marshal(result), elapsed
+
+    @contextmanager
+    def measured(self) -> Iterator[InvocationLog]:
+        """Record the functions' invocations and AWS calls while the block runs (InvocationLog)."""
+        log = InvocationLog()
+        original = BaseClient._make_api_call
+
+        def counted(client: BaseClient, operation: str, params: Any) -> Any:
+            log.call(client.meta.service_model.service_name, operation)
+            return original(client, operation, params)
+
+        BaseClient._make_api_call = counted  # type: ignore[method-assign]
+        self._logs.append(log)
+        try:
+            yield log
+        finally:
+            self._logs.remove(log)
+            BaseClient._make_api_call = original  # type: ignore[method-assign]
 
     def invoke(self, function_logical_id: str, event: Any) -> Any:
         """Invoke a function synchronously, as Lambda's Invoke; returns its (JSON) result.

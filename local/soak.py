@@ -64,7 +64,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from herald.catalog import load_catalog
-from herald.stores.dynamo import from_attributes
+from herald.routing.decision import notification_id_for
+from herald.stores.dynamo import batch_get, from_attributes
 from herald.stores.keys import email_address, sms_address
 from herald.stores.users import UserStore
 from herald.users import UserProfile
@@ -102,6 +103,7 @@ PROVIDER_CHANNEL = {
     "webhook": "webhook",
 }
 DEVICE = {"platform": "android", "registered_at": "2026-01-01T00:00:00Z"}
+BROADCAST_MUTED_EVERY = 10  # one broadcast member in ten muted the type: skipped, with the reason
 PUT_BATCH = 10  # PutEvents takes at most 10 entries
 CONSENT = {"granted": True, "wording_version": "v1"}
 POLL_SECONDS = 0.5  # the outbox
@@ -713,6 +715,7 @@ class Config:
     cross_user: int = 5
     presence_webhooks: int = 5
     feedback_webhooks: int = 5
+    broadcast: int = 10_000
     seed: int = 7
     grace_seconds: float = 3.0
     quiet_polls: int = 3
@@ -724,6 +727,7 @@ class Config:
         "cross_user",
         "presence_webhooks",
         "feedback_webhooks",
+        "broadcast",
     )
 
 
@@ -1221,6 +1225,78 @@ class Soak:
             refused_or_without_effect=refused,
         )
 
+    def broadcast(self, people: int) -> ScenarioResult:
+        """One role broadcast (issue 12) to `people` seeded members, one in ten of whom muted the
+        type: every other member gets exactly one push, each muted one a record `skipped` with the
+        reason, nobody anything twice. Measures the functions' AWS calls per recipient and the push
+        sender's batches (runner.measured)."""
+        role = f"soak-audience-{self.random.getrandbits(32):08x}"
+        type_name = "order_shipped"
+        profiles, eligible, muted = [], [], []
+        for index in range(people):
+            user_id = f"broadcast-{index}"
+            mutes = index % BROADCAST_MUTED_EVERY == 0
+            (muted if mutes else eligible).append(user_id)
+            profiles.append(
+                UserProfile(
+                    user_id=user_id,
+                    roles=frozenset({role}),
+                    devices={f"token-{user_id}": DEVICE},
+                    preferences={"muted_types": [type_name]} if mutes else {},
+                )
+            )
+        seeding = time.monotonic()
+        self.surfaces.users.put_profiles(profiles)
+        seeded = time.monotonic() - seeding
+        expected = Counter(("push", f"token-{user_id}".lower()) for user_id in eligible)
+        event_id = f"broadcast-{self.random.getrandbits(32):08x}"
+        assert self.stack.runner is not None
+        with self.stack.runner.measured() as log:
+            started = time.monotonic()
+            detail = {"event_id": event_id, "type": type_name, "audience": {"role": role}}
+            self.surfaces.put_events([detail | {"data": dict(self.catalog.entry(type_name).sample_data)}])
+            seen, settled = self.settle(expected, self._timeout(len(expected)))
+        dead = self.surfaces.drain_dead_letters()
+        result = self.judge("broadcast", 1, expected, seen, settled - started, 0, dead)
+        skipped = self._skipped_with_reason(event_id, muted, f"user muted {type_name} notifications")
+        if skipped != len(muted):
+            result.problems.append(
+                f"{len(muted) - skipped} muted member(s) not recorded as skipped with the reason"
+            )
+        calls = {fn: sum(log.calls_of(fn).values()) for fn in ("RouterFunction", "PushSenderFunction")}
+        batches = sorted(i.seconds for i in log.invocations if i.function == "PushSenderFunction")
+        result.notes = {
+            "people": people,
+            "eligible": len(eligible),
+            "skipped_with_reason": skipped,
+            "seeding_seconds": round(seeded, 1),
+            "aws_calls_per_recipient": {fn: round(n / max(1, people), 2) for fn, n in calls.items()},
+            "aws_calls_by_operation": {
+                fn: dict(sorted(log.calls_of(fn).items())) for fn in ("RouterFunction", "PushSenderFunction")
+            },
+            "router_invocations": sum(1 for i in log.invocations if i.function == "RouterFunction"),
+            "push_batches": len(batches),
+            "push_batch_seconds": {
+                "median": round(batches[len(batches) // 2], 3) if batches else None,
+                "p95": round(batches[int(len(batches) * 0.95)], 3) if batches else None,
+                "max": round(batches[-1], 3) if batches else None,
+            },
+        }
+        self._dead_letter_problems(result, dead)
+        return result
+
+    def _skipped_with_reason(self, event_id: str, user_ids: Sequence[str], reason: str) -> int:
+        """How many of these members' notifications were recorded skipped, naming `reason`."""
+        table = self.surfaces.description.ref("NotificationsTable")
+        keys = [{"user_id": u, "notification_id": notification_id_for(f"{event_id}#{u}")} for u in user_ids]
+        found = batch_get(self.surfaces.dynamodb, {table: keys}, consistent=True)[table]
+        return sum(
+            1
+            for record in found
+            if record.get("status") == "skipped"
+            and any(step.get("reason") == reason for step in record.get("decision") or [])
+        )
+
     def _sendgrid_batch(self, user: str, timeout: float = 30.0) -> dict[str, Any] | None:
         """The SendGrid sandbox's posted batch holding `user`'s `delivered` event (as captured)."""
         deadline = time.monotonic() + timeout
@@ -1366,6 +1442,8 @@ class Soak:
             record(self.presence_webhooks(config.presence_webhooks))
         if "feedback_webhooks" in config.scenarios and config.feedback_webhooks:
             record(self.feedback_webhooks(config.feedback_webhooks))
+        if "broadcast" in config.scenarios and config.broadcast:
+            record(self.broadcast(config.broadcast))
         return results
 
     def outage_providers(self) -> list[str]:
@@ -1466,6 +1544,9 @@ def main(argv: list[str] | None = None) -> int:
         default=defaults.feedback_webhooks,
         help="people whose SendGrid and Twilio callbacks are forged",
     )
+    parser.add_argument(
+        "--broadcast", type=int, default=defaults.broadcast, help="members of the role broadcast"
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument(
         "--only", action="append", choices=defaults.scenarios, help="run only these scenarios"
@@ -1486,6 +1567,7 @@ def main(argv: list[str] | None = None) -> int:
         cross_user=args.cross_user,
         presence_webhooks=args.presence_webhooks,
         feedback_webhooks=args.feedback_webhooks,
+        broadcast=args.broadcast,
         seed=args.seed,
         scenarios=tuple(args.only or defaults.scenarios),
     )

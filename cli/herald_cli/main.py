@@ -32,7 +32,13 @@ from herald.ingest import IngestEnvelope
 from herald.models import DETAIL_TYPE, Channel, Urgency
 from herald.routing.decision import notification_id_for
 from herald.routing.service import RouterService
-from herald.schedules import CLI_OWNER_PREFIX, RecurringNotification, ScheduleError, ScheduleManager
+from herald.schedules import (
+    CLI_OWNER_PREFIX,
+    FILE_OWNER,
+    RecurringNotification,
+    ScheduleError,
+    ScheduleManager,
+)
 from herald.sends import ManualSend, SendRefused, describe, publish
 from herald.ses_feedback import soft_bounce_key
 from herald.settings import ConfigurationError, RouterSettings, SchedulesSettings, load
@@ -371,6 +377,7 @@ def schedule_list(target: StackTarget) -> None:
 @click.option("--data", "data_json", default="{}", help="The event's data, as a JSON object.")
 @click.option("--urgency", type=click.Choice([u.value for u in Urgency]))
 @click.option("--locale")
+@click.option("--force", is_flag=True, help="Replace one of schedules.yaml's (it becomes yours).")
 @on_stack
 def schedule_put(
     name: str,
@@ -385,6 +392,7 @@ def schedule_put(
     data_json: str,
     urgency: str | None,
     locale: str | None,
+    force: bool,
     target: StackTarget,
 ) -> None:
     """Create or replace the recurring schedule NAME (yours: a deploy leaves it alone)."""
@@ -401,16 +409,26 @@ def schedule_put(
         ).checked(load_catalog())
     except (ValidationError, ScheduleError) as error:
         raise click.ClickException(f"not scheduled: {error}") from error
-    done = _schedules(target).put(recurring, f"{CLI_OWNER_PREFIX}{target.operator()}")
+    manager = _schedules(target)
+    if manager.owner(name) == FILE_OWNER and not force:
+        raise click.ClickException(
+            f"{name} is schedules.yaml's: change the file, or take it over with --force"
+        )
+    done = manager.put(recurring, f"{CLI_OWNER_PREFIX}{target.operator()}")
     click.echo(f"{done} {name}: {recurring.expression} {recurring.timezone}, {notification_type}")
 
 
 @schedule.command("delete")
 @click.argument("name")
+@click.option("--force", is_flag=True, help="Delete one of schedules.yaml's too (until the file changes).")
 @on_stack
-def schedule_delete(name: str, target: StackTarget) -> None:
-    """Delete the recurring schedule NAME (one of schedules.yaml's comes back with the next deploy)."""
-    if not _schedules(target).delete(name):
+def schedule_delete(name: str, force: bool, target: StackTarget) -> None:
+    """Delete the recurring schedule NAME. One of schedules.yaml's is the file's: remove it there (a
+    forced delete lasts until the next deploy that changes the layer)."""
+    manager = _schedules(target)
+    if manager.owner(name) == FILE_OWNER and not force:
+        raise click.ClickException(f"{name} is schedules.yaml's: remove it from the file, or --force")
+    if not manager.delete(name):
         raise click.ClickException(f"no recurring schedule {name!r}")
     click.echo(f"deleted {name}")
 

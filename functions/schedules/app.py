@@ -1,11 +1,15 @@
 """Schedules: the CloudFormation custom resource that deploys `schedules.yaml` (decision 028). On
 create and update (each new layer version) it makes the recurring group hold the file's schedules;
 on delete it removes them. Thin: the work is herald.schedules; the answer goes to CloudFormation's
-pre-signed ResponseURL, as the custom resource protocol requires (a bad file fails the deploy)."""
+pre-signed ResponseURL, as the custom resource protocol requires (a bad file fails the deploy).
+
+Everything that can fail — configuration included — runs inside the answer's `try`: a function
+that dies without answering would leave the stack waiting for the resource's ServiceTimeout."""
 
 from __future__ import annotations
 
 import json
+import os
 import urllib.request
 from typing import Any
 
@@ -19,21 +23,15 @@ from herald.schedules import ScheduleManager, packaged_schedules
 from herald.settings import SchedulesSettings, load
 
 logger = Logger()
-settings = load(SchedulesSettings)
-manager = ScheduleManager(
-    boto3.client("scheduler"),
-    group=settings.group,
-    bus_arn=settings.bus_arn,
-    role_arn=settings.role_arn,
-)
+MAX_REASON = 1000  # CloudFormation refuses a response body over 4096 bytes
 
 
-def respond(event: CloudFormationCustomResourceEvent, status: str, reason: str, data: dict[str, Any]) -> None:
+def respond(event: CloudFormationCustomResourceEvent, status: str, reason: str, data: dict[str, str]) -> None:
     body = json.dumps(
         {
             "Status": status,
-            "Reason": reason[:3000],
-            "PhysicalResourceId": settings.group,
+            "Reason": reason[:MAX_REASON],
+            "PhysicalResourceId": event.physical_resource_id or event.logical_resource_id,
             "StackId": event.stack_id,
             "RequestId": event.request_id,
             "LogicalResourceId": event.logical_resource_id,
@@ -47,16 +45,28 @@ def respond(event: CloudFormationCustomResourceEvent, status: str, reason: str, 
         answer.read()
 
 
+def apply(event: CloudFormationCustomResourceEvent) -> dict[str, str]:
+    settings = load(SchedulesSettings)
+    manager = ScheduleManager(
+        boto3.client("scheduler"), group=settings.group, bus_arn=settings.bus_arn, role_arn=settings.role_arn
+    )
+    requested = (event.resource_properties or {}).get("LayerVersion")
+    running = os.environ.get("HERALD_LAYER_VERSION")
+    if requested and running and requested != running:
+        # an update's rollback asks for the previous layer's file: say which one was applied
+        logger.warning("the request names another layer than the one running", extra={"requested": requested})
+    if event.request_type == "Delete":
+        return {"deleted": str(len(manager.remove_file_schedules()))}
+    report = manager.sync(packaged_schedules(load_catalog()))
+    return {name: str(len(names)) for name, names in report.items()}
+
+
 @logger.inject_lambda_context(clear_state=True)
 @event_source(data_class=CloudFormationCustomResourceEvent)
 def lambda_handler(event: CloudFormationCustomResourceEvent, context: LambdaContext) -> dict[str, Any]:
-    data: dict[str, Any] = {}
+    data: dict[str, str] = {}
     try:
-        if event.request_type == "Delete":
-            data = {"deleted": ",".join(manager.remove_file_schedules())}
-        else:
-            report = manager.sync(packaged_schedules(load_catalog()))
-            data = {name: ",".join(names) for name, names in report.items()}
+        data = apply(event)
         status, reason = "SUCCESS", "schedules.yaml deployed"
     except Exception as error:  # the deploy must hear of it, whatever it was
         logger.exception("schedules not deployed")
@@ -65,5 +75,8 @@ def lambda_handler(event: CloudFormationCustomResourceEvent, context: LambdaCont
         "custom resource answered",
         extra={"request_type": event.request_type, "status": status, "report": data},
     )
-    respond(event, status, reason, data)
+    try:
+        respond(event, status, reason, data)
+    except Exception:  # nothing else can tell CloudFormation: its ServiceTimeout will
+        logger.exception("the answer did not reach CloudFormation")
     return {"status": status, **data}

@@ -30,6 +30,7 @@ SIZES = Config(
     cross_user=2,
     presence_webhooks=2,
     feedback_webhooks=2,
+    broadcast=120,
     grace_seconds=1.0,
 )
 CHANNELS = {"email", "push", "sms", "realtime", "webhook"}
@@ -55,6 +56,18 @@ def test_a_burst_over_all_five_channels_loses_nothing_and_sends_nothing_twice(so
     assert result.expected > SIZES.burst  # critical notifications go to three channels at once
     assert (result.delivered, result.lost, result.doubled) == (result.expected, 0, 0), explain(result)
     assert result.dead_actual == 0 and result.ok, explain(result)
+
+
+def test_a_role_broadcast_reaches_every_member_once_and_skips_the_muted_with_the_reason(soak: Soak) -> None:
+    result = soak.broadcast(SIZES.broadcast)
+
+    assert result.notes["eligible"] == SIZES.broadcast - SIZES.broadcast // 10
+    assert (result.delivered, result.lost, result.doubled) == (result.notes["eligible"], 0, 0), explain(
+        result
+    )
+    assert result.notes["skipped_with_reason"] == SIZES.broadcast // 10, explain(result)
+    assert result.notes["push_batches"] > 0 and result.notes["aws_calls_per_recipient"]["RouterFunction"] > 0
+    assert result.ok, explain(result)
 
 
 def test_a_duplicate_storm_with_every_message_redelivered_sends_once_per_channel(soak: Soak) -> None:

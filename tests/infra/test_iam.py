@@ -3,6 +3,7 @@ roles it generates are included)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -359,3 +360,15 @@ def test_the_api_verifies_provider_webhooks_and_lifts_nothing_but_sms_opt_outs(
     assert "SuppressionTable" in granted.get("dynamodb:DeleteItem", set())
     writes = ("dynamodb:PutItem", "dynamodb:BatchWriteItem")
     assert not any("SuppressionTable" in granted.get(action, set()) for action in writes)
+
+
+def test_the_schedules_function_manages_its_group_only_and_passes_the_scheduler_role(
+    translated: dict[str, Any],
+) -> None:
+    granted = role_actions(translated, "SchedulesFunction")
+    for action in ("scheduler:CreateSchedule", "scheduler:UpdateSchedule", "scheduler:DeleteSchedule"):
+        [resource] = granted.get(action, set())
+        assert "RecurringScheduleGroup" in json.dumps(resource), (action, resource)
+    assert granted.get("iam:PassRole") == {"SchedulerRole"}
+    assert "scheduler:ListSchedules" in granted
+    assert not any(a.startswith("dynamodb:") or a.startswith("sqs:") for a in granted), granted

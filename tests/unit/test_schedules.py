@@ -9,6 +9,7 @@ import yaml
 
 from herald.catalog import load_catalog
 from herald.schedules import SCHEDULED_TIME, ScheduleError, packaged_schedules, parse_schedules
+from tests.support.aws import REPO_ROOT
 
 pytestmark = pytest.mark.unit
 
@@ -19,8 +20,16 @@ def one(body: str) -> str:
     return f"schedules:\n  monday-deals:\n{body}"
 
 
-def test_the_shipped_file_is_valid() -> None:
+def test_the_shipped_file_is_valid_and_so_is_its_commented_example() -> None:
     assert isinstance(packaged_schedules(load_catalog()), list)
+    shipped = (REPO_ROOT / "layers" / "herald" / "herald" / "schedules.yaml").read_text(encoding="utf-8")
+    example = "\n".join(
+        line.removeprefix("# ")
+        for line in shipped.splitlines()
+        if line.startswith("#   ") or line == "# schedules:"
+    ).replace("<name>:", "monday-deals:")
+    [schedule] = parse_schedules(example, load_catalog())
+    assert schedule.send.audience is not None and schedule.send.audience.topic == "deals"
 
 
 def test_a_schedule_becomes_a_producers_request_named_after_each_occurrence() -> None:
@@ -51,7 +60,11 @@ VALID = {"expression": "rate(1 day)", "type": "marketing_promo", "user_id": "42"
     [
         ({"type": "no_such_type"}, "no_such_type"),
         ({"data": {}}, "requires data"),
-        ({"expression": "every monday"}, "expression"),
+        ({"expression": "every monday"}, "neither cron"),
+        ({"expression": "cron(0 9 * * MON *)"}, "exactly one of day-of-month and day-of-week"),
+        ({"expression": "cron(0 9 * *)"}, "six fields"),
+        ({"expression": "rate(0 minutes)"}, "rate"),
+        ({"expression": "rate(1 days)"}, "rate"),
         ({"timezone": "Mars/Olympus"}, "time zone"),
         ({"event_id": "fixed"}, "event id and the time come from each occurrence"),
         ({"audience": {"all": True}}, "exactly one"),

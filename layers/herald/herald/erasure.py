@@ -46,7 +46,7 @@ from botocore.exceptions import ClientError
 
 from herald.models import Channel
 from herald.settings import Tables
-from herald.stores.dynamo import from_attributes, to_attributes
+from herald.stores.dynamo import batch_write, from_attributes, to_attributes
 from herald.stores.keys import (
     DIRECTORY_SK,
     EVERYONE_SK,
@@ -68,8 +68,6 @@ logger = Logger(child=True)
 ROLE_SK_PREFIX = "ROLE#"
 RATE_COUNTER_HOURS = 48
 DEFAULT_TOMBSTONE_DAYS = 30  # as the directory's (DIRECTORY_TOMBSTONE_DAYS)
-BATCH_WRITE_LIMIT = 25
-BATCH_WRITE_MAX_ROUNDS = 8
 TRANSACTION_LIMIT = 100  # items in one TransactWriteItems
 TRANSACTION_ATTEMPTS = 5
 
@@ -89,20 +87,7 @@ class Erased:
 
 def batch_delete(client: Any, table: str, keys: list[dict[str, Any]]) -> int:
     """Delete keys in `BatchWriteItem`s of 25, retrying unprocessed ones with backoff."""
-    for start in range(0, len(keys), BATCH_WRITE_LIMIT):
-        request: dict[str, Any] = {
-            table: [
-                {"DeleteRequest": {"Key": to_attributes(k)}} for k in keys[start : start + BATCH_WRITE_LIMIT]
-            ]
-        }
-        for round_number in range(BATCH_WRITE_MAX_ROUNDS):
-            request = client.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
-            if not request:
-                break
-            time.sleep(min(0.05 * 2**round_number, 1.0))
-        else:
-            raise RuntimeError(f"DynamoDB left deletes unprocessed after {BATCH_WRITE_MAX_ROUNDS} rounds")
-    return len(keys)
+    return batch_write(client, table, [{"DeleteRequest": {"Key": to_attributes(k)}} for k in keys])
 
 
 def _map(value: Any) -> dict[str, Any]:

@@ -15,6 +15,7 @@ file names the same schedule, and then the file wins).
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -32,7 +33,9 @@ FILE_OWNER = "herald:file"
 CLI_OWNER_PREFIX = "herald:cli:"
 SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,47}$"
-EXPRESSION_PATTERN = r"^(cron\(.+\)|rate\(\d+ (minute|minutes|hour|hours|day|days)\))$"
+CRON = re.compile(r"^cron\((.+)\)$")
+RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+CRON_FIELD = re.compile(r"^[0-9A-Za-z*?,/#LW-]+$")
 # Scheduler retries a failed delivery to the bus for up to a day (its maximum), then drops it: an
 # occurrence late by more than a day is not worth sending.
 RETRY_POLICY = {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
@@ -48,12 +51,31 @@ class RecurringNotification(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=NAME_PATTERN)
-    expression: str = Field(
-        pattern=EXPRESSION_PATTERN, description="cron(...) or rate(...), Scheduler's syntax"
-    )
+    expression: str = Field(description="cron(...) or rate(...), EventBridge Scheduler's syntax")
     timezone: str = "UTC"
     enabled: bool = True
     send: ManualSend
+
+    @field_validator("expression")
+    @classmethod
+    def _scheduler_syntax(cls, expression: str) -> str:
+        """What EventBridge Scheduler refuses, refused here first (a deploy must not fail half-way):
+        cron has six fields and exactly one of day-of-month and day-of-week is `?`; a rate is a
+        positive whole number, with a singular unit for 1 and a plural one otherwise."""
+        if rate := RATE.match(expression):
+            value, unit = int(rate.group(1)), rate.group(2)
+            if value < 1 or (value == 1) != (not unit.endswith("s")):
+                raise ValueError(f"{expression}: write rate(1 minute), rate(5 minutes) ...")
+            return expression
+        cron = CRON.match(expression)
+        if cron is None:
+            raise ValueError(f"{expression!r} is neither cron(...) nor rate(...)")
+        fields = cron.group(1).split()
+        if len(fields) != 6 or not all(CRON_FIELD.match(f) for f in fields):
+            raise ValueError(f"{expression}: cron takes six fields (minutes hours day month weekday year)")
+        if (fields[2] == "?") == (fields[4] == "?"):
+            raise ValueError(f"{expression}: exactly one of day-of-month and day-of-week must be ?")
+        return expression
 
     @field_validator("timezone")
     @classmethod
@@ -140,6 +162,17 @@ class ScheduleManager:
                 raise
         self._scheduler.create_schedule(**definition)
         return "created"
+
+    def owner(self, name: str) -> str | None:
+        """Whose schedule `name` is (`herald:file`, `herald:cli:<who>`); None when there is none."""
+        try:
+            return str(
+                self._scheduler.get_schedule(Name=name, GroupName=self._group).get("Description") or ""
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                return None
+            raise
 
     def delete(self, name: str) -> bool:
         try:

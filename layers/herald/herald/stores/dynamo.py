@@ -85,3 +85,22 @@ def batch_get(
         else:
             raise RuntimeError(f"DynamoDB left keys unprocessed after {BATCH_GET_MAX_ROUNDS} rounds")
     return found
+
+
+BATCH_WRITE_LIMIT = 25
+BATCH_WRITE_MAX_ROUNDS = 8
+
+
+def batch_write(client: Any, table: str, requests: list[dict[str, Any]]) -> int:
+    """`BatchWriteItem` requests (`{"PutRequest": ...}` / `{"DeleteRequest": ...}`, in attribute
+    form) 25 at a time, unprocessed ones retried with backoff; returns how many were written."""
+    for start in range(0, len(requests), BATCH_WRITE_LIMIT):
+        pending: dict[str, Any] = {table: requests[start : start + BATCH_WRITE_LIMIT]}
+        for round_number in range(BATCH_WRITE_MAX_ROUNDS):
+            pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+            if not pending:
+                break
+            time.sleep(min(0.05 * 2**round_number, 1.0))
+        else:
+            raise RuntimeError(f"DynamoDB left writes unprocessed after {BATCH_WRITE_MAX_ROUNDS} rounds")
+    return len(requests)

@@ -16,7 +16,7 @@ A consent covers the one number it names (`Consent.phone`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer
 
 from herald.models import Category, Channel
-from herald.stores.dynamo import from_attributes, to_attributes
+from herald.stores.dynamo import batch_write, from_attributes, to_attributes
 from herald.stores.keys import (
     DIRECTORY_SK,
     EVERYONE_SHARDS,
@@ -200,26 +200,31 @@ class UserStore:
         self._max_consent_events = max_consent_events
 
     def put_profile(self, profile: UserProfile) -> None:
-        """Write the profile and its role memberships (the ByRole index reads the latter)."""
-        item = {**profile_key(profile.user_id), **profile.model_dump(mode="json", exclude_none=True)}
-        writes = [{"PutRequest": {"Item": to_attributes(item)}}]
-        writes += [
-            {"PutRequest": {"Item": to_attributes(item)}}
-            for item in [
-                everyone_item(profile.user_id),
-                *(
-                    {
-                        "pk": user_pk(profile.user_id),
-                        "sk": role_sk(role),
-                        "role": role,
-                        "user_id": profile.user_id,
-                    }
-                    for role in sorted(profile.roles)
-                ),
+        """Write the profile and its memberships (see `put_profiles`)."""
+        self.put_profiles([profile])
+
+    def put_profiles(self, profiles: Iterable[UserProfile]) -> int:
+        """Write whole profiles as the directory knows them, with their role memberships and their
+        place in everyone (the ByRole index reads both), in batches of 25 items across people:
+        seeding and bulk imports. Returns the items written."""
+        items: list[dict[str, Any]] = []
+        for profile in profiles:
+            items.append(
+                {**profile_key(profile.user_id), **profile.model_dump(mode="json", exclude_none=True)}
+            )
+            items.append(everyone_item(profile.user_id))
+            items += [
+                {
+                    "pk": user_pk(profile.user_id),
+                    "sk": role_sk(role),
+                    "role": role,
+                    "user_id": profile.user_id,
+                }
+                for role in sorted(profile.roles)
             ]
-        ]
-        for start in range(0, len(writes), 25):
-            self._client.batch_write_item(RequestItems={self._table: writes[start : start + 25]})
+        return batch_write(
+            self._client, self._table, [{"PutRequest": {"Item": to_attributes(i)}} for i in items]
+        )
 
     def get_profile(self, user_id: str) -> UserProfile | None:
         item = self._get(profile_key(user_id))
