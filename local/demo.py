@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import logging
+import shlex
 import subprocess
 import sys
 import time
@@ -165,6 +166,18 @@ def demo_users(receiver_url: str) -> list[DemoUser]:
         ),
         DemoUser({"user_id": "gus", "email": "gus+success@simulator.amazonses.com"}, devices=("gus-phone",)),
         DemoUser({"user_id": "bea", "email": BOUNCING}),  # no app installed: medium goes by email
+        # the on-call team (a role): a manual broadcast reaches their phones
+        DemoUser({"user_id": "oli", "roles": ["oncall"]}, devices=("oli-phone",)),
+        DemoUser({"user_id": "pia", "roles": ["oncall"]}, devices=("pia-phone",)),
+        # newsletter subscribers (a role, opted in to marketing): a scheduled broadcast mails them
+        DemoUser(
+            {"user_id": "quin", "email": "quin+success@simulator.amazonses.com", "roles": ["subscribers"]},
+            preferences={"marketing_opt_in": True},
+        ),
+        DemoUser(
+            {"user_id": "rae", "email": "rae+success@simulator.amazonses.com", "roles": ["subscribers"]},
+            preferences={"marketing_opt_in": True},
+        ),
         DemoUser({"user_id": "acme", "webhook": {"url": receiver_url, "secret_name": "acme"}}),
     ]
 
@@ -221,6 +234,40 @@ def scenarios() -> list[Scenario]:
         )
 
     bea_shipped_again: list[bool] = []
+
+    def broadcast_to_oncall(stack: LocalStack) -> None:
+        """An operator sends a maintenance alert to everyone on call, as a producer would."""
+        data = json.dumps(SIGN_IN)
+        if not run_herald(
+            stack, "send", "security_alert", "--role", "oncall", "--data", data, "--event-id", "ops-1"
+        ):
+            raise RuntimeError("herald send failed")
+
+    def schedule_the_newsletter(stack: LocalStack) -> None:
+        """The newsletter goes out every minute here (every Monday 09:00 in a real product)."""
+        args = [
+            "schedule",
+            "put",
+            "newsletter",
+            "--expression",
+            "cron(* * * * ? *)",
+            "--type",
+            "marketing_promo",
+        ]
+        if not run_herald(stack, *args, "--role", "subscribers", "--data", json.dumps(PROMO)):
+            raise RuntimeError("herald schedule put failed")
+
+    newsletter_stopped: list[bool] = []
+
+    def stop_the_newsletter_once_fired(stack: LocalStack, seen: Observed) -> None:
+        """One issue is enough for the demo: the schedule goes once its first firing is routed."""
+        if not newsletter_stopped and seen.records_for("quin") and seen.records_for("rae"):
+            newsletter_stopped.append(True)
+            run_herald(stack, "schedule", "delete", "newsletter", quiet=True)
+
+    def fired_by_the_schedule(seen: Observed) -> bool:
+        records = seen.records_for("quin") + seen.records_for("rae")
+        return len(records) >= 2 and all(r["event_id"].startswith("sched-newsletter-") for r in records)
 
     def failing_receiver(stack: LocalStack) -> None:
         assert stack.sandbox
@@ -342,6 +389,24 @@ def scenarios() -> list[Scenario]:
             users=["ivy"],
         ),
         Scenario(
+            "manual broadcast to a role",
+            "herald send --role: each phone once",
+            [],
+            {"oli-phone": ["push"], "pia-phone": ["push"]},
+            prepare=broadcast_to_oncall,
+            users=["oli", "pia"],
+        ),
+        Scenario(
+            "scheduled broadcast to a role",
+            "at the next minute: each email once",
+            [],
+            {"quin+success@": ["email"], "rae+success@": ["email"]},
+            also=fired_by_the_schedule,
+            prepare=schedule_the_newsletter,
+            react=stop_the_newsletter_once_fired,
+            users=["quin", "rae"],
+        ),
+        Scenario(
             "hard bounce, then the next email",
             "1 email; the next one suppressed",
             [{"event_id": "demo-ship-bea-1", "type": "order_shipped", "user_id": "bea", "data": SHIPPED}],
@@ -406,7 +471,7 @@ def print_timeline(scenario: Scenario, seen: Observed) -> None:
     for user_id in scenario.users:
         for record in sorted(seen.records_for(user_id), key=lambda r: r["created_at"]):
             event = record["event_id"]
-            if not any(e.get("event_id") == event for e in scenario.events):
+            if scenario.events and not any(e.get("event_id") == event for e in scenario.events):
                 continue
             say(
                 f"  {_clock(record['created_at'])}  {record['type']} → {user_id}  [{record['urgency']}]"
@@ -519,16 +584,24 @@ def _play() -> int:
 
 
 def print_trace(stack: LocalStack, event_id: str) -> bool:
-    """What support runs when bea asks why her shipping email never came: the operator CLI, as a
-    separate process against the running stack (.local/stack.json)."""
+    """What support runs when bea asks why her shipping email never came."""
+    say("\nWhy did bea get no email about her second order?")
+    return run_herald(stack, "trace", event_id)
+
+
+def run_herald(stack: LocalStack, *args: str, quiet: bool = False) -> bool:
+    """The operator CLI, as a separate process against the running stack (.local/stack.json), its
+    command and output shown (unless `quiet`: the output only when it fails)."""
     herald = Path(sys.executable).with_name("herald")
-    command = [str(herald), "trace", event_id, "--local", "--state-file", str(stack.state_file)]
-    say(f"\nWhy did bea get no email about her second order?\n$ herald trace {event_id} --local")
+    if not quiet:
+        say(f"$ herald {' '.join(shlex.quote(a) for a in args)} --local")
     if not herald.exists():
         say("  the `herald` console script is not installed: run `make venv`")
         return False
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
-    say((result.stdout or result.stderr).rstrip())
+    command = [str(herald), *args, "--local", "--state-file", str(stack.state_file)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    if not quiet or result.returncode != 0:
+        say((result.stdout or result.stderr).rstrip())
     return result.returncode == 0
 
 
@@ -614,6 +687,8 @@ def play(
 
 def put_events(stack: LocalStack, details: list[dict[str, Any]], what: str = "") -> None:
     """`NotificationRequested` events on the bus, as the product's services put them."""
+    if not details:
+        return
     entries = [
         {
             "EventBusName": stack.bus_name,
