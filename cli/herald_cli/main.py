@@ -111,6 +111,59 @@ def on_stack(command: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
+def what_to_send(command: Callable[..., None]) -> Callable[..., None]:
+    """The recipients (exactly one of --user, --role, --topic, --all), --data, --urgency and
+    --locale; the command receives them as a manual send's `fields`."""
+
+    @click.option("--user", "user_id", help="One person.")
+    @click.option("--role", help="Everyone holding this role (the directory's).")
+    @click.option("--topic", help="Everyone following this topic.")
+    @click.option("--all", "everyone", is_flag=True, help="Everyone the directory knows.")
+    @click.option("--data", "data_json", default="{}", help="The event's data, as a JSON object.")
+    @click.option("--urgency", type=click.Choice([u.value for u in Urgency]), help="A producer's override.")
+    @click.option("--locale", help="The event's locale (default: each person's).")
+    @functools.wraps(command)
+    def wrapper(
+        *args: Any,
+        user_id: str | None,
+        role: str | None,
+        topic: str | None,
+        everyone: bool,
+        data_json: str,
+        urgency: str | None,
+        locale: str | None,
+        **kwargs: Any,
+    ) -> None:
+        chosen = [
+            name for name, value in (("--user", user_id), ("--role", role), ("--topic", topic)) if value
+        ]
+        chosen += ["--all"] if everyone else []
+        if len(chosen) != 1:
+            raise click.UsageError("name the recipients once: --user ID, --role R, --topic T or --all")
+        audience = (
+            None if user_id else ({"role": role} if role else {"topic": topic} if topic else {"all": True})
+        )
+        fields = {
+            "user_id": user_id,
+            "audience": audience,
+            "data": _json_object(data_json),
+        }
+        fields |= {"urgency": urgency, "locale": locale}
+        command(*args, fields={k: v for k, v in fields.items() if v is not None}, **kwargs)
+
+    return wrapper
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise click.BadParameter(f"not JSON: {error}", param_hint="--data") from error
+    if not isinstance(value, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--data")
+    return value
+
+
 def _notifications(target: StackTarget) -> NotificationStore:
     return NotificationStore(target.client("dynamodb"), target.physical_id("NotificationsTable"))
 
@@ -233,13 +286,7 @@ def explain(
 
 @cli.command()
 @click.argument("notification_type")
-@click.option("--user", "user_id", help="One person.")
-@click.option("--role", help="Everyone holding this role (the directory's).")
-@click.option("--topic", help="Everyone following this topic.")
-@click.option("--all", "everyone", is_flag=True, help="Everyone the directory knows.")
-@click.option("--data", "data_json", default="{}", help="The event's data, as a JSON object.")
-@click.option("--urgency", type=click.Choice([u.value for u in Urgency]), help="A producer's override.")
-@click.option("--locale", help="The event's locale (default: each person's).")
+@what_to_send
 @click.option("--send-at", help="Deliver at this ISO 8601 time with a UTC offset (default: now).")
 @click.option("--event-id", help="Your event id: sending again with it delivers once (default: a new one).")
 @click.option("--wait", is_flag=True, help="Wait until every channel has settled, and print the outcome.")
@@ -247,13 +294,7 @@ def explain(
 @on_stack
 def send(
     notification_type: str,
-    user_id: str | None,
-    role: str | None,
-    topic: str | None,
-    everyone: bool,
-    data_json: str,
-    urgency: str | None,
-    locale: str | None,
+    fields: dict[str, Any],
     send_at: str | None,
     event_id: str | None,
     wait: bool,
@@ -262,7 +303,7 @@ def send(
 ) -> None:
     """Put NOTIFICATION_TYPE on the stack's bus for one person (--user) or an audience (--role,
     --topic, --all), exactly as a producer would; prints the event id (follow it with `herald trace`)."""
-    fields = _send_fields(notification_type, user_id, role, topic, everyone, data_json, urgency, locale)
+    fields = {"type": notification_type, **fields}
     fields |= {k: v for k, v in (("send_at", send_at), ("event_id", event_id)) if v is not None}
     try:
         manual = ManualSend.model_validate(fields)
@@ -293,42 +334,6 @@ def send(
     click.echo("\n".join(progress.summary()))
     if not progress.done:
         raise click.ClickException(f"not settled within {timeout:g} s: see `herald trace {sent}` later")
-
-
-def _send_fields(
-    notification_type: str,
-    user_id: str | None,
-    role: str | None,
-    topic: str | None,
-    everyone: bool,
-    data_json: str,
-    urgency: str | None,
-    locale: str | None,
-) -> dict[str, Any]:
-    """A manual send's fields from the recipients' options (exactly one of them)."""
-    chosen = [name for name, value in (("--user", user_id), ("--role", role), ("--topic", topic)) if value]
-    chosen += ["--all"] if everyone else []
-    if len(chosen) != 1:
-        raise click.UsageError("name the recipients once: --user ID, --role R, --topic T or --all")
-    audience = None if user_id else ({"role": role} if role else {"topic": topic} if topic else {"all": True})
-    fields = {
-        "type": notification_type,
-        "user_id": user_id,
-        "audience": audience,
-        "data": _json_object(data_json),
-    }
-    fields |= {"urgency": urgency, "locale": locale}
-    return {k: v for k, v in fields.items() if v is not None}
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError as error:
-        raise click.BadParameter(f"not JSON: {error}", param_hint="--data") from error
-    if not isinstance(value, dict):
-        raise click.BadParameter("must be a JSON object", param_hint="--data")
-    return value
 
 
 # -- schedule -----------------------------------------------------------------------------------
@@ -370,13 +375,7 @@ def schedule_list(target: StackTarget) -> None:
 @click.option("--timezone", default="UTC", show_default=True, help="IANA time zone of the expression.")
 @click.option("--disabled", is_flag=True, help="Create or keep it, but do not fire.")
 @click.option("--type", "notification_type", required=True, help="A catalog type.")
-@click.option("--user", "user_id")
-@click.option("--role")
-@click.option("--topic")
-@click.option("--all", "everyone", is_flag=True)
-@click.option("--data", "data_json", default="{}", help="The event's data, as a JSON object.")
-@click.option("--urgency", type=click.Choice([u.value for u in Urgency]))
-@click.option("--locale")
+@what_to_send
 @click.option("--force", is_flag=True, help="Replace one of schedules.yaml's (it becomes yours).")
 @on_stack
 def schedule_put(
@@ -385,18 +384,12 @@ def schedule_put(
     timezone: str,
     disabled: bool,
     notification_type: str,
-    user_id: str | None,
-    role: str | None,
-    topic: str | None,
-    everyone: bool,
-    data_json: str,
-    urgency: str | None,
-    locale: str | None,
+    fields: dict[str, Any],
     force: bool,
     target: StackTarget,
 ) -> None:
     """Create or replace the recurring schedule NAME (yours: a deploy leaves it alone)."""
-    send_fields = _send_fields(notification_type, user_id, role, topic, everyone, data_json, urgency, locale)
+    send_fields = {"type": notification_type, **fields}
     try:
         recurring = RecurringNotification.model_validate(
             {

@@ -15,6 +15,7 @@ import pytest
 from herald.catalog import load_catalog
 from herald.directory import Directory, UserDeleted, UserUpserted
 from herald.messages import parse_channel_body
+from herald.routing import service as service_module
 from herald.routing.held import HeldRequests
 from herald.stores.keys import email_address
 from herald.stores.presence import PresenceStore
@@ -397,6 +398,36 @@ def test_audience_fans_out_page_by_page_to_each_member_once(stack: MotoStack, ro
         FakeContext(),
     )
     assert stack.drain("Broadcast") == [] and stack.drain("Ingest") == []
+
+
+@pytest.mark.usefixtures("small_pages")
+def test_a_fan_out_cut_short_by_a_crash_resumes_and_reaches_each_member_once(
+    stack: MotoStack, router: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN 25 members, and a router that dies once after sending the first 10 requests of a page
+    admins = [a_profile(f"c{i}", roles=["admin"]) for i in range(25)]
+    add_users(stack, *admins)
+    real = service_module.send_batches
+    crashed: list[bool] = []
+
+    def dies_once_mid_page(sqs: Any, url: str, bodies: Any) -> None:
+        if url == stack.queue_urls["Broadcast"] and not crashed:
+            crashed.append(True)
+            real(sqs, url, bodies[:5])
+            raise RuntimeError("the invocation died mid-page")
+        real(sqs, url, bodies)
+
+    monkeypatch.setattr(service_module, "send_batches", dies_once_mid_page)
+    event = envelope({"event_id": "maint-crash", "type": "security_alert", "audience": {"role": "admin"}})
+
+    # WHEN the first attempt fails (SQS will redeliver it) and the redelivery runs
+    first = router.lambda_handler(sqs_event(event), FakeContext())
+    assert crashed and first["batchItemFailures"], first
+
+    # THEN the fan-out resumes from the page and every member gets the alert exactly once
+    assert fan_out(stack, router, {"role": "admin"}, event_id="maint-crash") == sorted(
+        p.user_id for p in admins
+    )
 
 
 @pytest.mark.usefixtures("small_pages")

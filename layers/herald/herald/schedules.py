@@ -18,7 +18,6 @@ import json
 import re
 from importlib import resources
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from botocore.exceptions import ClientError
@@ -27,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from herald.catalog import Catalog
 from herald.models import DETAIL_TYPE
 from herald.sends import ManualSend, SendRefused
+from herald.users import known_time_zone
 
 SOURCE = "herald.schedule"
 FILE_OWNER = "herald:file"
@@ -80,11 +80,7 @@ class RecurringNotification(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, zone: str) -> str:
-        try:
-            ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {zone!r}") from None
-        return zone
+        return known_time_zone(zone)
 
     def checked(self, catalog: Catalog) -> RecurringNotification:
         """Itself, once the catalog accepts what it sends (ScheduleError otherwise)."""

@@ -89,6 +89,15 @@ class Preferences(BaseModel):
         return self.channels.get(channel, True)
 
 
+def known_time_zone(zone: str) -> str:
+    """`zone` when it is an IANA time zone this runtime knows (tzdata), else ValueError."""
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA time zone {zone!r}") from None
+    return zone
+
+
 class DirectoryProfile(BaseModel):
     """What the product's directory owns about a person (synced over the bus, `UserUpserted`)."""
 
@@ -113,11 +122,7 @@ class DirectoryProfile(BaseModel):
     @field_validator("time_zone")
     @classmethod
     def _known_zone(cls, zone: str) -> str:
-        try:
-            ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {zone!r}") from None
-        return zone
+        return known_time_zone(zone)
 
     @field_validator("email")
     @classmethod
