@@ -45,7 +45,9 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -495,22 +497,35 @@ class ChannelSender:
         in that message's place (the caller raises it for SQS to retry that record)."""
         results: list[Outcome | BaseException | None] = [None] * len(items)
         begun: list[tuple[int, _Begun]] = []
-        for index, (message, attempt) in enumerate(items):
+
+        def begin(item: tuple[ChannelMessage, int]) -> _Begun | Outcome | BaseException:
             try:
-                started = self._begin(message, attempt, lease_seconds)
+                return self._begin(item[0], item[1], lease_seconds)
             except Exception as error:
-                results[index] = error
-                continue
-            if isinstance(started, Outcome):
-                results[index] = started
-            else:
-                begun.append((index, started))
-        answers = self._deliver_together([started for _, started in begun]) if begun else []
-        for (index, started), answer in zip(begun, answers, strict=True):
-            try:
-                results[index] = self._conclude(started, answer)
-            except Exception as error:
-                results[index] = error
+                return error
+
+        # Each record's claim, then each record's outcome, is its own notification record's write:
+        # made at once across the batch (DynamoDB round trips overlap); every claim is held before
+        # anything is sent, as one after the other.
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_RECORDS, len(items))) as pool:
+            for index, started in enumerate(pool.map(begin, items)):
+                if isinstance(started, _Begun):
+                    begun.append((index, started))
+                else:
+                    results[index] = started
+            answers = self._deliver_together([started for _, started in begun]) if begun else []
+
+            def conclude(pair: tuple[_Begun, SendResult | Skip | Crashed]) -> Outcome | BaseException:
+                try:
+                    return self._conclude(*pair)
+                except Exception as error:
+                    return error
+
+            concluded = pool.map(
+                conclude, [(started, answer) for (_, started), answer in zip(begun, answers, strict=True)]
+            )
+            for (index, _), outcome in zip(begun, concluded, strict=True):
+                results[index] = outcome
         return [result if result is not None else RuntimeError("not processed") for result in results]
 
     def _begin(self, message: ChannelMessage, attempt: int, lease_seconds: int) -> _Begun | Outcome:
@@ -807,10 +822,13 @@ class ChannelSender:
         """One count of `name`; the sender function adds `channel` as a default dimension
         (herald.channels.handler), so the name is the same on every channel."""
         if self._metrics is not None:
-            self._metrics.add_metric(name=name, unit="Count", value=1)
+            with _METRICS_LOCK:  # a batch's records are settled in parallel (process_many)
+                self._metrics.add_metric(name=name, unit="Count", value=1)
 
 
 _LOG_BY_STATE = {DeliveryState.RETRY: logger.warning, DeliveryState.UNCERTAIN: logger.error}
+_METRICS_LOCK = threading.Lock()
+MAX_PARALLEL_RECORDS = 10  # an SQS batch's records, claimed and settled at once
 _METRIC_BY_STATE = {
     DeliveryState.SENT: "Delivered",
     DeliveryState.FAILED: "DeliveryFailed",
