@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -334,18 +335,18 @@ PUSH_RUNS = 3
 
 def push_batch_path() -> dict[str, Any]:
     """The push sender on one batch of `PUSH_RECORDS` records of `PUSH_TOKENS` device tokens each,
-    against the FCM sandbox answering each request after `FCM_LATENCY_MS` (moto in-process for
-    AWS): the handler's wall time (the first batch, which also fetches the OAuth token and starts
-    the threads, then the median of the next ones), the part of it spent sending to FCM, and its
-    AWS calls per push (per record). The sandbox runs in a process of its own, as FCM is another
-    machine: its CPU is not Herald's."""
+    against the FCM sandbox answering each request after `FCM_LATENCY_MS`: the handler's wall time
+    (the first batch, which also fetches the OAuth token and starts the threads, then the median of
+    the next ones), the part of it spent sending to FCM, and its AWS calls per push (per record).
+    The sandbox and moto each run in a process of their own, as FCM and DynamoDB are other
+    machines: their CPU is not Herald's, and the batch's parallel DynamoDB calls overlap as they do
+    on AWS (moto in this process would run them one after another, under one interpreter lock)."""
     from aws_lambda_powertools.utilities import parameters
-    from moto import mock_aws
 
     import herald.channels.fcm as fcm
     from herald.catalog import load_catalog
+    from local.provision import provision
     from local.sandboxes import google_auth_on_loopback
-    from tests.support.stack import MOTO_CONFIG, provision
 
     send_seconds: list[float] = []
     original_send_batch = fcm.FcmPushProvider.send_batch
@@ -361,9 +362,12 @@ def push_batch_path() -> dict[str, Any]:
     walls: list[float] = []
     calls: Counter[str] = Counter()
     fcm.FcmPushProvider.send_batch = timed_send_batch  # type: ignore[method-assign]
+    saved = dict(os.environ)  # the sender's environment aims boto3 at the moto process
     try:
-        with _sandbox_process() as sandbox, mock_aws(config=MOTO_CONFIG), google_auth_on_loopback():
-            stack = provision(stack_name="bench-push", sandbox=sandbox.credentials)
+        with _sandbox_process() as sandbox, _moto_process() as aws_url, google_auth_on_loopback():
+            stack = _RemoteStack(
+                provision(aws_endpoint=aws_url, sandbox=sandbox.credentials, stack_name="bench-push"), aws_url
+            )
             os.environ.update({**stack.env, **QUIET_HANDLERS})
             parameters.clear_caches()
             sender = _fresh_module("functions.push_sender.app")
@@ -382,6 +386,8 @@ def push_batch_path() -> dict[str, Any]:
                     raise RuntimeError(f"the push batch did not go out whole: {response}, {sent} sent")
     finally:
         fcm.FcmPushProvider.send_batch = original_send_batch  # type: ignore[method-assign]
+        os.environ.clear()
+        os.environ.update(saved)
     warm = statistics.median(walls[1:])
     sending = statistics.median(send_seconds[1:])
     return {
@@ -440,6 +446,60 @@ def _queue_push_batch(stack: Any, entry: Any, run: int) -> None:
             )
         )
         sqs.send_message(QueueUrl=stack.queue_urls["Push"], MessageBody=message.queue_body())
+
+
+class _RemoteStack:
+    """What the bench's helpers use of a stack (clients, tables, queues, the push sender's
+    environment), provisioned in a moto server of its own process."""
+
+    def __init__(self, description: Any, url: str) -> None:
+        self._url = url
+        resources = description.resources.values()
+        self.tables = {r.logical_id: r.physical_id for r in resources if r.type == "AWS::DynamoDB::Table"}
+        self.queue_urls = {
+            r.logical_id.removesuffix("Queue"): r.physical_id
+            for r in resources
+            if r.type == "AWS::SQS::Queue"
+        }
+        self.env = dict(description.functions["PushSenderFunction"].environment)
+
+    def client(self, service: str) -> Any:
+        from local.moto_server import aws_client
+
+        return aws_client(service, self._url)
+
+
+@contextlib.contextmanager
+def _moto_process() -> Iterator[str]:
+    """`moto_server` on a free loopback port, in a process of its own; yields its URL."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = Path(sys.executable).with_name("moto_server")
+    process = subprocess.Popen(
+        [str(server), "-H", "127.0.0.1", "-p", str(port)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("moto_server did not start")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 class _SandboxProcess:

@@ -76,11 +76,6 @@ class FunctionError(Exception):
         self.error_message = message
 
 
-# The function whose handler this thread is running (None outside an invocation): what
-# `InvocationLog` attributes an AWS call to.
-_invoking = threading.local()
-
-
 @dataclass(frozen=True)
 class Invocation:
     function: str
@@ -91,24 +86,42 @@ class Invocation:
 
 class InvocationLog:
     """What the functions did while it was open (`with runner.measured() as log:`): each invocation
-    (its function, trigger, batch size, duration) and each AWS API call their handlers made, by
-    function and operation. Calls made outside an invocation (the runner's own polling and
-    deleting, as Lambda's event source mappings do, or a test's) are not counted, nor calls made
-    from threads the handler starts."""
+    (its function, trigger, batch size, duration) and each AWS API call made with their handler
+    modules' clients (found in the modules' globals and one level into them: the clients a handler
+    builds at its cold start), from any thread. The runner's own polling and deleting (Lambda's
+    event source mappings) and a test's calls use other clients and are not counted."""
 
     def __init__(self) -> None:
         self.invocations: list[Invocation] = []
         self.calls: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
 
-    def call(self, service: str, operation: str) -> None:
-        function = getattr(_invoking, "function", None)
-        if function is not None:
+    def counter(self, function: str) -> Callable[..., None]:
+        def count(model: Any, **_: Any) -> None:
             with self._lock:
-                self.calls[(function, f"{service}:{operation}")] += 1
+                self.calls[(function, f"{model.service_model.service_name}:{model.name}")] += 1
+
+        return count
 
     def calls_of(self, function: str) -> Counter[str]:
         return Counter({op: n for (fn, op), n in self.calls.items() if fn == function})
+
+
+def _clients_in(namespace: Mapping[str, Any], depth: int = 2) -> list[BaseClient]:
+    """The botocore clients among these values and, `depth` levels down, their attributes."""
+    found: dict[int, BaseClient] = {}
+    pending = [(value, 0) for name, value in namespace.items() if not name.startswith("__")]
+    seen: set[int] = set()
+    while pending:
+        value, level = pending.pop()
+        if id(value) in seen or isinstance(value, type | ModuleType):
+            continue
+        seen.add(id(value))
+        if isinstance(value, BaseClient):
+            found[id(value)] = value
+        elif level < depth and hasattr(value, "__dict__"):
+            pending += [(attribute, level + 1) for attribute in vars(value).values()]
+    return list(found.values())
 
 
 class LambdaContext:
@@ -626,7 +639,6 @@ class Runner:
             handler = self._load(function)
             context = function.context()
             started = time.monotonic()
-            _invoking.function = spec.logical_id
             try:
                 result = handler(payload, context)
             except Exception:
@@ -638,8 +650,6 @@ class Runner:
                     traceback.format_exc().rstrip(),
                 )
                 raise
-            finally:
-                _invoking.function = None
             elapsed = time.monotonic() - started
         for log in list(self._logs):
             records = len(event.get("Records") or []) if isinstance(event, dict) else 0
@@ -661,19 +671,22 @@ class Runner:
     def measured(self) -> Iterator[InvocationLog]:
         """Record the functions' invocations and AWS calls while the block runs (InvocationLog)."""
         log = InvocationLog()
-        original = BaseClient._make_api_call
-
-        def counted(client: BaseClient, operation: str, params: Any) -> Any:
-            log.call(client.meta.service_model.service_name, operation)
-            return original(client, operation, params)
-
-        BaseClient._make_api_call = counted  # type: ignore[method-assign]
+        hooks: list[tuple[BaseClient, Callable[..., None]]] = []
+        for logical_id, spec in self.description.functions.items():
+            module = sys.modules.get(spec.module)
+            if module is None:
+                continue
+            count = log.counter(logical_id)
+            for client in _clients_in(vars(module)):
+                client.meta.events.register("before-call.*.*", count)
+                hooks.append((client, count))
         self._logs.append(log)
         try:
             yield log
         finally:
             self._logs.remove(log)
-            BaseClient._make_api_call = original  # type: ignore[method-assign]
+            for client, count in hooks:
+                client.meta.events.unregister("before-call.*.*", count)
 
     def invoke(self, function_logical_id: str, event: Any) -> Any:
         """Invoke a function synchronously, as Lambda's Invoke; returns its (JSON) result.
