@@ -476,6 +476,8 @@ def _moto_process() -> Iterator[str]:
     import urllib.error
     import urllib.request
 
+    from local.moto_server import MOTO_CONFIG
+
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -489,17 +491,28 @@ def _moto_process() -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
+            if process.poll() is not None:
+                raise RuntimeError(f"moto_server exited ({process.returncode})")
             try:
                 urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
                 break
-            except (urllib.error.URLError, ConnectionError):
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.1)
         else:
             raise RuntimeError("moto_server did not start")
+        # as the local stack configures its moto (local.moto_server.MOTO_CONFIG)
+        config = urllib.request.Request(
+            f"{url}/moto-api/config", data=json.dumps(MOTO_CONFIG).encode(), method="POST"
+        )
+        urllib.request.urlopen(config, timeout=5).read()
         yield url
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
 
 
 class _SandboxProcess:

@@ -36,7 +36,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -87,8 +87,8 @@ class Invocation:
 class InvocationLog:
     """What the functions did while it was open (`with runner.measured() as log:`): each invocation
     (its function, trigger, batch size, duration) and each AWS API call made with their handler
-    modules' clients (found in the modules' globals and one level into them: the clients a handler
-    builds at its cold start), from any thread. The runner's own polling and deleting (Lambda's
+    modules' clients (found at each cold start in the module's globals and two levels into them:
+    the clients a handler builds then), from any thread. The runner's own polling and deleting (Lambda's
     event source mappings) and a test's calls use other clients and are not counted."""
 
     def __init__(self) -> None:
@@ -96,12 +96,9 @@ class InvocationLog:
         self.calls: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
 
-    def counter(self, function: str) -> Callable[..., None]:
-        def count(model: Any, **_: Any) -> None:
-            with self._lock:
-                self.calls[(function, f"{model.service_model.service_name}:{model.name}")] += 1
-
-        return count
+    def count(self, function: str, operation: str) -> None:
+        with self._lock:
+            self.calls[(function, operation)] += 1
 
     def calls_of(self, function: str) -> Counter[str]:
         return Counter({op: n for (fn, op), n in self.calls.items() if fn == function})
@@ -110,17 +107,17 @@ class InvocationLog:
 def _clients_in(namespace: Mapping[str, Any], depth: int = 2) -> list[BaseClient]:
     """The botocore clients among these values and, `depth` levels down, their attributes."""
     found: dict[int, BaseClient] = {}
-    pending = [(value, 0) for name, value in namespace.items() if not name.startswith("__")]
+    pending = deque((value, 0) for name, value in namespace.items() if not name.startswith("__"))
     seen: set[int] = set()
-    while pending:
-        value, level = pending.pop()
+    while pending:  # breadth first: a value is expanded at the shallowest depth it is met
+        value, level = pending.popleft()
         if id(value) in seen or isinstance(value, type | ModuleType):
             continue
         seen.add(id(value))
         if isinstance(value, BaseClient):
             found[id(value)] = value
         elif level < depth and hasattr(value, "__dict__"):
-            pending += [(attribute, level + 1) for attribute in vars(value).values()]
+            pending.extend((attribute, level + 1) for attribute in vars(value).values())
     return list(found.values())
 
 
@@ -622,6 +619,9 @@ class Runner:
             )
             raise
         function.module, function.handler = module, handler
+        count = self._call_counter(spec.logical_id)
+        for client in _clients_in(vars(module)):  # every call counts into the open measurements
+            client.meta.events.register("before-call.*.*", count)
         logger.info(
             "%s: cold start, imported %s in %.0f ms",
             spec.logical_id,
@@ -671,22 +671,21 @@ class Runner:
     def measured(self) -> Iterator[InvocationLog]:
         """Record the functions' invocations and AWS calls while the block runs (InvocationLog)."""
         log = InvocationLog()
-        hooks: list[tuple[BaseClient, Callable[..., None]]] = []
-        for logical_id, spec in self.description.functions.items():
-            module = sys.modules.get(spec.module)
-            if module is None:
-                continue
-            count = log.counter(logical_id)
-            for client in _clients_in(vars(module)):
-                client.meta.events.register("before-call.*.*", count)
-                hooks.append((client, count))
         self._logs.append(log)
         try:
             yield log
         finally:
             self._logs.remove(log)
-            for client, count in hooks:
-                client.meta.events.unregister("before-call.*.*", count)
+
+    def _call_counter(self, function: str) -> Callable[..., None]:
+        """The hook a function's clients carry from its cold start: each call counts into every
+        open measurement (none open: nothing to do)."""
+
+        def count(model: Any, **_: Any) -> None:
+            for log in list(self._logs):
+                log.count(function, f"{model.service_model.service_name}:{model.name}")
+
+        return count
 
     def invoke(self, function_logical_id: str, event: Any) -> Any:
         """Invoke a function synchronously, as Lambda's Invoke; returns its (JSON) result.

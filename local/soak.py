@@ -1270,7 +1270,7 @@ class Soak:
             "eligible": len(eligible),
             "skipped_with_reason": skipped,
             "seeding_seconds": round(seeded, 1),
-            "aws_calls_per_recipient": {fn: round(n / max(1, people), 2) for fn, n in calls.items()},
+            "aws_calls_per_person": {fn: round(n / max(1, people), 2) for fn, n in calls.items()},
             "aws_calls_by_operation": {
                 fn: dict(sorted(log.calls_of(fn).items())) for fn in ("RouterFunction", "PushSenderFunction")
             },

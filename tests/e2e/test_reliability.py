@@ -66,7 +66,7 @@ def test_a_role_broadcast_reaches_every_member_once_and_skips_the_muted_with_the
         result
     )
     assert result.notes["skipped_with_reason"] == SIZES.broadcast // 10, explain(result)
-    assert result.notes["push_batches"] > 0 and result.notes["aws_calls_per_recipient"]["RouterFunction"] > 0
+    assert result.notes["push_batches"] > 0 and result.notes["aws_calls_per_person"]["RouterFunction"] > 0
     assert result.ok, explain(result)
 
 

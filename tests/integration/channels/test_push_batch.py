@@ -5,6 +5,7 @@ sender's guarantees (at most once, the outage budget, the deadline) per record."
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -216,3 +217,46 @@ def test_an_aws_error_on_one_claim_retries_that_record_only(
 
     assert response == {"batchItemFailures": [{"itemIdentifier": message_id_of(event, messages[1])}]}
     assert sent_to(env) == ["tok-0", "tok-2"]
+
+
+def test_the_records_are_claimed_at_once_and_nothing_is_sent_before_every_claim_is_held(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    messages = [push_for(i, [f"tok-c{i}"]) for i in range(10)]
+    event = enqueue_batch(env, messages)
+    app = env.app("push_sender")
+    ledger = app.sender._ledger
+    real_claim = ledger.claim
+    lock = threading.Lock()
+    running = {"now": 0, "most": 0}
+    claims_done: list[float] = []
+    sends_started: list[float] = []
+
+    def slow_claim(message: ChannelMessage, **kwargs: Any) -> Any:
+        with lock:
+            running["now"] += 1
+            running["most"] = max(running["most"], running["now"])
+        time.sleep(0.5 if message.notification_id == "ntf-9" else 0.1)  # one claim is slow
+        try:
+            return real_claim(message, **kwargs)
+        finally:
+            with lock:
+                running["now"] -= 1
+                claims_done.append(time.monotonic())
+
+    provider = app.sender.deliverer.provider
+    real_send = provider.send_batch
+
+    def noted_send(pushes: Any) -> Any:
+        sends_started.append(time.monotonic())
+        return real_send(pushes)
+
+    monkeypatch.setattr(ledger, "claim", slow_claim)
+    monkeypatch.setattr(provider, "send_batch", noted_send)
+
+    assert handle(env, app, event) == {"batchItemFailures": []}
+
+    assert len(claims_done) == 10 and len(sends_started) == 1
+    assert sends_started[0] >= max(claims_done)  # the slow claim too was held before the send
+    assert 1 < running["most"] <= 10  # claimed together, at most one thread per record
+    assert len(sent_to(env)) == 10

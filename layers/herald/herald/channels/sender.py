@@ -495,6 +495,8 @@ class ChannelSender:
         stale claims, recorded uncertain later, never a second send), one `deliver_batch`, then
         each outcome recorded on its own. An AWS error concerns its message alone: it is returned
         in that message's place (the caller raises it for SQS to retry that record)."""
+        if not items:
+            return []
         results: list[Outcome | BaseException | None] = [None] * len(items)
         begun: list[tuple[int, _Begun]] = []
 
