@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 from botocore.config import Config
@@ -29,27 +29,25 @@ class TargetError(Exception):
     """Something an operator must fix: an unknown stack, a resource it does not have, ..."""
 
 
-class StackTarget:
+class StackTarget(Protocol):
     """What every command needs from a stack."""
 
-    label: str
+    @property
+    def label(self) -> str: ...
 
-    def client(self, service: str) -> Any:
-        raise NotImplementedError
+    def client(self, service: str) -> Any: ...
 
-    def physical_id(self, logical_id: str) -> str:
-        raise NotImplementedError
+    def physical_id(self, logical_id: str) -> str: ...
 
-    def function_environment(self, logical_id: str) -> dict[str, str]:
-        raise NotImplementedError
+    def function_environment(self, logical_id: str) -> dict[str, str]: ...
 
     def operator(self) -> str:
         """Who runs the command, for the records it writes (lifting a suppression)."""
-        raise NotImplementedError
+        ...
 
 
 @dataclass
-class LocalTarget(StackTarget):
+class LocalTarget:
     aws_endpoint: str
     region: str
     resources: dict[str, str]  # logical id -> physical id
@@ -101,13 +99,13 @@ class LocalTarget(StackTarget):
 
 
 @dataclass
-class AwsTarget(StackTarget):
+class AwsTarget:
     stack_name: str
     session: Any
     _resources: dict[str, str] | None = field(default=None, repr=False)
 
     @property
-    def label(self) -> str:  # type: ignore[override]
+    def label(self) -> str:
         return f"stack {self.stack_name}"
 
     @classmethod
