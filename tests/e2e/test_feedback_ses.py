@@ -20,7 +20,7 @@ from tests.support.cli import herald, section
 
 pytestmark = pytest.mark.e2e
 
-TIMEOUT = 60.0
+TIMEOUT = 120.0  # under a loaded CI machine the SES simulator polling (data.json) slows down
 
 
 def a_person(stack: LocalStack, user_id: str, email: str) -> None:

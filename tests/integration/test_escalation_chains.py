@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 from herald.catalog import load_catalog
 from herald.dispatch import START_EXECUTION_TARGET
 from herald.messages import parse_channel_body
+from herald.routing.decision import notification_id_for
 from tests.integration.test_router_handler import (
     FakeContext,
     a_profile,
@@ -40,13 +41,15 @@ def route(router: Any, **detail: Any) -> None:
     assert router.lambda_handler(sqs_event(envelope(detail)), FakeContext()) == {"batchItemFailures": []}
 
 
-def task_message(stack: MotoStack, queue: str, timeout: float = 30) -> dict[str, Any]:
-    """The state machine's first-step message on `queue` (with its task token)."""
+def task_message(stack: MotoStack, queue: str, event_id: str, timeout: float = 30) -> dict[str, Any]:
+    """The state machine's first-step message on `queue` (with its task token) for the notification
+    of `event_id`: a stopped execution of an earlier test may still have put its own there."""
+    wanted = notification_id_for(event_id)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for raw in stack.drain(queue):
             body = json.loads(raw["Body"])
-            if "task_token" in body:
+            if "task_token" in body and body["message"]["notification_id"] == wanted:
                 return body
         time.sleep(0.1)
     raise AssertionError(f"no task message on {queue}")
@@ -145,7 +148,7 @@ def test_in_quiet_hours_the_chain_is_started_by_a_schedule_at_their_end_not_by_a
 
     # WHEN the schedule fires (Scheduler makes the API call its input describes) THEN the chain runs
     sfn.start_execution(stateMachineArn=start["StateMachineArn"], name=start["Name"], input=start["Input"])
-    body = task_message(stack, "Push")
+    body = task_message(stack, "Push", "pay-q")
     assert parse_channel_body(json.dumps(body)).notification_id == record["notification_id"]
 
 
@@ -161,7 +164,7 @@ def test_step_functions_transitions_are_at_the_floor(
     route(router, event_id=f"pay-{path}", type="payment_receipt", user_id="42")
     sfn = stack.client("stepfunctions")
 
-    first = task_message(stack, "Push")
+    first = task_message(stack, "Push", f"pay-{path}")
     if path == "acknowledged":
         answer(lambda: sfn.send_task_success(taskToken=first["task_token"], output="{}"))
     elif path == "undeliverable":
@@ -188,7 +191,7 @@ def test_the_fraud_chain_waits_for_the_sms_delivery_not_an_acknowledgement(
 
     route(router, event_id="fraud-1", type="fraud_alert", user_id="42")
 
-    body = task_message(stack, "Sms")
+    body = task_message(stack, "Sms", "fraud-1")
     message = parse_channel_body(json.dumps(body))
     assert message.escalation and message.ends_when_delivered
     assert stack.drain("Push") == []
