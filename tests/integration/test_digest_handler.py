@@ -29,25 +29,16 @@ from herald.stores.suppression import SuppressionStore
 from herald.stores.users import UserStore
 from herald.users import UserProfile
 from tests.support.aws import REPO_ROOT
+from tests.support.lambda_context import FakeContext
 from tests.support.sqs import sqs_event
 from tests.support.stack import ACCOUNT, REGION, MotoStack, SharedStack, fresh_function_module
 
 pytestmark = pytest.mark.integration
+CONTEXT = FakeContext("herald-digest", 300)
 
 CATALOG = load_catalog()
 # A fixed instant for the service's clock: 12:00 UTC, so a person in UTC is mid-window.
 NOON = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-
-
-class FakeContext:
-    function_name = "herald-digest"
-    memory_limit_in_mb = 512
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:herald-digest"
-    aws_request_id = "req-digest"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 300_000
 
 
 def zone_where_it_is(hour: int, at: datetime) -> str:
@@ -227,7 +218,7 @@ class World:
     def send(self, messages: list[ChannelMessage]) -> list[Any]:
         """The real email sender on the queued messages; returns what SES (moto) sent."""
         app = fresh_function_module("functions.email_sender.app")
-        response = app.lambda_handler(sqs_event(*(m.queue_body() for m in messages)), FakeContext())
+        response = app.lambda_handler(sqs_event(*(m.queue_body() for m in messages)), CONTEXT)
         assert response == {"batchItemFailures": []}
         return list(ses_backends[ACCOUNT][REGION].sent_messages)
 
@@ -280,7 +271,7 @@ def test_due_unread_notifications_become_one_email_listing_them(
     [schedule] = world.stack.functions["DigestFunction"].schedules
     assert schedule.expression == "rate(15 minutes)"
     app = fresh_function_module("functions.digest.app")
-    report = app.lambda_handler(scheduled_event(now), FakeContext())
+    report = app.lambda_handler(scheduled_event(now), CONTEXT)
 
     # THEN one reference email message is queued for one digest record listing both
     assert report["digests_queued"] == 1 and report["notifications_digested"] == 2
@@ -315,7 +306,7 @@ def test_the_sample_event_runs_the_function(world: World) -> None:
     event = json.loads((REPO_ROOT / "events" / "digest.json").read_text())
     app = fresh_function_module("functions.digest.app")
 
-    assert app.lambda_handler(event, FakeContext())["digests_queued"] == 0
+    assert app.lambda_handler(event, CONTEXT)["digests_queued"] == 0
     assert world.email_messages() == []
 
 

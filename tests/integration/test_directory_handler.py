@@ -9,6 +9,7 @@ import pytest
 
 from herald.batch import REJECTION_ATTRIBUTE
 from herald.stores.users import UserStore
+from tests.support.lambda_context import FakeContext
 from tests.support.sqs import directory_body
 from tests.support.stack import (
     MotoStack,
@@ -16,17 +17,7 @@ from tests.support.stack import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-class FakeContext:
-    function_name = "herald-directory"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:herald-directory"
-    aws_request_id = "req-1"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 30_000
+CONTEXT = FakeContext("herald-directory", 30)
 
 
 @pytest.fixture
@@ -66,7 +57,7 @@ def test_a_batch_is_applied_in_version_order_whatever_its_order(stack: MotoStack
     older = directory_body("UserUpserted", {"user_id": "42", "version": 1, "phone": "+14155550100"})
 
     # WHEN the handler runs it
-    result = handler.lambda_handler(sqs_event(newer, older, newer), FakeContext())
+    result = handler.lambda_handler(sqs_event(newer, older, newer), CONTEXT)
 
     # THEN every record succeeded and the newer phone stands
     assert result == {"batchItemFailures": []}
@@ -78,7 +69,7 @@ def test_a_batch_is_applied_in_version_order_whatever_its_order(stack: MotoStack
 def test_a_delete_removes_the_entry_and_blocks_a_late_upsert(stack: MotoStack, handler: Any) -> None:
     handler.lambda_handler(
         sqs_event(directory_body("UserUpserted", {"user_id": "7", "version": 1, "roles": ["admin"]})),
-        FakeContext(),
+        CONTEXT,
     )
 
     result = handler.lambda_handler(
@@ -86,7 +77,7 @@ def test_a_delete_removes_the_entry_and_blocks_a_late_upsert(stack: MotoStack, h
             directory_body("UserDeleted", {"user_id": "7", "version": 3}),
             directory_body("UserUpserted", {"user_id": "7", "version": 2, "roles": ["admin"]}),
         ),
-        FakeContext(),
+        CONTEXT,
     )
 
     assert result == {"batchItemFailures": []}
@@ -101,7 +92,7 @@ def test_an_invalid_event_goes_to_the_dlq_with_its_reason_and_fails_alone(
     bad = directory_body("UserUpserted", {"user_id": "9", "version": 1, "time_zone": "Mars/Olympus"})
     good = directory_body("UserUpserted", {"user_id": "10", "version": 1})
 
-    result = handler.lambda_handler(sqs_event(bad, good), FakeContext())
+    result = handler.lambda_handler(sqs_event(bad, good), CONTEXT)
 
     assert result == {"batchItemFailures": []}, "a rejection is moved, not retried"
     dead = stack.drain("DirectoryDeadLetter")
@@ -126,7 +117,8 @@ def test_an_aws_failure_is_a_batch_item_failure_to_retry(
     monkeypatch.setattr(handler.directory._client, "transact_write_items", throttled)
 
     result = handler.lambda_handler(
-        sqs_event(directory_body("UserUpserted", {"user_id": "11", "version": 1})), FakeContext()
+        sqs_event(directory_body("UserUpserted", {"user_id": "11", "version": 1})),
+        CONTEXT,
     )
 
     assert result == {"batchItemFailures": [{"itemIdentifier": "m-0"}]}

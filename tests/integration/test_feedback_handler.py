@@ -26,24 +26,15 @@ from herald.stores.notifications import NotificationRecord, NotificationStore
 from herald.stores.suppression import SuppressionStore
 from herald.stores.users import UserStore
 from herald.users import UserProfile
+from tests.support.lambda_context import FakeContext
 from tests.support.stack import MotoStack, fresh_function_module
 
 pytestmark = pytest.mark.integration
+CONTEXT = FakeContext("herald-feedback", 30)
 
 ADDRESS = "ana@example.com"
 USER = "42"
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-
-
-class FakeContext:
-    function_name = "herald-feedback"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:herald-feedback"
-    aws_request_id = "req-1"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 30_000
 
 
 @pytest.fixture
@@ -219,7 +210,7 @@ def test_a_permanent_bounce_suppresses_the_address_and_bounces_the_channel(
 ) -> None:
     a_notification(stack)
 
-    result = handler.lambda_handler(sqs_event(bounce(stack)), FakeContext())
+    result = handler.lambda_handler(sqs_event(bounce(stack)), CONTEXT)
 
     assert result == {"batchItemFailures": []}
     saved = record(stack)
@@ -239,7 +230,7 @@ def test_a_permanent_bounce_suppresses_the_address_and_bounces_the_channel(
 def test_a_complaint_suppresses_and_opts_the_person_out_of_marketing(stack: MotoStack, handler: Any) -> None:
     a_notification(stack, state="delivered")
 
-    result = handler.lambda_handler(sqs_event(complaint(stack)), FakeContext())
+    result = handler.lambda_handler(sqs_event(complaint(stack)), CONTEXT)
 
     assert result == {"batchItemFailures": []}
     assert record(stack)["deliveries"]["email"]["state"] == "complained"
@@ -267,7 +258,7 @@ def test_delivery_delay_and_reject_update_the_log_without_suppressing(stack: Mot
     )
     reject = ses_event(stack, "Email Rejected", "reject", {"reason": "Bad content"}, notification_id="ntf-2")
 
-    result = handler.lambda_handler(sqs_event(delay, reject), FakeContext())
+    result = handler.lambda_handler(sqs_event(delay, reject), CONTEXT)
 
     assert result == {"batchItemFailures": []}
     delayed, rejected = record(stack, "ntf-1"), record(stack, "ntf-2")
@@ -284,7 +275,7 @@ def test_delivery_delay_and_reject_update_the_log_without_suppressing(stack: Mot
 def test_a_delivery_settles_the_channel(stack: MotoStack, handler: Any) -> None:
     a_notification(stack)
 
-    handler.lambda_handler(sqs_event(delivery(stack)), FakeContext())
+    handler.lambda_handler(sqs_event(delivery(stack)), CONTEXT)
 
     saved = record(stack)
     assert saved["deliveries"]["email"]["state"] == "delivered"
@@ -300,7 +291,7 @@ def test_mail_herald_did_not_send_changes_nothing_at_all(stack: MotoStack, handl
             bounce(stack, "Transient", to=stranger, herald=False),
             complaint(stack, to=stranger, herald=False),
         ),
-        FakeContext(),
+        CONTEXT,
     )
 
     assert result == {"batchItemFailures": []}
@@ -315,7 +306,7 @@ def test_mail_of_another_configuration_set_is_not_heralds(stack: MotoStack, hand
     other = json.loads(bounce(stack))
     other["detail"]["mail"]["tags"]["ses:configuration-set"] = ["another-app"]
 
-    handler.lambda_handler(sqs_event(json.dumps(other)), FakeContext())
+    handler.lambda_handler(sqs_event(json.dumps(other)), CONTEXT)
 
     assert record(stack)["deliveries"]["email"]["state"] == "sent"
     assert suppression(stack) is None
@@ -329,7 +320,7 @@ def test_a_malformed_event_goes_to_the_dlq_with_its_reason_and_fails_alone(
     del broken["detail"]["bounce"]["bouncedRecipients"]
     bad = json.dumps(broken)
 
-    result = handler.lambda_handler(sqs_event(bad, delivery(stack)), FakeContext())
+    result = handler.lambda_handler(sqs_event(bad, delivery(stack)), CONTEXT)
 
     assert result == {"batchItemFailures": []}, "a rejection is moved, not retried"
     [dead] = stack.drain("FeedbackDeadLetter")
@@ -353,7 +344,7 @@ def test_an_unknown_detail_type_is_acknowledged_and_changes_nothing(stack: MotoS
         }
     )
 
-    result = handler.lambda_handler(sqs_event(subscribed), FakeContext())
+    result = handler.lambda_handler(sqs_event(subscribed), CONTEXT)
 
     assert result == {"batchItemFailures": []}
     assert stack.drain("FeedbackDeadLetter") == []
@@ -372,7 +363,7 @@ def test_an_aws_failure_is_a_batch_item_failure_to_retry(
 
     monkeypatch.setattr(handler.dynamodb, "update_item", throttled)
 
-    result = handler.lambda_handler(sqs_event(bounce(stack)), FakeContext())
+    result = handler.lambda_handler(sqs_event(bounce(stack)), CONTEXT)
 
     assert result == {"batchItemFailures": [{"itemIdentifier": "m-0"}]}
     assert stack.drain("FeedbackDeadLetter") == []
@@ -384,8 +375,8 @@ def test_the_same_event_delivered_twice_is_logged_once(stack: MotoStack, handler
     a_notification(stack)
     event = delivery(stack, event_id="evt-once")
 
-    handler.lambda_handler(sqs_event(event), FakeContext())
-    handler.lambda_handler(sqs_event(event), FakeContext())
+    handler.lambda_handler(sqs_event(event), CONTEXT)
+    handler.lambda_handler(sqs_event(event), CONTEXT)
 
     assert [e["outcome"] for e in record(stack)["delivery_log"]] == ["delivered"]
 
@@ -406,7 +397,7 @@ def test_soft_bounces_suppress_only_at_the_threshold_within_the_window(
                 stack, "Transient", at=T0 + timedelta(days=2), feedback_id="fb-2", notification_id="ntf-2"
             ),
         ),
-        FakeContext(),
+        CONTEXT,
     )
 
     assert suppression(stack) is None, "two soft bounces within the window: not yet"
@@ -420,7 +411,7 @@ def test_soft_bounces_suppress_only_at_the_threshold_within_the_window(
                 stack, "Undetermined", at=T0 + timedelta(days=6), feedback_id="fb-3", notification_id="ntf-3"
             )
         ),
-        FakeContext(),
+        CONTEXT,
     )
 
     entry = suppression(stack)
@@ -446,7 +437,7 @@ def test_soft_bounces_older_than_the_window_do_not_count_and_are_pruned(
         sqs_event(
             *(bounce(stack, "Transient", at=T0 + timedelta(days=d), feedback_id=f"fb-{d}") for d in days)
         ),
-        FakeContext(),
+        CONTEXT,
     )
 
     assert suppression(stack) is None, "only the bounce of day 9 is within 7 days of day 9"
@@ -460,7 +451,7 @@ def test_a_soft_bounce_redelivered_under_another_event_id_is_counted_once(
     first = bounce(stack, "Transient", feedback_id="fb-same", event_id="evt-a")
     again = bounce(stack, "Transient", feedback_id="fb-same", event_id="evt-b")
 
-    handler.lambda_handler(sqs_event(first, again, again), FakeContext())
+    handler.lambda_handler(sqs_event(first, again, again), CONTEXT)
 
     assert len(counted(stack)) == 1
     assert suppression(stack) is None
@@ -523,7 +514,7 @@ def test_concurrent_soft_bounces_are_all_counted_and_the_threshold_is_met_once_r
 def test_the_counter_keeps_only_a_hash_of_the_address(stack: MotoStack, handler: Any) -> None:
     a_notification(stack)
 
-    handler.lambda_handler(sqs_event(bounce(stack, "Transient")), FakeContext())
+    handler.lambda_handler(sqs_event(bounce(stack, "Transient")), CONTEXT)
 
     [item] = all_items(stack, "RateCountersTable")
     assert ADDRESS not in json.dumps(item)

@@ -28,23 +28,13 @@ from herald.users import UserProfile
 from herald_cli.main import cli
 from herald_cli.target import LocalTarget
 from tests.support.cli import section
+from tests.support.lambda_context import FakeContext
 from tests.support.sqs import sqs_event
 from tests.support.stack import MotoStack, fresh_function_module
 
 pytestmark = pytest.mark.integration
 
 EMAIL = "ada@example.com"
-
-
-class FakeContext:
-    function_name = "herald-router"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:herald-router"
-    aws_request_id = "req-1"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 60_000
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from herald.stores.users import UserStore
 from herald.topics import TopicStore
 from herald.users import UserProfile
 from tests.support.aws import REPO_ROOT
+from tests.support.lambda_context import FakeContext
 from tests.support.sqs import sqs_event
 from tests.support.stack import (
     MotoStack,
@@ -31,17 +32,6 @@ from tests.support.stack import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-class FakeContext:
-    function_name = "herald-router"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:herald-router"
-    aws_request_id = "req-1"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 60_000
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from herald.catalog import load_catalog
 from herald.schedules import CLI_OWNER_PREFIX, FILE_OWNER, SCHEDULED_TIME, ScheduleManager, parse_schedules
 from local.custom_resources import ResponseCapture
 from tests.support.aws import REPO_ROOT
+from tests.support.lambda_context import FakeContext
 from tests.support.stack import MotoStack, fresh_function_module
 
 pytestmark = pytest.mark.integration
@@ -66,13 +67,7 @@ def deploy(
         "ResponseURL": f"{capture.url}/{request_id}",
     }
 
-    class Context:
-        function_name = "schedules"
-        memory_limit_in_mb = 128
-        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:schedules"
-        aws_request_id = request_id
-
-    function.lambda_handler(event, Context())
+    function.lambda_handler(event, FakeContext("herald-schedules", 120, aws_request_id=request_id))
     answer = capture.wait(request_id, timeout=10)
     assert answer is not None, "no answer to CloudFormation"
     assert (answer["RequestId"], answer["LogicalResourceId"]) == (request_id, "RecurringSchedules")
