@@ -48,8 +48,8 @@ class RoutingSnapshot:
     profiles: dict[str, UserProfile] = field(default_factory=dict)
     broken_profiles: dict[str, str] = field(default_factory=dict)
     presence: dict[str, Presence] = field(default_factory=dict)
-    suppressed: frozenset[str] = frozenset()
-    suppression_notes: dict[str, str] = field(default_factory=dict)  # why, for the trace
+    # the suppressed ones among the batch's contacts, each with why (for the trace)
+    suppression_notes: dict[str, str] = field(default_factory=dict)
     rate_usage: dict[tuple[str, Channel], int] = field(default_factory=dict)
     loaded_users: frozenset[str] = frozenset()
 
@@ -157,7 +157,6 @@ class RouterService:
         snapshot.profiles.update(extra.profiles)
         snapshot.broken_profiles.update(extra.broken_profiles)
         snapshot.presence.update(extra.presence)
-        snapshot.suppressed |= extra.suppressed
         snapshot.suppression_notes.update(extra.suppression_notes)
         for key, count in extra.rate_usage.items():
             snapshot.rate_usage.setdefault(key, count)
@@ -178,7 +177,6 @@ class RouterService:
             self._load_users_presence_counters(snapshot, user_ids, now)
             addresses = [a for p in snapshot.profiles.values() for a in contact_addresses(p)]
             snapshot.suppression_notes = self._suppression.notes(addresses)
-            snapshot.suppressed = frozenset(snapshot.suppression_notes)
         return snapshot
 
     def _load_users_presence_counters(
@@ -388,7 +386,7 @@ class RouterService:
                 entry=entry,
                 user=snapshot.profiles.get(user_id),
                 online=bool(presence and presence.online_at(now, self._settings.presence_max_age_seconds)),
-                suppressed=snapshot.suppressed,
+                suppressed=frozenset(snapshot.suppression_notes),
                 suppression_notes=snapshot.suppression_notes,
                 rate_usage=snapshot.usage_for(user_id),
                 rate_limits=self._settings.rate_limits,

@@ -61,10 +61,6 @@ class SuppressionStore:
         self._client = client
         self._table = table
 
-    def suppressed_among(self, addresses: Iterable[str]) -> frozenset[str]:
-        """Which of these addresses are suppressed: one batched read."""
-        return frozenset(self.notes(addresses))
-
     def notes(self, addresses: Iterable[str]) -> dict[str, str]:
         """The suppressed ones among these addresses, each with why, for a decision trace: `bounced
         (ses, since 2026-11-30)`. One batched read."""
