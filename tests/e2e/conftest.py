@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -55,12 +56,27 @@ def outbox(stack: LocalStack, **filters: str) -> list[dict[str, Any]]:
 def emails_to(stack: LocalStack, address: str) -> list[dict[str, Any]]:
     """The messages SES (moto) accepted for `address`, from moto's state (`/moto-api/data.json`)."""
     assert stack.moto
-    ses = http_json(f"{stack.moto.url}/moto-api/data.json")["ses"]
+    ses = moto_state(stack)["ses"]
     return [
         m
         for m in ses.get("RawMessage", []) + ses.get("Message", [])
         if address in json.dumps(m.get("destinations"))
     ]
+
+
+def moto_state(stack: LocalStack, attempts: int = 5) -> dict[str, Any]:
+    """moto's whole state. moto serialises it live, without a lock, so a dump taken while a function
+    writes can fail with a 500 (a dict changed size during iteration): such a dump is taken again,
+    never read as empty (a "no email was sent" assertion must not pass on a failed read)."""
+    assert stack.moto
+    for attempt in range(attempts):
+        try:
+            return http_json(f"{stack.moto.url}/moto-api/data.json")
+        except urllib.error.HTTPError as error:
+            if error.code < 500 or attempt == attempts - 1:
+                raise
+            time.sleep(0.2)
+    raise AssertionError("unreachable")
 
 
 def wait_until[T](probe: Callable[[], T], timeout: float = 30.0, interval: float = 0.5) -> T:
