@@ -37,8 +37,10 @@ service = RouterService(
     catalog=load_catalog(),
     metrics=metrics,
 )
-# Records outlive every way a message can come back: SQS retention (4 days), EventBridge retries
-# (24 h) and a redrive from the DLQ (14 days).
+# A person's notification is idempotent by its own record (decision 030); a fan-out page keeps its
+# result here, so that a repeated page does not start a second chain of continuations. Records
+# outlive every way a message can come back: SQS retention (4 days), EventBridge retries (24 h) and
+# a redrive from the DLQ (14 days).
 IDEMPOTENCY_SECONDS = 15 * 24 * 3600
 idempotency_config = IdempotencyConfig(
     event_key_jmespath="key", raise_on_no_idempotency_key=True, expires_after_seconds=IDEMPOTENCY_SECONDS
@@ -60,7 +62,7 @@ class RoutingWork(BaseModel):
 
 
 @idempotent_function(data_keyword_argument="work", config=idempotency_config, persistence_store=persistence)
-def route_once(work: RoutingWork) -> dict[str, Any]:
+def fan_out_once(work: RoutingWork) -> dict[str, Any]:
     return service.route(work.envelope)
 
 
@@ -69,7 +71,12 @@ def route_record(record: IngestRecord) -> dict[str, Any]:
     envelope = record.body
     logger.append_keys(event_id=envelope.request.event_id)
     try:
-        return route_once(work=RoutingWork(key=envelope.idempotency_key, envelope=envelope))
+        if envelope.request.audience is not None:
+            return fan_out_once(work=RoutingWork(key=envelope.idempotency_key, envelope=envelope))
+        return service.route(envelope, owner=record.messageId)
+    except Exception:
+        service.abandon(record.messageId)
+        raise
     finally:
         logger.remove_keys(["event_id"])
 
@@ -81,6 +88,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     idempotency_config.register_lambda_context(context)
     envelopes = [e for r in event.get("Records", []) if (e := peek_envelope(r.get("body"))) is not None]
     service.prefetch(envelopes)
-    return process_partial_response(
+    service.begin_batch()
+    response = process_partial_response(
         event=event, record_handler=route_record, processor=processor, context=context
     )
+    refused = service.end_batch()  # the batch's channel messages, sent together
+    failures = response.setdefault("batchItemFailures", [])
+    already = {failure["itemIdentifier"] for failure in failures}
+    failures += [{"itemIdentifier": owner} for owner in sorted(refused) if owner not in already]
+    return response

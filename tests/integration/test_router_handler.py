@@ -201,10 +201,10 @@ def test_a_transient_failure_fails_only_its_record(stack: MotoStack, router: Any
     add_users(stack, a_profile("1"), a_profile("2"))
     real_dispatch = router.service._dispatcher.dispatch
 
-    def flaky(decision, request, entry):  # the push queue refuses user 2's message
+    def flaky(decision, request, entry, *batch):  # dispatching user 2's notification fails
         if decision.user_id == "2":
             raise RuntimeError("SQS is having a bad day")
-        return real_dispatch(decision, request, entry)
+        return real_dispatch(decision, request, entry, *batch)
 
     monkeypatch.setattr(router.service._dispatcher, "dispatch", flaky)
     event = sqs_event(
@@ -217,23 +217,63 @@ def test_a_transient_failure_fails_only_its_record(stack: MotoStack, router: Any
     assert response == {"batchItemFailures": [{"itemIdentifier": "msg-1"}]}
     monkeypatch.setattr(router.service._dispatcher, "dispatch", real_dispatch)
     retry = router.lambda_handler(sqs_event(event["Records"][1]["body"]), FakeContext())
-    assert retry == {"batchItemFailures": []}  # the failed attempt left no idempotency record behind
+    assert retry == {"batchItemFailures": []}  # the retry replays the plan the failed attempt recorded
     assert sorted(m["user_id"] for m in bodies(stack, "Push")) == ["1", "2"]
+
+
+def test_a_queue_refusing_a_message_fails_only_the_records_whose_messages_it_refused(
+    stack: MotoStack, router: Any, monkeypatch
+) -> None:
+    # GIVEN a batch of three whose push messages share one SendMessageBatch, and SQS refusing one
+    add_users(stack, a_profile("1"), a_profile("2"), a_profile("3"))
+    real_send = router.sqs.send_message_batch
+    calls: list[int] = []
+
+    def refuses_user_2(**kwargs: Any) -> dict[str, Any]:
+        calls.append(len(kwargs["Entries"]))
+        kept = [e for e in kwargs["Entries"] if '"user_id":"2"' not in e["MessageBody"]]
+        refused = [e for e in kwargs["Entries"] if e not in kept]
+        response = real_send(**{**kwargs, "Entries": kept}) if kept else {"Successful": []}
+        failed = [{"Id": e["Id"], "Code": "InternalError", "SenderFault": False} for e in refused]
+        return {**response, "Failed": failed}
+
+    monkeypatch.setattr(router.sqs, "send_message_batch", refuses_user_2)
+    event = sqs_event(
+        *(envelope({"event_id": f"q{i}", "type": "comment_reply", "user_id": str(i)}) for i in (1, 2, 3))
+    )
+
+    # WHEN the batch is routed
+    response = router.lambda_handler(event, FakeContext())
+
+    # THEN the three messages went in one call, and only user 2's record is retried
+    assert calls == [3]
+    assert response == {"batchItemFailures": [{"itemIdentifier": "msg-1"}]}
+    assert sorted(m["user_id"] for m in bodies(stack, "Push")) == ["1", "3"]
+    monkeypatch.setattr(router.sqs, "send_message_batch", real_send)
+    retry = router.lambda_handler(sqs_event(event["Records"][1]["body"]), FakeContext())
+    assert retry == {"batchItemFailures": []}
+    assert [m["user_id"] for m in bodies(stack, "Push")] == ["2"]
+    assert len(notification(stack, "2")) == 1  # the retry replayed the first decision
 
 
 # -- idempotency ---------------------------------------------------------------------------------
 
 
-def test_a_repeated_event_is_a_no_op(stack: MotoStack, router: Any) -> None:
+def test_a_repeated_event_is_decided_once_by_its_record(stack: MotoStack, router: Any) -> None:
     add_users(stack, a_profile("42"))
     body = envelope({"event_id": "dup-1", "type": "order_shipped", "user_id": "42"})
-
     router.lambda_handler(sqs_event(body), FakeContext())
+    calls = count_calls(router.dynamodb)
+
     router.lambda_handler(sqs_event(body), FakeContext())
     router.lambda_handler(sqs_event(body, body), FakeContext())
 
-    assert len(bodies(stack, "Push")) == 1
-    assert len(notification(stack, "42")) == 1
+    # one record; each repeat found it with its one conditional write and replayed its plan: the
+    # same notification queued again, which the push sender's claim sends at most once
+    [record] = notification(stack, "42")
+    assert {m["notification_id"] for m in bodies(stack, "Push")} == {record["notification_id"]}
+    assert calls["PutItem"] == 3 and calls["GetItem"] == 0
+    assert calls["UpdateItem"] == 0 and calls["TransactWriteItems"] == 0  # a replay is not counted
 
 
 # -- batched reads -------------------------------------------------------------------------------
@@ -255,6 +295,34 @@ def test_one_batch_costs_two_batch_reads_whatever_its_size(stack: MotoStack, rou
     assert calls["GetItem"] == 0 and calls["Query"] == 0 and calls["Scan"] == 0
     emails = {m["to"] for m in bodies(stack, "Email")}
     assert len(emails) == 9 and "user3@example.com" not in emails
+
+
+def test_a_batch_of_ten_writes_each_record_once_and_shares_its_other_calls(
+    stack: MotoStack, router: Any
+) -> None:
+    # GIVEN ten medium notifications for nine people (one of them gets two)
+    add_users(stack, *(a_profile(str(i)) for i in range(9)))
+    dynamodb_calls, sqs_calls = count_calls(router.dynamodb), count_calls(router.sqs)
+    event = sqs_event(
+        *(
+            envelope({"event_id": f"b{i}", "type": "order_shipped", "user_id": str(min(i, 8))})
+            for i in range(10)
+        )
+    )
+
+    # WHEN the batch is routed
+    assert router.lambda_handler(event, FakeContext()) == {"batchItemFailures": []}
+
+    # THEN one conditional PutItem per notification (its own idempotency check), two batched reads,
+    # one SendMessageBatch for the ten push messages and one transaction for the rate counters
+    assert dynamodb_calls == Counter({"PutItem": 10, "BatchGetItem": 2, "TransactWriteItems": 1})
+    assert sqs_calls == Counter({"SendMessageBatch": 1})
+    assert len(bodies(stack, "Push")) == 10
+    counters = {
+        item["pk"]["S"].split("#")[0]: item["push"]["N"]
+        for item in stack.client("dynamodb").scan(TableName=stack.tables["RateCountersTable"])["Items"]
+    }
+    assert counters == {**{str(i): "1" for i in range(8)}, "8": "2"}
 
 
 # -- deferrals -----------------------------------------------------------------------------------
@@ -366,7 +434,9 @@ def fan_out(stack: MotoStack, router: Any, audience: dict[str, Any], event_id: s
         invocations += 1
         assert stack.drain("Ingest") == []  # transactional traffic keeps its queue
         pending += [message["Body"] for message in stack.drain("Broadcast")]
-    return sorted(m["user_id"] for m in bodies(stack, "Sms"))
+    # one notification per member: a member queued twice (a page sent again after a crash) is the
+    # same notification twice, which the SMS sender's claim sends once
+    return sorted(user for user, _ in {(m["user_id"], m["notification_id"]) for m in bodies(stack, "Sms")})
 
 
 @pytest.fixture
@@ -545,16 +615,12 @@ def test_an_acknowledged_push_ends_the_escalation_without_email(stack: MotoStack
 # -- repeats and retries replay the first decision -------------------------------------------------
 
 
-def test_a_repeat_after_the_idempotency_record_expired_replays_the_first_decision(
-    stack: MotoStack, router: Any
-) -> None:
+def test_a_late_repeat_replays_the_first_decision(stack: MotoStack, router: Any) -> None:
     add_users(stack, a_profile("42"))
     body = envelope({"event_id": "late-dup-1", "type": "order_shipped", "user_id": "42"})
     router.lambda_handler(sqs_event(body), FakeContext())
     assert [m["channel"] for m in direct(bodies(stack, "Push"))] == ["push"]
     dynamodb = stack.client("dynamodb")
-    for item in dynamodb.scan(TableName=stack.tables["IdempotencyTable"])["Items"]:
-        dynamodb.delete_item(TableName=stack.tables["IdempotencyTable"], Key={"id": item["id"]})
     # the user came online meanwhile (as the Pusher webhook records it): a fresh decision would pick in-app
     assert PresenceStore(dynamodb, stack.tables["PresenceTable"]).apply(
         "42", occupied=True, time_ms=int(time.time() * 1000), max_age_seconds=21600
@@ -567,7 +633,7 @@ def test_a_repeat_after_the_idempotency_record_expired_replays_the_first_decisio
     [record] = notification(stack, "42")
     assert [s["rule"] for s in record["decision"]].count("presence") == 1
     [counter] = dynamodb.scan(TableName=stack.tables["RateCountersTable"])["Items"]
-    assert counter["count"] == {"N": "1"}  # counted once
+    assert counter["push"] == {"N": "1"}  # counted once
 
 
 @pytest.mark.parametrize(

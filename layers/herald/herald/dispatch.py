@@ -40,7 +40,7 @@ class DispatchReport:
 def send_batches(sqs: Any, queue_url: str, bodies: Sequence[tuple[str, int]]) -> None:
     """SendMessageBatch in chunks of at most 10 messages and 256 KiB; `bodies` are (body, delay seconds).
     Raises on any failure."""
-    for chunk in _chunks(bodies):
+    for chunk in _chunks(bodies, lambda item: item[0]):
         entries = [
             {"Id": str(i), "MessageBody": body, **({"DelaySeconds": delay} if delay else {})}
             for i, (body, delay) in enumerate(chunk)
@@ -51,17 +51,72 @@ def send_batches(sqs: Any, queue_url: str, bodies: Sequence[tuple[str, int]]) ->
             raise DispatchError(f"{len(response['Failed'])} message(s) refused by {queue_url}: {reasons}")
 
 
-def _chunks(bodies: Sequence[tuple[str, int]]) -> list[list[tuple[str, int]]]:
-    chunks: list[list[tuple[str, int]]] = []
+def _chunks[T](items: Sequence[T], body: Callable[[T], str]) -> list[list[T]]:
+    """`items` in order, in chunks of at most 10 whose bodies total at most 256 KiB."""
+    chunks: list[list[T]] = []
     size = 0
-    for item in bodies:
-        item_size = len(item[0].encode())
+    for item in items:
+        item_size = len(body(item).encode())
         if not chunks or len(chunks[-1]) == SQS_BATCH_SIZE or size + item_size > SQS_BATCH_BYTES:
             chunks.append([])
             size = 0
         chunks[-1].append(item)
         size += item_size
     return chunks
+
+
+@dataclass(frozen=True)
+class _Pending:
+    body: str
+    delay: int
+    owner: str
+
+
+class Outbox:
+    """The channel messages of a batch's records, sent together when the batch ends: one
+    `SendMessageBatch` carries up to 10 messages of any records for the same queue. Each message
+    has its owner (the SQS message id of the ingest record that planned it); `flush` names the
+    owners any of whose messages a queue refused, so that exactly those records are retried (their
+    notification record exists: the retry replays its plan, and the senders' claims keep a message
+    queued twice from being sent twice)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, list[_Pending]] = defaultdict(list)
+
+    def add(self, owner: str, queue_url: str, body: str, delay: int) -> None:
+        self._pending[queue_url].append(_Pending(body, delay, owner))
+
+    def discard(self, owner: str) -> None:
+        """Forget `owner`'s messages (its record failed after planning them; SQS retries it)."""
+        for queue_url, pending in self._pending.items():
+            self._pending[queue_url] = [p for p in pending if p.owner != owner]
+
+    def owners(self) -> set[str]:
+        return {p.owner for pending in self._pending.values() for p in pending}
+
+    def flush(self, sqs: Any) -> dict[str, str]:
+        """Send everything; returns each refused owner with why. Never raises for a queue's error:
+        the owners of a chunk whose call failed are refused, the other chunks still go."""
+        refused: dict[str, str] = {}
+        pending, self._pending = self._pending, defaultdict(list)
+        for queue_url, messages in pending.items():
+            for chunk in _chunks(messages, lambda m: m.body):
+                entries = [
+                    {"Id": str(i), "MessageBody": m.body, **({"DelaySeconds": m.delay} if m.delay else {})}
+                    for i, m in enumerate(chunk)
+                ]
+                try:
+                    response = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+                except ClientError as error:
+                    for message in chunk:
+                        refused.setdefault(message.owner, f"{queue_url}: {error}")
+                    continue
+                for failed in response.get("Failed") or []:
+                    message = chunk[int(failed["Id"])]
+                    refused.setdefault(
+                        message.owner, f"{queue_url}: {failed.get('Code')}: {failed.get('Message')}"
+                    )
+        return refused
 
 
 class Deferrer:
@@ -154,8 +209,16 @@ class Dispatcher:
         )
 
     def dispatch(
-        self, decision: Decision, request: NotificationRequest, entry: CatalogEntry
+        self,
+        decision: Decision,
+        request: NotificationRequest,
+        entry: CatalogEntry,
+        outbox: Outbox | None = None,
+        owner: str = "",
     ) -> DispatchReport:
+        """Schedules and the escalation's start are made now; the messages due within SQS's 15
+        minutes go into `outbox` under `owner` (sent when the batch ends), or are sent now without
+        one."""
         report = DispatchReport()
         immediate: dict[str, list[tuple[str, int]]] = defaultdict(list)
         for planned in decision.deliveries:
@@ -171,7 +234,11 @@ class Dispatcher:
                 )
                 report.queued.append(planned.channel)
         for queue_url, bodies in immediate.items():
-            send_batches(self._sqs, queue_url, bodies)
+            if outbox is None:
+                send_batches(self._sqs, queue_url, bodies)
+            else:
+                for body, delay in bodies:
+                    outbox.add(owner, queue_url, body, delay)
         if decision.escalation:
             self._start_escalation(decision, request, entry)
             report.escalation_started = True

@@ -273,7 +273,7 @@ class Erasure:
 
     def _rate_counter_keys(self, user_id: str, at: datetime) -> list[dict[str, str]]:
         hours = [at.astimezone(UTC) - timedelta(hours=h) for h in range(RATE_COUNTER_HOURS)]
-        return [{"pk": rate_counter_key(user_id, channel, hour)} for hour in hours for channel in Channel]
+        return [{"pk": rate_counter_key(user_id, hour)} for hour in hours]
 
     def _erase_user_partition(self, user_id: str, *, had_profile: bool) -> tuple[int, bool]:
         """Every item of the partition but `DIRECTORY`; the directory's part (profile, roles, topics,

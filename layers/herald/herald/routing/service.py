@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 from herald.batch import RejectedRecord, problems
 from herald.catalog import Catalog, CatalogEntry, UnknownNotificationType
 from herald.delivery import QUEUED, LogEntry
-from herald.dispatch import SQS_MAX_DELAY_SECONDS, Deferrer, Dispatcher, send_batches
+from herald.dispatch import SQS_MAX_DELAY_SECONDS, Deferrer, Dispatcher, Outbox, send_batches
 from herald.ingest import HeraldControl, IngestEnvelope, decode_cursor, encode_cursor
 from herald.models import Audience, Channel, NotificationRequest, Urgency
 from herald.routing.decision import (
@@ -29,10 +30,10 @@ from herald.routing.decision import (
 from herald.routing.held import HeldRequests
 from herald.settings import RouterSettings
 from herald.stores.dynamo import batch_get
-from herald.stores.keys import email_address, push_address, rate_counter_key, sms_address
+from herald.stores.keys import email_address, push_address, sms_address
 from herald.stores.notifications import NotificationRecord, NotificationStore, stamp
 from herald.stores.presence import Presence, presence_from_item, presence_key
-from herald.stores.rate_counters import RateCounterStore
+from herald.stores.rate_counters import RateCounterStore, usage_from_item
 from herald.stores.suppression import SuppressionStore
 from herald.stores.users import UserStore, profile_from_item, profile_key
 from herald.topics import TopicStore
@@ -137,6 +138,9 @@ class RouterService:
             settings.fallback_delay_seconds,
         )
         self._snapshot = RoutingSnapshot()
+        self._outbox: Outbox | None = None
+        # each record's sends to count when its batch ends: owner -> person -> channel -> count
+        self._sends: dict[str, dict[str, Counter[Channel]]] = {}
 
     # -- batched reads ---------------------------------------------------------------------------
 
@@ -145,6 +149,46 @@ class RouterService:
         suppression entries of the contacts those profiles hold. Replaces the batch's snapshot."""
         self._snapshot = self._read(envelopes)
         return self._snapshot
+
+    # -- one batch's writes ----------------------------------------------------------------------
+
+    def begin_batch(self) -> None:
+        """From now on, `route(..., owner=...)` puts its channel messages in the batch's outbox and
+        its sends in the batch's counts; `end_batch` sends and counts them."""
+        self._outbox = Outbox()
+        self._sends = {}
+
+    def abandon(self, owner: str) -> None:
+        """The record `owner` failed after planning: its messages are not sent, its sends not counted."""
+        if self._outbox is not None:
+            self._outbox.discard(owner)
+        self._sends.pop(owner, None)
+
+    def end_batch(self) -> dict[str, str]:
+        """Send the batch's channel messages (`SendMessageBatch` shared across records), then count
+        the sends of the records whose messages all went (one `TransactWriteItems` per 100 people).
+        Returns the owners a queue refused, with why: SQS retries those records, which replay their
+        stored plans. A counting error is logged, never raised: the messages are out."""
+        outbox, self._outbox = self._outbox, None
+        sends, self._sends = self._sends, {}
+        refused = outbox.flush(self._sqs) if outbox is not None else {}
+        for owner, reason in refused.items():
+            logger.error(
+                "a queue refused channel messages: the record is retried",
+                extra={"owner": owner, "reason": reason},
+            )
+        totals: dict[str, Counter[Channel]] = defaultdict(Counter)
+        for owner, people in sends.items():
+            if owner not in refused:
+                for user_id, channels in people.items():
+                    totals[user_id].update(channels)
+        if totals:
+            try:
+                self._rate_counters.add_many(totals, self._clock())
+            except Exception:
+                logger.exception("rate counters not updated", extra={"people": len(totals)})
+                self._metrics.add_metric(name="RateCountsLost", unit=MetricUnit.Count, value=len(totals))
+        return refused
 
     def _snapshot_with(self, envelope: IngestEnvelope) -> RoutingSnapshot:
         """The batch's snapshot, extended with a recipient it did not know (a `send_at` that fell due
@@ -189,9 +233,7 @@ class RouterService:
             {
                 tables.users: [profile_key(u) for u in user_ids],
                 tables.presence: [presence_key(u) for u in user_ids],
-                tables.rate_counters: [
-                    {"pk": rate_counter_key(u, c, now)} for u in user_ids for c in limited
-                ],
+                tables.rate_counters: [self._rate_counters.key(u, now) for u in user_ids] if limited else [],
             },
         )
         for item in found[tables.users]:
@@ -210,9 +252,10 @@ class RouterService:
             snapshot.presence[presence.user_id] = presence
         for item in found[tables.rate_counters]:
             try:
-                user_id, channel, _hour = item["pk"].rsplit("#", 2)
-                snapshot.rate_usage[(user_id, Channel(channel))] = int(item.get("count", 0))
-            except (ValueError, TypeError):
+                user_id = item["pk"].rsplit("#", 1)[0]
+                for channel, count in usage_from_item(item).items():
+                    snapshot.rate_usage[(user_id, channel)] = count
+            except (ValueError, TypeError, KeyError):
                 logger.warning("malformed rate counter ignored", extra={"item": str(item)[:300]})
 
     # -- one record --------------------------------------------------------------------------------
@@ -236,8 +279,11 @@ class RouterService:
             raise RejectedRecord(problem, request.event_id)
         return entry
 
-    def route(self, envelope: IngestEnvelope) -> dict[str, Any]:
-        """The idempotent unit of work for one ingest record."""
+    def route(self, envelope: IngestEnvelope, owner: str = "") -> dict[str, Any]:
+        """The idempotent unit of work for one ingest record (`owner`: its SQS message id; within
+        `begin_batch`/`end_batch` its channel messages wait for the batch's end). A person's
+        notification is idempotent by its record; the rest (a fan-out page, a deferral) only repeat
+        idempotent work."""
         if envelope.herald is not None and envelope.herald.held:
             envelope = self._release_held(envelope.herald.held, envelope.request.event_id)
         request = envelope.request
@@ -247,7 +293,7 @@ class RouterService:
             return self._defer_until_send_at(envelope)
         if request.audience is not None:
             return self._fan_out(envelope)
-        return self._route_to_user(envelope, entry, now)
+        return self._route_to_user(envelope, entry, now, owner)
 
     def _defer_until_send_at(self, envelope: IngestEnvelope) -> dict[str, Any]:
         request = envelope.request
@@ -329,7 +375,9 @@ class RouterService:
         )
         return {"status": "fanned_out", "recipients": len(user_ids), "more": bool(next_key)}
 
-    def _route_to_user(self, envelope: IngestEnvelope, entry: CatalogEntry, now: datetime) -> dict[str, Any]:
+    def _route_to_user(
+        self, envelope: IngestEnvelope, entry: CatalogEntry, now: datetime, owner: str
+    ) -> dict[str, Any]:
         request = envelope.request
         user_id = request.user_id
         assert user_id is not None
@@ -337,12 +385,13 @@ class RouterService:
         decision = self._decide(envelope, entry, snapshot, now)
         existing = self._record(decision, envelope, now)
         if existing is not None:
-            # An earlier attempt decided already (a retry after a partial dispatch, or a repeat after
-            # the idempotency record expired): dispatch what was decided then, never a new decision.
+            # An earlier attempt decided already (a repeated event, a retry after a partial
+            # dispatch): dispatch what was decided then, never a new decision; the senders' claims
+            # keep a message queued twice from being sent twice.
             decision = replay(existing, decision)
-        report = self._dispatcher.dispatch(decision, request, entry)
+        report = self._dispatcher.dispatch(decision, request, entry, self._outbox, owner)
         if existing is None:
-            self._count_sends(decision, snapshot, now)
+            self._count_sends(decision, snapshot, now, owner)
         self._metrics.add_metric(name=f"Routed_{decision.status}", unit=MetricUnit.Count, value=1)
         logger.info(
             "notification routed",
@@ -425,24 +474,32 @@ class RouterService:
             unread_at=stamp(now) if decision.inbox else None,
             **(NotificationRecord.digest_fields(decision.digest_due_at) if decision.digest_due_at else {}),
         )
-        if self._notifications.create(record):
-            return None
-        logger.info(
-            "notification already decided: replaying its plan",
-            extra={"notification_id": record.notification_id},
-        )
-        return self._notifications.get(record.user_id, record.notification_id) or record
+        existing = self._notifications.create_or_existing(record)
+        if existing is not None:
+            logger.info(
+                "notification already decided: replaying its plan",
+                extra={"notification_id": record.notification_id},
+            )
+            self._metrics.add_metric(name="RepeatsReplayed", unit=MetricUnit.Count, value=1)
+        return existing
 
-    def _count_sends(self, decision: Decision, snapshot: RoutingSnapshot, now: datetime) -> None:
-        """Count what was planned against the user's hourly limits. Critical is exempt; an escalation
-        counts its first step only (the later ones may never be sent)."""
+    def _count_sends(self, decision: Decision, snapshot: RoutingSnapshot, now: datetime, owner: str) -> None:
+        """Count what was planned against the user's hourly limits (only the channels that have
+        one): in the snapshot at once, for the batch's later records, and in the table when the
+        batch ends (or now, outside a batch). Critical is exempt; an escalation counts its first
+        step only (the later ones may never be sent)."""
         if decision.urgency is Urgency.CRITICAL:
             return
         channels = [d.channel for d in decision.deliveries]
         if decision.escalation:
             channels.append(decision.escalation.primary.channel)
-        for channel in channels:
-            if channel in self._settings.rate_limits:
-                self._rate_counters.add(decision.user_id, channel, now)
-                key = (decision.user_id, channel)
-                snapshot.rate_usage[key] = snapshot.rate_usage.get(key, 0) + 1
+        counted = Counter(c for c in channels if c in self._settings.rate_limits)
+        if not counted:
+            return
+        for channel, count in counted.items():
+            key = (decision.user_id, channel)
+            snapshot.rate_usage[key] = snapshot.rate_usage.get(key, 0) + count
+        if self._outbox is None:
+            self._rate_counters.add_many({decision.user_id: counted}, now)
+        else:
+            self._sends.setdefault(owner, {}).setdefault(decision.user_id, Counter()).update(counted)

@@ -8,9 +8,7 @@ exists, is only the entry's non-key `contact` attribute.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
-
-from herald.models import Channel
+from datetime import UTC, datetime
 
 PROFILE_SK = "PROFILE"
 DIRECTORY_SK = "DIRECTORY"  # the directory's version / tombstone item (decision 014)
@@ -80,5 +78,6 @@ def released_device_key(user_id: str, token: str) -> dict[str, str]:
     return {"pk": user_pk(user_id), "sk": RELEASED_DEVICE_SK_PREFIX + sha256_hex(token)}
 
 
-def rate_counter_key(user_id: str, channel: Channel, at: datetime) -> str:
-    return f"{user_id}#{channel.value}#{at.strftime('%Y%m%d%H')}"
+def rate_counter_key(user_id: str, at: datetime) -> str:
+    """Rate counters table: one item per person and clock hour, one count attribute per channel."""
+    return f"{user_id}#{at.astimezone(UTC).strftime('%Y%m%d%H')}"

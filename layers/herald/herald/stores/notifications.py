@@ -93,6 +93,25 @@ class NotificationStore:
             raise
         return True
 
+    def create_or_existing(self, record: NotificationRecord) -> NotificationRecord | None:
+        """Write a new record (None), or return the one already there, read by the same conditional
+        `PutItem` (`ReturnValuesOnConditionCheckFailure`): the record is its own idempotency check."""
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=to_attributes(record.model_dump(mode="json", exclude_none=True)),
+                ConditionExpression="attribute_not_exists(notification_id)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            item = error.response.get("Item")
+            if not item:  # not returned (an emulator without the option): read it
+                return self.get(record.user_id, record.notification_id) or record
+            return NotificationRecord.model_validate(from_attributes(item))
+        return None
+
     def find(self, notification_id: str) -> NotificationRecord | None:
         """A notification by its id alone (the `ByNotification` index names its person; operators'
         lookups, never a hot path)."""

@@ -1,15 +1,34 @@
-"""Rate counters: per user, per channel, per clock hour (fixed window), expiring by TTL."""
+"""Rate counters: per person and clock hour (a fixed window), one count per channel, expiring by TTL.
+
+The router reads a batch's counters with its other batched reads (`usage_from_item`) and decides on
+them plus the batch's own sends; when the batch ends it adds what it sent, for every person of the
+batch at once (`add_many`: one `TransactWriteItems` of up to 100 people). Concurrent batches may
+overshoot a limit by at most their own sends: rate limits protect people from floods, they are not
+a billing control, so making each check atomic (a conditional write per send) is not worth its
+calls.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from herald.models import Channel
 from herald.stores.dynamo import to_attributes
 from herald.stores.keys import rate_counter_key
 
 WINDOW = timedelta(hours=1)
+MAX_TRANSACTION_ITEMS = 100  # DynamoDB's limit per TransactWriteItems
+CONFLICT_RETRIES = 3
+
+
+def usage_from_item(item: Mapping[str, Any]) -> dict[Channel, int]:
+    """The counts an item holds (the attributes named after channels)."""
+    return {channel: int(item[channel.value]) for channel in Channel if channel.value in item}
 
 
 class RateCounterStore:
@@ -17,20 +36,61 @@ class RateCounterStore:
         self._client = client
         self._table = table
 
-    def add(self, user_id: str, channel: Channel, now: datetime) -> None:
-        """Count one send in the current hour.
+    def key(self, user_id: str, at: datetime) -> dict[str, str]:
+        return {"pk": rate_counter_key(user_id, at)}
 
-        The router decides on counts read once per batch (plus the batch's own sends), then adds:
-        concurrent batches may overshoot a limit by at most their own sends. Rate limits protect
-        users from floods; they are not a billing control, so one extra call per send to make the
-        check atomic is not worth it.
-        """
-        self._client.update_item(
-            TableName=self._table,
-            Key=to_attributes({"pk": rate_counter_key(user_id, channel, now)}),
-            UpdateExpression="ADD #count :one SET expires_at = :expires",
-            ExpressionAttributeNames={"#count": "count"},
-            ExpressionAttributeValues=to_attributes(
-                {":one": 1, ":expires": int((now + 2 * WINDOW).timestamp())}
-            ),
-        )
+    def add(self, user_id: str, channel: Channel, now: datetime, count: int = 1) -> None:
+        """Count `count` sends on `channel` in the current hour (one UpdateItem)."""
+        self._client.update_item(TableName=self._table, **self._update(user_id, {channel: count}, now))
+
+    def add_many(self, counts: Mapping[str, Mapping[Channel, int]], now: datetime) -> None:
+        """Count each person's sends in the current hour: one `TransactWriteItems` per 100 people.
+
+        A transaction cancelled because another one was writing the same counter (two routers
+        counting one person at once) is retried; one still cancelled after that is counted one
+        person at a time. Raises the AWS error that remains (the counts are then lost)."""
+        updates = [self._update(user, channels, now) for user, channels in counts.items() if channels]
+        for start in range(0, len(updates), MAX_TRANSACTION_ITEMS):
+            chunk = updates[start : start + MAX_TRANSACTION_ITEMS]
+            if not self._transact(chunk):
+                for update in chunk:
+                    self._client.update_item(TableName=self._table, **update)
+
+    def _transact(self, updates: list[dict[str, Any]]) -> bool:
+        """False when every attempt met a conflicting transaction."""
+        actions = [{"Update": {"TableName": self._table, **update}} for update in updates]
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                self._client.transact_write_items(TransactItems=actions)
+                return True
+            except ClientError as error:
+                if not _conflict(error):
+                    raise
+                time.sleep(0.02 * 2**attempt)
+        return False
+
+    @staticmethod
+    def _update(user_id: str, channels: Mapping[Channel, int], now: datetime) -> dict[str, Any]:
+        names = {f"#c{i}": channel.value for i, channel in enumerate(channels)}
+        values: dict[str, Any] = {f":c{i}": count for i, count in enumerate(channels.values())}
+        values[":expires"] = int((now + 2 * WINDOW).timestamp())
+        adds = ", ".join(f"#c{i} :c{i}" for i in range(len(channels)))
+        return {
+            "Key": to_attributes({"pk": rate_counter_key(user_id, now)}),
+            "UpdateExpression": f"ADD {adds} SET expires_at = :expires",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": to_attributes(values),
+        }
+
+
+def _conflict(error: ClientError) -> bool:
+    """A transaction cancelled by another transaction's write on one of its items (or throttled)."""
+    code = error.response["Error"]["Code"]
+    if code == "TransactionConflictException":
+        return True
+    if code != "TransactionCanceledException":
+        return False
+    reasons = error.response.get("CancellationReasons") or []
+    return any(r.get("Code") in {"TransactionConflict", "ThrottlingError"} for r in reasons) and all(
+        r.get("Code") in {"None", "TransactionConflict", "ThrottlingError", None} for r in reasons
+    )
