@@ -450,7 +450,7 @@ def test_router_function_spec_has_its_queue_source_and_a_resolved_environment(
     assert source.queue_logical_id == "IngestQueue"
     assert source.queue_url == stack.ref("IngestQueue")
     assert source.queue_arn == stack.attribute("IngestQueue", "Arn")
-    assert source.batch_size == 10
+    assert source.batch_size == 100  # decision 030
     assert source.maximum_batching_window_seconds == 1
     assert source.report_batch_item_failures is True
     assert source.maximum_concurrency == 50
