@@ -107,7 +107,7 @@ class NotificationStore:
             if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
             item = error.response.get("Item")
-            if not item:  # not returned (an emulator without the option): read it
+            if not item:  # DynamoDB returns it with the failure; should it ever not, read it
                 return self.get(record.user_id, record.notification_id) or record
             return NotificationRecord.model_validate(from_attributes(item))
         return None
