@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from herald.api.resolver import build_resolver
 from herald.api.services import CONTEXT_KEY, Services
+from herald.tracing import LazyTracer
 
 logger = Logger()
-tracer = Tracer()
+tracer = LazyTracer()  # X-Ray on the first sampled invocation, not at cold start (decision 031)
 
 services = Services.from_environment()  # configuration validated at cold start
 app = build_resolver()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -16,9 +16,10 @@ from herald.catalog import load_catalog
 from herald.digest import DigestService, DigestSettings
 from herald.rendering import default_renderer
 from herald.settings import load
+from herald.tracing import LazyTracer
 
 logger = Logger()
-tracer = Tracer()
+tracer = LazyTracer()  # X-Ray on the first sampled invocation, not at cold start (decision 031)
 metrics = EphemeralMetrics()  # its own state: the local stack runs every function in one process
 
 settings = load(DigestSettings)

@@ -7,16 +7,17 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics
 
 from herald.batch import RejectingBatchProcessor, batch_handler
 from herald.directory import Directory, DirectoryRecord, peek_event_id
 from herald.erasure import Erasure
 from herald.settings import DirectorySettings, load
+from herald.tracing import LazyTracer
 
 logger = Logger()
-tracer = Tracer()
+tracer = LazyTracer()  # X-Ray on the first sampled invocation, not at cold start (decision 031)
 metrics = EphemeralMetrics()  # its own state: the local stack runs every function in one process
 
 settings = load(DirectorySettings)  # read once per cold start; nothing is cached in the layer

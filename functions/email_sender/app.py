@@ -4,7 +4,7 @@ marketing mail. Thin: the work is herald.channels (email_delivery, sender)."""
 from __future__ import annotations
 
 import boto3
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics
 
 from herald.channels.credentials import SecretBacked, SecretSource
@@ -12,16 +12,16 @@ from herald.channels.email_delivery import EmailDeliverer, FailoverEmailProvider
 from herald.channels.handler import sender_handler
 from herald.channels.lazy import LazyEmailProvider
 from herald.channels.ports import EmailProvider
-from herald.channels.sendgrid_email import SendGridEmailProvider
 from herald.channels.ses import SesEmailProvider, send_client
 from herald.channels.settings import EmailSenderSettings
 from herald.channels.wiring import processor_for, sender_for, stores_for
 from herald.rendering import default_renderer
 from herald.settings import load
+from herald.tracing import LazyTracer
 from herald.unsubscribe import key_from_secret
 
 logger = Logger()
-tracer = Tracer()
+tracer = LazyTracer()  # X-Ray on the first sampled invocation, not at cold start (decision 031)
 metrics = EphemeralMetrics()  # its own state: the local stack runs every sender in one process
 
 settings = load(EmailSenderSettings)
@@ -36,13 +36,16 @@ def email_provider() -> EmailProvider:
     sendgrid: EmailProvider | None = None
     if settings.sendgrid_secret_arn:
         timeout = settings.provider_timeout_seconds
+
+        def sendgrid_from(secret: dict[str, object]) -> EmailProvider:
+            # The SendGrid SDK is imported when SendGrid first sends, not at cold start: with SES
+            # as the primary it is only the failover's (decision 031).
+            from herald.channels.sendgrid_email import SendGridEmailProvider
+
+            return SendGridEmailProvider.from_secret(secret, timeout=timeout)
+
         sendgrid = LazyEmailProvider(
-            "sendgrid",
-            SecretBacked(
-                secrets,
-                settings.sendgrid_secret_arn,
-                lambda secret: SendGridEmailProvider.from_secret(secret, timeout=timeout),
-            ),
+            "sendgrid", SecretBacked(secrets, settings.sendgrid_secret_arn, sendgrid_from)
         )
     primary, secondary = (ses, sendgrid) if settings.email_provider == "ses" else (sendgrid, ses)
     assert primary is not None  # EmailSenderSettings refuses sendgrid without its secret

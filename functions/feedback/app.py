@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.idempotency import (
@@ -26,9 +26,10 @@ from herald.ses_feedback import SesEvent, SesFeedback, SesFeedbackRecord, SoftBo
 from herald.settings import FeedbackSettings, load
 from herald.stores.suppression import SuppressionStore
 from herald.stores.users import UserStore
+from herald.tracing import LazyTracer
 
 logger = Logger()
-tracer = Tracer()
+tracer = LazyTracer()  # X-Ray on the first sampled invocation, not at cold start (decision 031)
 metrics = EphemeralMetrics()  # its own state: the local stack runs every function in one process
 
 settings = load(FeedbackSettings)  # read once per cold start; nothing is cached in the layer

@@ -6,7 +6,7 @@ Thin: the work is herald.channels (realtime_delivery, sender)."""
 from __future__ import annotations
 
 import boto3
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics
 
 from herald.channels.credentials import SecretBacked, SecretSource
@@ -18,9 +18,10 @@ from herald.channels.settings import RealtimeSenderSettings
 from herald.channels.wiring import processor_for, sender_for, stores_for
 from herald.rendering import default_renderer
 from herald.settings import load
+from herald.tracing import LazyTracer
 
 logger = Logger()
-tracer = Tracer()
+tracer = LazyTracer()  # X-Ray on the first sampled invocation, not at cold start (decision 031)
 metrics = EphemeralMetrics()  # its own state: the local stack runs every sender in one process
 
 settings = load(RealtimeSenderSettings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -20,9 +20,10 @@ from herald.catalog import load_catalog
 from herald.ingest import IngestEnvelope, IngestRecord, peek_envelope, peek_event_id
 from herald.routing.service import RouterService
 from herald.settings import RouterSettings, load
+from herald.tracing import LazyTracer
 
 logger = Logger()
-tracer = Tracer()
+tracer = LazyTracer()  # X-Ray on the first sampled invocation, not at cold start (decision 031)
 metrics = Metrics()
 
 settings = load(RouterSettings)  # read once per cold start; nothing is cached in the layer

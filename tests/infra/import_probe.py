@@ -6,7 +6,7 @@ Standard library only until the import. Prints one JSON line on success; on fail
 (or the reason) goes to stderr and the exit status is not 0.
 
 spec: {"path": [task root, /opt/python, runtime libraries], "module": "app", "handler":
-"lambda_handler", "expect_tracing": true}
+"lambda_handler", "expect_tracing": true, "sampled_trace_header": "Root=...;Parent=...;Sampled=1"}
 """
 
 from __future__ import annotations
@@ -78,11 +78,22 @@ def main() -> None:
 
     tracing: dict[str, object] = {}
     if spec["expect_tracing"]:
-        from aws_lambda_powertools import Tracer
+        # Decision 031: the X-Ray SDK is loaded by the first sampled invocation, not at cold start.
+        if "aws_xray_sdk" in sys.modules:
+            fail("the X-Ray SDK was imported at cold start (build it on the first sampled invocation)")
+        own = getattr(module, "tracer", None)
+        if own is not None and not hasattr(own, "sampled_tracer"):
+            fail(f"{spec['module']}.tracer is not lazy: use herald.tracing.LazyTracer")
+        if own is None:  # a function that traces nothing itself: the environment must still allow it
+            from herald.tracing import LazyTracer
+
+            own = LazyTracer()
+        os.environ["_X_AMZN_TRACE_ID"] = spec["sampled_trace_header"]
+        tracer = own.sampled_tracer()
+        if tracer is None or tracer.disabled:
+            fail("a sampled invocation got no live Tracer: the template sets Tracing: Active")
         from aws_xray_sdk.core import patcher, xray_recorder
 
-        if Tracer().disabled:
-            fail("powertools disabled the Tracer: the template sets Tracing: Active")
         patched = sorted(patcher._PATCHED_MODULES)
         if "botocore" not in patched:
             fail(f"the X-Ray SDK did not patch botocore (patched: {patched})")

@@ -6,8 +6,9 @@ imported the way the python3.13 runtime imports it: a bare `python3.13 -I -S` (n
 whose `sys.path` is the function's build folder (/var/task), the built layer (/opt/python) and the
 libraries the managed runtime ships (boto3, botocore and their dependencies), in that order, with
 the environment Lambda would give it (Tracing: Active, the template's variables resolved to
-placeholders). The module's cold-start code runs: settings validate, clients are built, powertools'
-Tracer patches botocore through the X-Ray SDK.
+placeholders). The module's cold-start code runs: settings validate, clients are built; the X-Ray SDK
+is not loaded until an invocation is sampled, and then powertools' Tracer patches botocore through
+it (decision 031).
 
 The build is for the host's architecture (native wheels must load here), from a copy of
 template.yaml with the architecture swapped, in its own reused workspace .local/host-build/
@@ -220,6 +221,8 @@ def test_handler_module_imports_as_lambda_loads_it(host_build: Path, logical_id:
         "module": module,
         "handler": attribute,
         "expect_tracing": tracing_active,
+        # what the runtime sets for an invocation X-Ray samples (at init there is none: decision 031)
+        "sampled_trace_header": environment.pop("_X_AMZN_TRACE_ID", ""),
     }
 
     # WHEN a bare Python 3.13 imports the handler module with Lambda's environment

@@ -26,6 +26,7 @@ from herald.dead_letter import (
     REJECTION_ATTRIBUTE,
     string_attribute,
 )
+from herald.tracing import LazyTracer
 
 __all__ = [
     "REJECTION_ATTRIBUTE",
@@ -115,7 +116,7 @@ def batch_handler(
     processor: RejectingBatchProcessor,
     *,
     logger: Logger,
-    tracer: Tracer,
+    tracer: Tracer | LazyTracer,
     metrics: Metrics | EphemeralMetrics,
     around: Callable[[dict[str, Any], LambdaContext], AbstractContextManager[Any]] | None = None,
 ) -> LambdaHandler:

@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import phonenumbers
-from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
@@ -44,6 +42,10 @@ class NoPhoneForConsent(ValueError):
 
 
 def normalize_email(address: str) -> str:
+    # The validators are imported on first use: only requests that write contacts need them, not
+    # the API function's cold start (decision 031).
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         valid = validate_email(address, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as error:
@@ -55,6 +57,8 @@ def normalize_email(address: str) -> str:
 
 def normalize_phone(number: str, region: str | None = None) -> str:
     """E.164 (`+14155552671`); `region` (ISO 3166-1 alpha-2) reads a national number."""
+    import phonenumbers  # on first use (see normalize_email)
+
     try:
         parsed = phonenumbers.parse(number, region)
     except phonenumbers.NumberParseException as error:
@@ -116,6 +120,8 @@ class ContactsUpdate(BaseModel):
     def _region(cls, region: str | None) -> str | None:
         if region is None:
             return None
+        import phonenumbers  # on first use (see normalize_email)
+
         if region.upper() not in phonenumbers.SUPPORTED_REGIONS:
             raise PydanticCustomError("unknown_region", "not a region phone numbers are known for")
         return region.upper()

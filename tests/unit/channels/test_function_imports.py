@@ -84,7 +84,8 @@ def test_a_function_imports_no_other_providers_sdk(name: str) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
     own = OWN_SDK[name]
-    assert loaded == ([own] if own else []), f"{name} imported {loaded}"
+    # its own SDK or none: the email sender imports SendGrid's on first use (decision 031)
+    assert set(loaded) <= ({own} if own else set()), f"{name} imported {loaded}"
 
 
 SHARED_MODULES = (

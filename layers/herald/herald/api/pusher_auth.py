@@ -26,7 +26,6 @@ from typing import Annotated, NotRequired, TypedDict
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler.openapi.params import Form
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
-from pusher.util import validate_socket_id
 
 from herald.api.auth import caller_id
 from herald.api.errors import Forbidden, Unavailable, Unprocessable
@@ -88,6 +87,8 @@ def authorize_channel(
     socket_id: Annotated[str, Form(min_length=1, max_length=MAX_SOCKET_ID_LENGTH)],
     channel_name: Annotated[str, Form(min_length=1, max_length=MAX_CHANNEL_NAME_LENGTH)],
 ) -> ChannelAuth:
+    from pusher.util import validate_socket_id  # the SDK on the first Pusher request (decision 031)
+
     user_id = caller_id(router)
     try:
         validate_socket_id(socket_id)

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
-from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Server
 
 from herald.api import (
     admin,
@@ -71,6 +70,10 @@ def build_resolver() -> APIGatewayHttpResolver:
 
 def openapi_document(app: APIGatewayHttpResolver | None = None) -> dict[str, Any]:
     """The OpenAPI 3.1 document, with every operation's errors in the one error shape."""
+    # powertools' OpenAPI document models (~130 pydantic models) are for this offline document
+    # only: the function's cold start does not build them (decision 031).
+    from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Server
+
     app = app or build_resolver()
     document = json.loads(
         app.get_openapi_json_schema(

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
-import pusher
 from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
 
 from herald.channels.credentials import SecretBacked, SecretSource
@@ -28,12 +27,18 @@ from herald.stores.users import UserStore
 from herald.twilio_feedback import TwilioWebhookVerifier
 from herald.unsubscribe import key_from_secret
 
+if TYPE_CHECKING:
+    import pusher
+
 CONTEXT_KEY = "services"
 
 
 def pusher_client(secret: dict[str, Any]) -> pusher.Pusher:
     """The Pusher app of the Pusher secret (the realtime sender's too): its key and secret are what
-    the SDK's `validate_webhook` and `authenticate` use. No request is ever sent with it here."""
+    the SDK's `validate_webhook` and `authenticate` use. No request is ever sent with it here. The SDK
+    is imported with the first Pusher request, not at cold start (decision 031)."""
+    import pusher
+
     return pusher.Pusher(app_id=str(secret["app_id"]), key=str(secret["key"]), secret=str(secret["secret"]))
 
 

@@ -26,6 +26,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from herald.batch import LambdaHandler, RejectingBatchProcessor, batch_handler
 from herald.channels.sender import ChannelRecord, ChannelSender
+from herald.tracing import LazyTracer
 
 __all__ = ["LambdaHandler", "sender_handler"]
 
@@ -35,7 +36,7 @@ def sender_handler(
     processor: RejectingBatchProcessor,
     *,
     logger: Logger,
-    tracer: Tracer,
+    tracer: Tracer | LazyTracer,
     metrics: Metrics | EphemeralMetrics,
 ) -> LambdaHandler:
     """SQS batch → one `sender.handle_record` per record, partial batch failures reported."""
