@@ -38,8 +38,9 @@ service = RouterService(
     catalog=load_catalog(),
     metrics=metrics,
 )
-# A person's notification is idempotent by its own record (decision 030); a fan-out page keeps its
-# result here, so that a repeated page does not start a second chain of continuations. Records
+# A person's notification is idempotent by its own record (decision 030). A fan-out page and a
+# deferral keep their result here: a repeated page would start a second chain of continuations, a
+# repeated deferral a second delayed copy. Records
 # outlive every way a message can come back: SQS retention (4 days), EventBridge retries (24 h) and
 # a redrive from the DLQ (14 days).
 IDEMPOTENCY_SECONDS = 15 * 24 * 3600
@@ -63,7 +64,7 @@ class RoutingWork(BaseModel):
 
 
 @idempotent_function(data_keyword_argument="work", config=idempotency_config, persistence_store=persistence)
-def fan_out_once(work: RoutingWork) -> dict[str, Any]:
+def route_once(work: RoutingWork) -> dict[str, Any]:
     return service.route(work.envelope)
 
 
@@ -72,8 +73,8 @@ def route_record(record: IngestRecord) -> dict[str, Any]:
     envelope = record.body
     logger.append_keys(event_id=envelope.request.event_id)
     try:
-        if envelope.request.audience is not None:
-            return fan_out_once(work=RoutingWork(key=envelope.idempotency_key, envelope=envelope))
+        if envelope.request.audience is not None or service.defers(envelope):
+            return route_once(work=RoutingWork(key=envelope.idempotency_key, envelope=envelope))
         return service.route(envelope, owner=record.messageId)
     except Exception:
         service.abandon(record.messageId)

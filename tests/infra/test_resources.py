@@ -192,9 +192,10 @@ def test_every_sqs_event_source_has_six_times_the_function_timeout(translated: d
         assert "ReportBatchItemFailures" in p.get("FunctionResponseTypes", []), (
             f"{mapping_id}: no ReportBatchItemFailures (one bad message would retry the whole batch)"
         )
-        # the router shares its calls across up to 100 records (decision 030); the senders take 10
-        # (a push batch's concurrent sends, decision 026). Above 10, SQS needs a window of >= 1 s.
-        batch_size = 100 if function_id == "RouterFunction" else 10
+        # the router shares its calls across up to 100 ingest records (decision 030); broadcasts
+        # keep 10 (their pace, decision 027), the senders too (a push batch's concurrent sends,
+        # decision 026). Above 10, SQS needs a window of at least 1 s.
+        batch_size = 100 if queue_id == "IngestQueue" else 10
         assert p.get("BatchSize") == batch_size and p.get("MaximumBatchingWindowInSeconds") == 1, (
             f"{mapping_id}: BatchSize {p.get('BatchSize')}, window {p.get('MaximumBatchingWindowInSeconds')}"
         )

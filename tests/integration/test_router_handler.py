@@ -325,6 +325,73 @@ def test_a_batch_of_ten_writes_each_record_once_and_shares_its_other_calls(
     assert counters == {**{str(i): "1" for i in range(8)}, "8": "2"}
 
 
+def test_a_record_that_fails_after_planning_sends_nothing_and_the_others_go(
+    stack: MotoStack, router: Any, monkeypatch
+) -> None:
+    # GIVEN two people, and the router failing on person 2 after their push was planned
+    add_users(stack, a_profile("1"), a_profile("2"))
+    real_count = router.service._count_sends
+
+    def fails_for_2(decision, *args):
+        if decision.user_id == "2":
+            raise RuntimeError("the invocation met a bad moment")
+        return real_count(decision, *args)
+
+    monkeypatch.setattr(router.service, "_count_sends", fails_for_2)
+    event = sqs_event(
+        *(envelope({"event_id": f"f{i}", "type": "comment_reply", "user_id": str(i)}) for i in (1, 2))
+    )
+
+    # WHEN the batch is routed
+    response = router.lambda_handler(event, FakeContext())
+
+    # THEN person 2's record is retried and their planned message was not sent; person 1's went
+    assert response == {"batchItemFailures": [{"itemIdentifier": "msg-1"}]}
+    assert [m["user_id"] for m in bodies(stack, "Push")] == ["1"]
+
+
+def test_a_counting_failure_neither_fails_nor_holds_back_the_batch(
+    stack: MotoStack, router: Any, monkeypatch
+) -> None:
+    add_users(stack, a_profile("1"))
+
+    def throttled(*args: Any, **kwargs: Any) -> int:
+        raise RuntimeError("ProvisionedThroughputExceededException")
+
+    monkeypatch.setattr(router.service._rate_counters, "add_many", throttled)
+
+    response = router.lambda_handler(
+        sqs_event(envelope({"event_id": "c1", "type": "comment_reply", "user_id": "1"})), FakeContext()
+    )
+
+    assert response == {"batchItemFailures": []}  # the message is out; the count is what was lost
+    assert [m["user_id"] for m in bodies(stack, "Push")] == ["1"]
+
+
+def test_a_deleted_person_gets_nothing_and_nothing_is_written_about_them(
+    stack: MotoStack, router: Any
+) -> None:
+    # GIVEN a person the directory deleted (their tombstone stands), and one it did not
+    directory = Directory(stack.client("dynamodb"), stack.tables["UsersTable"])
+    for user_id in ("gone", "here"):
+        assert directory.apply(
+            UserUpserted.model_validate({"user_id": user_id, "version": 1, "email": f"{user_id}@example.com"})
+        )
+    assert directory.apply(UserDeleted.model_validate({"user_id": "gone", "version": 2}))
+    calls = count_calls(router.dynamodb)
+
+    # WHEN a notification for each arrives in one batch (for the deleted one: late, or redriven)
+    event = sqs_event(
+        *(envelope({"event_id": f"d-{u}", "type": "security_alert", "user_id": u}) for u in ("gone", "here"))
+    )
+    assert router.lambda_handler(event, FakeContext()) == {"batchItemFailures": []}
+
+    # THEN the deleted person has no record and no message, found by the batch's one read
+    assert notification(stack, "gone") == []
+    assert {m["user_id"] for m in bodies(stack, "Email")} == {"here"}
+    assert calls["BatchGetItem"] == 2 and calls["GetItem"] == 0
+
+
 # -- deferrals -----------------------------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
 
 from herald.dispatch import SQS_BATCH_BYTES, DispatchError, Outbox, send_batches
 
@@ -64,8 +65,6 @@ class RefusingSqs(RecordingSqs):
     def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
         self.calls.append(Entries)
         if QueueUrl == self.broken_queue:
-            from botocore.exceptions import ClientError
-
             raise ClientError(
                 {"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "SendMessageBatch"
             )
@@ -114,3 +113,21 @@ def test_a_discarded_records_messages_are_not_sent() -> None:
     outbox.flush(sqs)
 
     assert [e["MessageBody"] for c in sqs.calls for e in c] == ["push-0"]
+
+
+def test_an_unanswered_call_refuses_its_chunk_and_the_others_still_go() -> None:
+    class TimingOutSqs(RecordingSqs):
+        def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+            if QueueUrl == "sms":
+                raise EndpointConnectionError(endpoint_url="https://sqs.example")
+            return super().send_message_batch(QueueUrl, Entries)
+
+    sqs = TimingOutSqs()
+    outbox = Outbox()
+    outbox.add("r0", "sms", "sms-0", 0)
+    outbox.add("r1", "push", "push-1", 0)
+
+    refused = outbox.flush(sqs)
+
+    assert set(refused) == {"r0"} and "Could not connect" in refused["r0"]
+    assert [e["MessageBody"] for c in sqs.calls for e in c] == ["push-1"]

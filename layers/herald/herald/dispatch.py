@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from herald.catalog import CatalogEntry
 from herald.messages import ChannelMessage, EscalationInput, EscalationStepInput
@@ -95,8 +95,10 @@ class Outbox:
         return {p.owner for pending in self._pending.values() for p in pending}
 
     def flush(self, sqs: Any) -> dict[str, str]:
-        """Send everything; returns each refused owner with why. Never raises for a queue's error:
-        the owners of a chunk whose call failed are refused, the other chunks still go."""
+        """Send everything; returns each refused owner with why. Never raises for an AWS error: the
+        owners of a chunk whose call failed (or went unanswered: those messages may be queued, and
+        a retry queues them again for the senders' claims to deduplicate) are refused, the other
+        chunks still go."""
         refused: dict[str, str] = {}
         pending, self._pending = self._pending, defaultdict(list)
         for queue_url, messages in pending.items():
@@ -107,7 +109,7 @@ class Outbox:
                 ]
                 try:
                     response = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
-                except ClientError as error:
+                except (ClientError, BotoCoreError) as error:  # an answer, or none (a timeout...)
                     for message in chunk:
                         refused.setdefault(message.owner, f"{queue_url}: {error}")
                     continue

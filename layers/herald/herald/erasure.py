@@ -10,9 +10,10 @@ Erased, by key (queries of the person's own partitions, never a scan):
   newer `UserUpserted` that re-created the person meanwhile keeps its profile and roles.
 - Users table: the owner items of their device tokens (only where they still name the person).
 - Notifications table: the partition `user_id=<id>` (records, delivery logs, inbox state).
-- Presence table: their item. Rate counters: every channel's keys for the last
-  `RATE_COUNTER_HOURS` hours (counters live two hours, but DynamoDB's TTL deletes expired items
-  only eventually, and until then they can be read).
+- Presence table: their item. Rate counters: their item of each of the last
+  `RATE_COUNTER_HOURS` hours, and the per-channel items of the shape before decision 030 (counters
+  live two hours, but DynamoDB's TTL deletes expired items only eventually, and until then they
+  can be read).
 
 Kept: suppression entries of their contacts (email, phone, device tokens), keyed by a hash of the
 contact (herald.stores.keys), with the plain `contact` attribute removed; and, for a channel the
@@ -273,7 +274,15 @@ class Erasure:
 
     def _rate_counter_keys(self, user_id: str, at: datetime) -> list[dict[str, str]]:
         hours = [at.astimezone(UTC) - timedelta(hours=h) for h in range(RATE_COUNTER_HOURS)]
-        return [{"pk": rate_counter_key(user_id, hour)} for hour in hours]
+        keys = [{"pk": rate_counter_key(user_id, hour)} for hour in hours]
+        # and the shape counters had before decision 030 (one item per channel), which a stack
+        # upgraded within RATE_COUNTER_HOURS may still hold
+        legacy = [
+            {"pk": f"{user_id}#{channel.value}#{hour.strftime('%Y%m%d%H')}"}
+            for hour in hours
+            for channel in Channel
+        ]
+        return keys + legacy
 
     def _erase_user_partition(self, user_id: str, *, had_profile: bool) -> tuple[int, bool]:
         """Every item of the partition but `DIRECTORY`; the directory's part (profile, roles, topics,

@@ -60,7 +60,7 @@ SOFT_BOUNCE_REASON = "soft_bounces"  # the suppression entry's reason when the t
 DEFAULT_SOFT_BOUNCE_THRESHOLD = 3
 DEFAULT_SOFT_BOUNCE_WINDOW_DAYS = 7
 # Rate counters table key of an address's soft bounces. `#` first: no user id starts with one
-# (herald.directory.USER_ID_PATTERN), so it never meets a rate counter `<user_id>#<channel>#<hour>`.
+# (herald.directory.USER_ID_PATTERN), so it never meets a rate counter `<user_id>#<hour>`.
 SOFT_BOUNCE_KEY_PREFIX = "#soft_bounces#"
 
 SENT = "Email Sent"

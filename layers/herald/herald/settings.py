@@ -114,7 +114,8 @@ class RouterSettings(HeraldSettings):
     fallback_delay_seconds: int = Field(default=300, alias="FALLBACK_DELAY_SECONDS", ge=1, le=86400)
     digest_delay_seconds: int = Field(default=86400, alias="DIGEST_DELAY_SECONDS", ge=1)
     presence_max_age_seconds: int = Field(default=21600, alias="PRESENCE_MAX_AGE_SECONDS", ge=1)
-    notification_retention_days: int = Field(default=90, alias="NOTIFICATION_RETENTION_DAYS", ge=1)
+    # the record is the notification's idempotency: at least the 15 days a request can come back in
+    notification_retention_days: int = Field(default=90, alias="NOTIFICATION_RETENTION_DAYS", ge=15)
     fanout_page_size: int = Field(default=100, alias="FANOUT_PAGE_SIZE", ge=1, le=1000)
 
     @field_validator("rate_limits", mode="before")

@@ -140,6 +140,13 @@ def seed_person(stack: MotoStack, api: ApiClient, user_id: str) -> None:
     counters.add(user_id, Channel.EMAIL, now)
     counters.add(user_id, Channel.SMS, now - timedelta(hours=1))
     counters.add(user_id, Channel.PUSH, now - timedelta(hours=2))
+    # and a counter of the shape before decision 030 (one item per channel), as an upgraded stack has
+    client.put_item(
+        TableName=stack.tables["RateCountersTable"],
+        Item=to_attributes(
+            {"pk": f"{user_id}#email#{(now - timedelta(hours=1)).strftime('%Y%m%d%H')}", "count": 2}
+        ),
+    )
     suppression = SuppressionStore(client, stack.tables["SuppressionTable"])
     suppression.suppress(email_address(contacts["email"]), "bounce", "ses", contact=contacts["email"])
     suppression.suppress(

@@ -30,12 +30,12 @@ from herald.routing.decision import (
 from herald.routing.held import HeldRequests
 from herald.settings import RouterSettings
 from herald.stores.dynamo import batch_get
-from herald.stores.keys import email_address, push_address, sms_address
+from herald.stores.keys import DIRECTORY_SK, email_address, push_address, sms_address
 from herald.stores.notifications import NotificationRecord, NotificationStore, stamp
 from herald.stores.presence import Presence, presence_from_item, presence_key
 from herald.stores.rate_counters import RateCounterStore, usage_from_item
 from herald.stores.suppression import SuppressionStore
-from herald.stores.users import UserStore, profile_from_item, profile_key
+from herald.stores.users import UserStore, directory_key, profile_from_item, profile_key
 from herald.topics import TopicStore
 from herald.users import UserProfile
 
@@ -52,6 +52,8 @@ class RoutingSnapshot:
     # the suppressed ones among the batch's contacts, each with why (for the trace)
     suppression_notes: dict[str, str] = field(default_factory=dict)
     rate_usage: dict[tuple[str, Channel], int] = field(default_factory=dict)
+    # people with a directory tombstone (deleted or erased): nothing is written about them again
+    erased: set[str] = field(default_factory=set)
     loaded_users: frozenset[str] = frozenset()
 
     def usage_for(self, user_id: str) -> dict[Channel, int]:
@@ -168,7 +170,9 @@ class RouterService:
         """Send the batch's channel messages (`SendMessageBatch` shared across records), then count
         the sends of the records whose messages all went (one `TransactWriteItems` per 100 people).
         Returns the owners a queue refused, with why: SQS retries those records, which replay their
-        stored plans. A counting error is logged, never raised: the messages are out."""
+        stored plans (a replay is never counted: the counts of a refused record, or of a batch that
+        died before this point, are lost). A counting error is logged and counted
+        (`RateCountsLost`), never raised: the messages are out."""
         outbox, self._outbox = self._outbox, None
         sends, self._sends = self._sends, {}
         refused = outbox.flush(self._sqs) if outbox is not None else {}
@@ -183,11 +187,14 @@ class RouterService:
                 for user_id, channels in people.items():
                     totals[user_id].update(channels)
         if totals:
+            token = hashlib.sha256("|".join(sorted(sends)).encode()).hexdigest()
             try:
-                self._rate_counters.add_many(totals, self._clock())
-            except Exception:
+                lost = self._rate_counters.add_many(totals, self._clock(), request_token=token)
+            except Exception:  # the messages are out: a counting error must not retry the batch
                 logger.exception("rate counters not updated", extra={"people": len(totals)})
-                self._metrics.add_metric(name="RateCountsLost", unit=MetricUnit.Count, value=len(totals))
+                lost = len(totals)
+            if lost:
+                self._metrics.add_metric(name="RateCountsLost", unit=MetricUnit.Count, value=lost)
         return refused
 
     def _snapshot_with(self, envelope: IngestEnvelope) -> RoutingSnapshot:
@@ -200,6 +207,7 @@ class RouterService:
         snapshot = self._snapshot
         snapshot.profiles.update(extra.profiles)
         snapshot.broken_profiles.update(extra.broken_profiles)
+        snapshot.erased |= extra.erased
         snapshot.presence.update(extra.presence)
         snapshot.suppression_notes.update(extra.suppression_notes)
         for key, count in extra.rate_usage.items():
@@ -231,13 +239,17 @@ class RouterService:
         found = batch_get(
             self._dynamodb,
             {
-                tables.users: [profile_key(u) for u in user_ids],
+                tables.users: [k for u in user_ids for k in (profile_key(u), directory_key(u))],
                 tables.presence: [presence_key(u) for u in user_ids],
                 tables.rate_counters: [self._rate_counters.key(u, now) for u in user_ids] if limited else [],
             },
         )
         for item in found[tables.users]:
             user_id = item.get("user_id") or item["pk"].removeprefix("USER#")
+            if item.get("sk") == DIRECTORY_SK:
+                if "deleted_at" in item:
+                    snapshot.erased.add(user_id)
+                continue
             try:
                 snapshot.profiles[user_id] = profile_from_item(item)
             except ValidationError as error:
@@ -259,6 +271,10 @@ class RouterService:
                 logger.warning("malformed rate counter ignored", extra={"item": str(item)[:300]})
 
     # -- one record --------------------------------------------------------------------------------
+
+    def defers(self, envelope: IngestEnvelope) -> bool:
+        """Routing `envelope` now only defers it to its `send_at` (the caller keeps that idempotent)."""
+        return self._waits_for_send_at(envelope, self._clock())
 
     @staticmethod
     def _waits_for_send_at(envelope: IngestEnvelope, now: datetime) -> bool:
@@ -382,6 +398,11 @@ class RouterService:
         user_id = request.user_id
         assert user_id is not None
         snapshot = self._snapshot_with(envelope)
+        if user_id in snapshot.erased:
+            # a request for a deleted person (new, repeated or redriven): no record, no data, no send
+            self._metrics.add_metric(name="RoutedToErasedPerson", unit=MetricUnit.Count, value=1)
+            logger.info("the recipient was deleted: nothing routed", extra={"event_id": request.event_id})
+            return {"status": "recipient_erased"}
         decision = self._decide(envelope, entry, snapshot, now)
         existing = self._record(decision, envelope, now)
         if existing is not None:

@@ -10,16 +10,21 @@ calls.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import ClientError
+from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
 
 from herald.models import Channel
 from herald.stores.dynamo import to_attributes
 from herald.stores.keys import rate_counter_key
+
+logger = Logger(child=True)
 
 WINDOW = timedelta(hours=1)
 MAX_TRANSACTION_ITEMS = 100  # DynamoDB's limit per TransactWriteItems
@@ -43,30 +48,48 @@ class RateCounterStore:
         """Count `count` sends on `channel` in the current hour (one UpdateItem)."""
         self._client.update_item(TableName=self._table, **self._update(user_id, {channel: count}, now))
 
-    def add_many(self, counts: Mapping[str, Mapping[Channel, int]], now: datetime) -> None:
+    def add_many(
+        self, counts: Mapping[str, Mapping[Channel, int]], now: datetime, request_token: str = ""
+    ) -> int:
         """Count each person's sends in the current hour: one `TransactWriteItems` per 100 people.
+        Returns how many people's counts could not be written (each logged).
 
         A transaction cancelled because another one was writing the same counter (two routers
-        counting one person at once) is retried; one still cancelled after that is counted one
-        person at a time. Raises the AWS error that remains (the counts are then lost)."""
+        counting one person at once) is retried; one that still fails is counted one person at a
+        time. `request_token` (the batch's identity) makes each attempt's transaction idempotent
+        (`ClientRequestToken`), so that an SDK retry after an unanswered call does not count twice."""
         updates = [self._update(user, channels, now) for user, channels in counts.items() if channels]
+        lost = 0
         for start in range(0, len(updates), MAX_TRANSACTION_ITEMS):
             chunk = updates[start : start + MAX_TRANSACTION_ITEMS]
-            if not self._transact(chunk):
-                for update in chunk:
+            if self._transact(chunk, f"{request_token}#{start}"):
+                continue
+            for update in chunk:
+                try:
                     self._client.update_item(TableName=self._table, **update)
+                except (ClientError, BotoCoreError) as error:
+                    lost += 1
+                    logger.warning("a rate counter was not updated", extra={"error": str(error)[:300]})
+        return lost
 
-    def _transact(self, updates: list[dict[str, Any]]) -> bool:
-        """False when every attempt met a conflicting transaction."""
+    def _transact(self, updates: list[dict[str, Any]], token: str) -> bool:
+        """False when the transaction could not be written (after retrying conflicts)."""
         actions = [{"Update": {"TableName": self._table, **update}} for update in updates]
         for attempt in range(CONFLICT_RETRIES):
+            if attempt:
+                time.sleep(0.02 * 2**attempt)
             try:
-                self._client.transact_write_items(TransactItems=actions)
+                self._client.transact_write_items(
+                    TransactItems=actions, ClientRequestToken=_token(f"{token}#{attempt}", actions)
+                )
                 return True
             except ClientError as error:
                 if not _conflict(error):
-                    raise
-                time.sleep(0.02 * 2**attempt)
+                    logger.warning("rate counter transaction failed", extra={"error": str(error)[:300]})
+                    return False
+            except BotoCoreError as error:
+                logger.warning("rate counter transaction unanswered", extra={"error": str(error)[:300]})
+                return False
         return False
 
     @staticmethod
@@ -81,6 +104,12 @@ class RateCounterStore:
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": to_attributes(values),
         }
+
+
+def _token(seed: str, actions: list[dict[str, Any]]) -> str:
+    """A ClientRequestToken (at most 36 characters) for one attempt of one transaction."""
+    digest = hashlib.sha256(seed.encode() + json.dumps(actions, sort_keys=True).encode())
+    return digest.hexdigest()[:36]
 
 
 def _conflict(error: ClientError) -> bool:

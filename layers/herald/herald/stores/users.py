@@ -55,6 +55,11 @@ def profile_key(user_id: str) -> dict[str, str]:
     return {"pk": user_pk(user_id), "sk": PROFILE_SK}
 
 
+def directory_key(user_id: str) -> dict[str, str]:
+    """The directory's version item: a tombstone (`deleted_at`) once the person was deleted."""
+    return {"pk": user_pk(user_id), "sk": DIRECTORY_SK}
+
+
 def consents_key(user_id: str) -> dict[str, str]:
     return {"pk": user_pk(user_id), "sk": CONSENTS_SK}
 
