@@ -1,24 +1,34 @@
-"""`make bench`: Herald's performance budget (DESIGN §11), measured, never asserted in unit tests.
+"""`make bench`: Herald's performance budget (DESIGN §11, issue 13), measured, never asserted in unit tests.
 
-- cold start: each function's import time against a bare `import boto3` (subprocesses, median of N);
-- AWS calls per notification on the router's happy path of each urgency (moto in-process, batches
-  of 10, batch reads amortised), and Step Functions state transitions per escalation path;
+- cold start (local/bench_cold.py): each function's handler import against its floor — boto3, the
+  same clients and the same provider SDK, nothing else — in fresh interpreters (median of N);
+- router CPU per routing decision (the pure decision, no I/O);
+- the ten full paths side by side (local/bench_paths.py, in a fresh interpreter): each end to end on
+  the local stack — router, senders, escalation, feedback — with batches of 10 and 100
+  notifications: AWS calls by API, Step Functions transitions, provider calls, Lambda CPU per
+  function, and USD per million notifications at the list prices of `local/prices.json`, beside
+  Knock's and Novu's list prices; the targets of issue 13 (items 2 and 5) checked here;
 - Pusher requests and AWS calls per realtime notification to an online person, router and realtime
   sender together (moto and the Pusher sandbox): one trigger when the channel is occupied, none when
   it was vacated before the sender ran;
 - a push batch (decisions 026, 029): the wall time of the push sender on one SQS batch of 10
   records x 10 device tokens against the FCM sandbox answering each request after 100 ms (target:
   under 3 round trips), its CPU time and its AWS calls per push, in a fresh interpreter on one core;
-- router CPU per notification (the pure decision, no I/O);
-- deployment package size per function (from `.aws-sam/build` when it exists);
-- a cost model: USD per million notifications per path at AWS list prices, from the above.
+- package sizes (local/bench_sizes.py): every function and the layer, unzipped, from the arm64
+  `sam build` (built first when missing or older than its sources).
 
-Prints a report and writes `.local/bench.json`; what the handlers themselves print while measured
-(logs, EMF metrics) goes to `.local/bench-handlers.log`, not into the report.
+`--check` exits 1 when a target is missed; `--smoke` (CI) plays the paths with 2 notifications and
+no warm-up, skips the cold-start, realtime, push-batch and package sections, and checks no target.
+A path that does not complete fails the run either way.
+
+Prints a report and writes `.local/bench.json` (each figure `{"value", "unit", "how"}`); what the
+handlers themselves print while measured (logs, EMF metrics) goes to `.local/bench-handlers.log` and
+`.local/bench-paths-handlers.log`, not into the report.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib
 import io
@@ -29,10 +39,12 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from local.bench_paths import DEFAULT_SIZES, SMOKE_SIZES, check_targets, figure, format_paths
 
 REPO = Path(__file__).resolve().parents[1]
 IMPORT_RUNS = 5
@@ -40,37 +52,6 @@ IMPORT_RUNS = 5
 # lines (what they still print goes to .local/bench-handlers.log; the report is the output).
 QUIET_HANDLERS = {"POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
 BATCH = 10
-
-# us-east-1 list prices (USD), arm64 Lambda. Reviewed 2026-11; see the AWS pricing pages.
-PRICES = {
-    "lambda_request": 0.20 / 1e6,
-    "lambda_gb_second_arm64": 0.0000133334,
-    "sqs_request": 0.40 / 1e6,
-    "dynamodb_write_request_unit": 0.625 / 1e6,
-    "dynamodb_read_request_unit": 0.125 / 1e6,
-    "eventbridge_event": 1.00 / 1e6,
-    "stepfunctions_transition": 25.0 / 1e6,
-    "scheduler_invocation": 1.00 / 1e6,
-    "ses_email": 0.10 / 1e3,
-}
-DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
-DYNAMODB_READS = {"GetItem", "BatchGetItem", "Query", "Scan"}
-
-
-def _functions_as_provisioned() -> dict[str, tuple[str, dict[str, str]]]:
-    """Each function of template.yaml: label (its folder) -> (module, its environment as the
-    template wires it), from the tests' in-process provisioning (moto, no AWS call)."""
-    from moto import mock_aws
-
-    from tests.support.stack import MOTO_CONFIG, provision
-
-    with mock_aws(config=MOTO_CONFIG):
-        stack = provision(stack_name="bench")
-    functions = {}
-    for logical_id, spec in stack.functions.items():
-        label = spec.code_uri.strip("/").rsplit("/", 1)[-1] or logical_id
-        functions[label] = (spec.module, stack.function_env(logical_id))
-    return functions
 
 
 def _env_for_import(function_env: dict[str, str]) -> dict[str, str]:
@@ -86,161 +67,6 @@ def _env_for_import(function_env: dict[str, str]) -> dict[str, str]:
         }
     )
     return env
-
-
-def import_times() -> dict[str, float]:
-    """Median seconds to import each function module (fresh interpreter each run)."""
-    functions = _functions_as_provisioned()
-    probe = (
-        "import time, importlib, sys; t = time.perf_counter(); importlib.import_module(sys.argv[1]); "
-        "print(time.perf_counter() - t)"
-    )
-    results: dict[str, float] = {}
-    targets = [("bare boto3", "boto3", _env_for_import({}))]
-    targets += [(label, module, _env_for_import(env)) for label, (module, env) in functions.items()]
-    for label, module, env in targets:
-        samples = []
-        for _ in range(IMPORT_RUNS):
-            done = subprocess.run(
-                [sys.executable, "-c", probe, module],
-                env=env,
-                cwd=REPO,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if done.returncode != 0:
-                samples = []
-                print(f"  ! {module} failed to import: {done.stderr.strip().splitlines()[-1:]}")
-                break
-            samples.append(float(done.stdout.strip()))
-        if samples:
-            results[label] = statistics.median(samples)
-    return results
-
-
-def router_calls_and_transitions() -> dict[str, Any]:
-    """The router's AWS calls per notification for each urgency, and escalation transitions."""
-    from moto import mock_aws
-
-    from tests.support.stack import MOTO_CONFIG, provision
-
-    report: dict[str, Any] = {"calls_per_notification": {}, "transitions": {}}
-    scenarios = {
-        "critical": "security_alert",
-        "high": "payment_receipt",
-        "medium": "order_shipped",
-        "low": "marketing_promo",
-        "system": "order_webhook",
-    }
-    with mock_aws(config=MOTO_CONFIG):
-        stack = provision(stack_name="bench")
-        os.environ.update({**stack.env, **QUIET_HANDLERS})
-        calls: Counter[str] = Counter()
-        from herald.catalog import load_catalog
-        from herald.stores.users import UserStore
-        from herald.users import UserProfile
-
-        catalog = load_catalog()
-        sys.modules.pop("functions.router.app", None)
-        router = importlib.import_module("functions.router.app")
-        # Count the router's own clients only: moto runs the state machine in-process too.
-        for client in (
-            router.dynamodb,
-            router.sqs,
-            router.service._dispatcher._sfn,
-            router.service._deferrer._scheduler,
-        ):
-            client.meta.events.register(
-                "before-call.*.*",
-                lambda model, **_: calls.update([f"{model.service_model.service_name}:{model.name}"]),
-            )
-        users = UserStore(stack.client("dynamodb"), stack.tables["UsersTable"])
-        for i in range(BATCH):
-            users.put_profile(
-                UserProfile(
-                    user_id=f"u{i}",
-                    email=f"u{i}@example.com",
-                    phone="+14155550100",
-                    devices={f"t{i}": {"platform": "android", "registered_at": "2026-01-01T00:00:00Z"}},
-                    preferences={"marketing_opt_in": True},
-                    webhook={"url": "https://hooks.example.com/h", "secret_name": "herald/dev/webhooks/u"},
-                )
-            )
-        for urgency, type_name in scenarios.items():
-            calls.clear()
-            event = _sqs_event(
-                [
-                    {
-                        "event_id": f"{urgency}-{i}",
-                        "type": type_name,
-                        "user_id": f"u{i}",
-                        "data": catalog.entry(type_name).sample_data,
-                    }
-                    for i in range(BATCH)
-                ]
-            )
-            router.lambda_handler(event, _Context())
-            report["calls_per_notification"][urgency] = {k: v / BATCH for k, v in sorted(calls.items())}
-        report["transitions"] = _escalation_transitions(stack)
-    return report
-
-
-def _escalation_transitions(stack: Any) -> dict[str, int]:
-    """State transitions of each escalation path, counted from moto's execution history."""
-    from herald.messages import parse_channel_body
-
-    sfn = stack.client("stepfunctions")
-    sqs = stack.client("sqs")
-    paths: dict[str, int] = {}
-    for path in ("acknowledged", "push undeliverable", "timeout"):
-        name = f"bench-{path.replace(' ', '-')}"
-        message = {
-            "notification_id": name,
-            "event_id": "e",
-            "user_id": "u0",
-            "type": "payment_receipt",
-            "channel": "push",
-            "urgency": "high",
-            "category": "transactional",
-            "locale": "en",
-        }
-        execution_input = {
-            "notification_id": name,
-            "user_id": "u0",
-            "first": {
-                "queue_url": stack.queue_urls["Push"],
-                "message": {**message, "escalation": True},
-                "wait_seconds": 1 if path == "timeout" else 60,
-            },
-            "last": {"queue_url": stack.queue_urls["Email"], "message": {**message, "channel": "email"}},
-        }
-        arn = sfn.start_execution(
-            stateMachineArn=stack.state_machine_arn, name=name, input=json.dumps(execution_input)
-        )["executionArn"]
-        if path != "timeout":
-            token = None
-            for _ in range(100):
-                for m in sqs.receive_message(QueueUrl=stack.queue_urls["Push"], MaxNumberOfMessages=10).get(
-                    "Messages", []
-                ):
-                    body = parse_channel_body(m["Body"])
-                    if body.notification_id == name:
-                        token = body.task_token
-                if token:
-                    break
-                time.sleep(0.05)
-            if path == "acknowledged":
-                sfn.send_task_success(taskToken=token, output="{}")
-            else:
-                sfn.send_task_failure(taskToken=token, error="Herald.Undeliverable", cause="no device")
-        for _ in range(200):
-            if sfn.describe_execution(executionArn=arn)["status"] != "RUNNING":
-                break
-            time.sleep(0.05)
-        history = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
-        paths[path] = sum(1 for e in history if e["type"].endswith("StateEntered"))
-    return paths
 
 
 def realtime_path() -> dict[str, Any]:
@@ -688,38 +514,6 @@ def decision_cpu() -> float:
     return (time.process_time() - start) / len(inputs)
 
 
-def package_sizes() -> dict[str, int]:
-    build = REPO / ".aws-sam" / "build"
-    if not build.is_dir():
-        return {}
-    return {
-        entry.name: sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
-        for entry in sorted(build.iterdir())
-        if entry.is_dir()
-    }
-
-
-def cost_per_million(calls: dict[str, float], transitions: int, lambda_ms: float, memory_mb: int) -> float:
-    """USD per million notifications on one path: the router's share plus the fixed costs."""
-    total = PRICES["eventbridge_event"]
-    total += (
-        PRICES["lambda_request"] / BATCH
-        + lambda_ms / 1000 * memory_mb / 1024 * PRICES["lambda_gb_second_arm64"]
-    )
-    for call, count in calls.items():
-        service, operation = call.split(":")
-        if service == "sqs":
-            total += count * PRICES["sqs_request"]
-        elif service == "dynamodb" and operation in DYNAMODB_WRITES:
-            total += count * PRICES["dynamodb_write_request_unit"]
-        elif service == "dynamodb" and operation in DYNAMODB_READS:
-            total += count * PRICES["dynamodb_read_request_unit"]
-        elif service == "scheduler":
-            total += count * PRICES["scheduler_invocation"]
-    total += transitions * PRICES["stepfunctions_transition"]
-    return total * 1e6
-
-
 class _Context:
     function_name = "bench"
     memory_limit_in_mb = 512
@@ -766,104 +560,230 @@ def _sqs_event(details: list[dict[str, Any]]) -> dict[str, Any]:
     return {"Records": records}
 
 
-def main() -> int:
+def paths_in_fresh_process(sizes: Sequence[int], *, warm_up: bool) -> dict[str, Any]:
+    """The ten paths (local/bench_paths.py) in an interpreter of their own, with a local stack of
+    their own; its progress lines go to the terminal, its report comes back as JSON."""
+    out = REPO / ".local" / "bench-paths.json"
+    out.unlink(missing_ok=True)
+    command = [
+        sys.executable,
+        "-m",
+        "local.bench_paths",
+        "--sizes",
+        ",".join(map(str, sizes)),
+        "--out",
+        str(out),
+        "--log",
+        str(REPO / ".local" / "bench-paths-handlers.log"),
+    ]
+    sys.stdout.flush()  # its progress lines come after what is printed so far
+    done = subprocess.run(
+        command + ([] if warm_up else ["--no-warm-up"]), cwd=REPO, env=_env_for_import({}), check=False
+    )
+    if not out.exists():
+        raise RuntimeError(f"the paths benchmark wrote no report (exit {done.returncode})")
+    return json.loads(out.read_text())
+
+
+def _figures(raw: dict[str, Any], units: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """`raw` figures as `{"value", "unit", "how"}` (`units`: key -> (unit, how))."""
+    return {key: figure(value, *units.get(key, ("", ""))) for key, value in raw.items()}
+
+
+PUSH_BATCH_UNITS = {
+    "records": ("records", "SQS records in the push sender's batch"),
+    "tokens_per_record": ("device tokens", "device tokens of each record's person"),
+    "fcm_latency_ms": ("ms", "the FCM sandbox's delay before each answer"),
+    "first_batch_seconds": ("s", "the first batch's handler wall time (OAuth token, threads)"),
+    "batch_seconds": ("s", "median handler wall time of the next batches"),
+    "batch_round_trips": ("FCM latencies", "batch_seconds / fcm_latency_ms"),
+    "batch_cpu_seconds": ("s", "median process CPU of the handler per batch (servers in other processes)"),
+    "herald_cores": ("cores", "the core the handler ran on (the servers on the others)"),
+    "fcm_send_seconds": ("s", "median time spent in FcmPushProvider.send_batch"),
+    "fcm_round_trips": ("FCM latencies", "fcm_send_seconds / fcm_latency_ms"),
+    "aws_calls_per_push": ("calls/record", "botocore hooks on the push sender's clients, per record"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make bench", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--smoke", action="store_true", help="CI: the paths with 2 notifications, nothing else"
+    )
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--sizes", help="batch sizes of the paths (default 10,100; smoke 2)")
+    args = parser.parse_args(argv)
+    sizes = (
+        [int(s) for s in args.sizes.split(",")]
+        if args.sizes
+        else list(SMOKE_SIZES if args.smoke else DEFAULT_SIZES)
+    )
     sys.path[:0] = [str(REPO), str(REPO / "layers" / "herald")]
-    print("Herald benchmarks (DESIGN §11)\n")
-    print(f"Cold start: import time (median of {IMPORT_RUNS} fresh interpreters)")
-    imports = import_times()
-    base = imports.get("bare boto3", 0.0)
-    for label, seconds in imports.items():
-        extra = "" if label == "bare boto3" else f"   (+{(seconds - base) * 1000:6.0f} ms over boto3)"
-        print(f"  {label:<18} {seconds * 1000:7.0f} ms{extra}")
+    print(
+        "Herald benchmarks (DESIGN §11, issue 13)"
+        + ("  --smoke: tiny sizes, no thresholds" if args.smoke else "")
+    )
+    report: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "make bench  # python -m local.bench "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "smoke": args.smoke,
+    }
+    handlers_output = io.StringIO()
+
+    if not args.smoke:
+        from local.bench_cold import cold_start_figures, print_cold_starts
+
+        print("\nCold start: each handler's import against its floor (issue 13 item 3)")
+        cold = cold_start_figures(runs=IMPORT_RUNS)
+        print_cold_starts(cold)
+        report["cold_start"] = cold
 
     cpu = decision_cpu()
     print(f"\nRouter CPU per routing decision (pure, no I/O): {cpu * 1e6:.0f} µs")
+    report["decision_cpu"] = figure(
+        round(cpu * 1e6, 2),
+        "µs/decision",
+        "process CPU of herald.routing.decide over every catalog type x 500 inputs",
+    )
 
-    started = time.perf_counter()
-    # The handlers' own stdout (their loggers bind it when the module is imported here; powertools
-    # prints the ColdStart metric even with metrics disabled) goes to a file, not into the table.
-    handlers_output = io.StringIO()
-    with contextlib.redirect_stdout(handlers_output):
-        routed = router_calls_and_transitions()
-    elapsed = time.perf_counter() - started
-    print(f"\nRouter AWS calls per notification (batches of {BATCH}; moto in-process, {elapsed:.1f} s)")
-    for urgency, calls in routed["calls_per_notification"].items():
-        total = sum(calls.values())
-        detail = ", ".join(f"{k} {v:g}" for k, v in calls.items())
-        print(f"  {urgency:<9} {total:5.1f}  ({detail})")
-    print("\nStep Functions transitions per escalation path")
-    for path, count in routed["transitions"].items():
-        print(f"  {path:<20} {count}")
+    print(
+        "\nFull paths, end to end on the local stack "
+        f"(batches of {' and '.join(map(str, sizes))} notifications"
+        f"{'' if args.smoke else ', after a warm-up batch of 1'}); figures per notification"
+    )
+    paths = paths_in_fresh_process(sizes, warm_up=not args.smoke)
+    print(format_paths(paths))
+    report["paths"] = paths
+    failed = dict(paths.get("failures", {}))
+    if failed:
+        print("\n  Paths that did not complete:")
+        for name, reason in failed.items():
+            print(f"    {name}: {reason}")
 
-    with contextlib.redirect_stdout(handlers_output), contextlib.redirect_stderr(handlers_output):
-        realtime = realtime_path()
-    print(f"\nRealtime: medium to an online person, router + realtime sender (batches of {BATCH})")
-    for label, figures in realtime.items():
-        aws = figures["aws_calls_per_notification"]
-        pusher = figures["pusher_requests_per_notification"]
-        print(f"  {label:<24} Pusher requests per notification {pusher:g} (target {figures['target']})")
+    targets = check_targets(paths, smoke=args.smoke)
+
+    if not args.smoke:
+        with contextlib.redirect_stdout(handlers_output), contextlib.redirect_stderr(handlers_output):
+            realtime = realtime_path()
+        print(f"\nRealtime: medium to an online person, router + realtime sender (batches of {BATCH})")
+        for label, figures in realtime.items():
+            aws = figures["aws_calls_per_notification"]
+            pusher = figures["pusher_requests_per_notification"]
+            print(f"  {label:<24} Pusher requests per notification {pusher:g} (target {figures['target']})")
+            print(
+                f"  {'':<24} AWS calls {sum(aws.values()):.1f}: "
+                + ", ".join(f"{k} {v:g}" for k, v in aws.items())
+            )
+        report["realtime"] = {
+            label: {
+                "pusher_requests_per_notification": figure(
+                    f["pusher_requests_per_notification"],
+                    "requests/notification",
+                    "Pusher SDK requests of the realtime sender (moto in-process, the Pusher sandbox)",
+                ),
+                "target": figure(
+                    f["target"], "requests/notification", "one trigger when occupied, none when vacated"
+                ),
+                "aws_calls_per_notification": figure(
+                    f["aws_calls_per_notification"],
+                    "calls/notification",
+                    "botocore hooks, router + realtime sender",
+                ),
+            }
+            for label, f in realtime.items()
+        }
+
+        push = push_batch_in_fresh_process(handlers_output)
+        per_push = push["aws_calls_per_push"]
         print(
-            f"  {'':<24} AWS calls {sum(aws.values()):.1f}: "
-            + ", ".join(f"{k} {v:g}" for k, v in aws.items())
+            f"\nPush batch: {push['records']} records x {push['tokens_per_record']} device tokens, "
+            f"FCM sandbox at {push['fcm_latency_ms']} ms a request, the handler on one core "
+            f"({'core ' + ','.join(map(str, push['herald_cores']))}, the servers on the others)"
         )
-
-    push = push_batch_in_fresh_process(handlers_output)
-    per_push = push["aws_calls_per_push"]
-    print(
-        f"\nPush batch: {push['records']} records x {push['tokens_per_record']} device tokens, "
-        f"FCM sandbox at {push['fcm_latency_ms']} ms a request, the handler on one core "
-        f"({'core ' + ','.join(map(str, push['herald_cores']))}, the servers on the others)"
-    )
-    print(
-        f"  the whole batch {push['batch_seconds'] * 1000:.0f} ms = {push['batch_round_trips']:.2f} "
-        f"round trips (target: under 3), with its claims, suppression read and outcomes; "
-        f"the handler's CPU {push['batch_cpu_seconds'] * 1000:.0f} ms"
-    )
-    print(
-        f"  sending the {push['records'] * push['tokens_per_record']} messages "
-        f"{push['fcm_send_seconds'] * 1000:.0f} ms ({push['fcm_round_trips']:.1f} round trips); "
-        f"the first batch {push['first_batch_seconds'] * 1000:.0f} ms (OAuth token, threads)"
-    )
-    print(
-        f"  AWS calls per push {sum(per_push.values()):.1f}: "
-        + ", ".join(f"{k} {v:g}" for k, v in per_push.items())
-    )
-
-    print("\nCost model: USD per million notifications, router path (senders and providers excluded)")
-    costs = {}
-    for urgency, calls in routed["calls_per_notification"].items():
-        transitions = routed["transitions"]["timeout"] if urgency == "high" else 0
-        costs[urgency] = cost_per_million(calls, transitions, lambda_ms=40, memory_mb=512)
         print(
-            f"  {urgency:<9} ${costs[urgency]:8.2f}"
-            + ("   (escalation to email, worst case)" if transitions else "")
+            f"  the whole batch {push['batch_seconds'] * 1000:.0f} ms = {push['batch_round_trips']:.2f} "
+            f"round trips (target: under 3), with its claims, suppression read and outcomes; "
+            f"the handler's CPU {push['batch_cpu_seconds'] * 1000:.0f} ms"
         )
+        print(
+            f"  sending the {push['records'] * push['tokens_per_record']} messages "
+            f"{push['fcm_send_seconds'] * 1000:.0f} ms ({push['fcm_round_trips']:.1f} round trips); "
+            f"the first batch {push['first_batch_seconds'] * 1000:.0f} ms (OAuth token, threads)"
+        )
+        print(
+            f"  AWS calls per push {sum(per_push.values()):.1f}: "
+            + ", ".join(f"{k} {v:g}" for k, v in per_push.items())
+        )
+        report["push_batch"] = _figures(push, PUSH_BATCH_UNITS)
 
-    sizes = package_sizes()
-    if sizes:
-        print("\nDeployment package size (unzipped, .aws-sam/build)")
-        for name, size in sizes.items():
-            print(f"  {name:<26} {size / 1e6:7.1f} MB")
-    else:
-        print("\nDeployment package size: run `make build` first")
+        from local.bench_sizes import package_figures, print_package_sizes
 
-    report = {
-        "imports_seconds": imports,
-        "decision_cpu_seconds": cpu,
-        **routed,
-        "realtime": realtime,
-        "push_batch": push,
-        "cost_per_million_usd": costs,
-        "package_bytes": sizes,
-    }
+        print("\nPackage sizes, unzipped, from the arm64 `sam build` (issue 13 item 4)")
+        packages = package_figures()
+        print_package_sizes(packages)
+        report["package_sizes"] = packages
+
+    if not args.smoke:
+        targets += _section_targets(report)
+    report["targets"] = targets
+    print("\nTargets (issues 12 and 13; checked by this benchmark only, never by unit tests)")
+    for target in targets:
+        verdict = {True: "met", False: "NOT met", None: "not checked"}[target["met"]]
+        print(f"  {verdict:<11} {target['target']}: {target['measured']}")
+
     out = REPO / ".local" / "bench.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str) + "\n")
     log = out.with_name("bench-handlers.log")
     log.write_text(handlers_output.getvalue())
-    lines = handlers_output.getvalue().count("\n")
-    print(f"\nwrote {out.relative_to(REPO)}; the handlers' output: {log.relative_to(REPO)} ({lines} lines)")
-    return 0
+    print(
+        f"\nwrote {out.relative_to(REPO)}; the handlers' output: {log.relative_to(REPO)}, "
+        ".local/bench-paths-handlers.log"
+    )
+    missed = [t for t in targets if t["met"] is False]
+    if failed:
+        return 1
+    return 1 if args.check and missed else 0
+
+
+def _section_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The targets of the cold-start, package-size and push-batch sections, as `check_targets`'."""
+    targets = []
+    cold = report.get("cold_start", {})
+    ratios = {k.split(".")[1]: v["value"] for k, v in cold.items() if k.endswith(".ratio")}
+    if ratios:
+        worst = max(ratios, key=lambda name: ratios[name])
+        targets.append(
+            {
+                "target": "every handler's cold import <= 1.15 x its floor",
+                "measured": f"worst {worst} {ratios[worst]:.2f}x; "
+                + ", ".join(f"{k} {v:.2f}" for k, v in sorted(ratios.items())),
+                "met": all(v <= 1.15 for v in ratios.values()),
+            }
+        )
+    packages = report.get("package_sizes", {})
+    met = {k.split(".")[1]: v["value"] for k, v in packages.items() if k.endswith(".target_met")}
+    if met:
+        over = sorted(name for name, ok in met.items() if not ok)
+        targets.append(
+            {
+                "target": "no function package over 40 MB unzipped",
+                "measured": "over: " + ", ".join(over) if over else "all under",
+                "met": not over,
+            }
+        )
+    push = report.get("push_batch", {})
+    if "batch_round_trips" in push:
+        trips = push["batch_round_trips"]["value"]
+        targets.append(
+            {
+                "target": "a push batch of 10 x 10 under 3 round trips of 100 ms",
+                "measured": f"{trips:.2f}",
+                "met": trips < 3,
+            }
+        )
+    return targets
 
 
 def _push_batch_main() -> int:
