@@ -3,6 +3,9 @@ PYTHON_VERSION ?= 3.13.0
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+WEB_STAMP := web/node_modules/.installed
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: venv test unit integration e2e infra lint fmt demo local bench soak build schema clean
 
@@ -22,6 +25,16 @@ $(STAMP): requirements-dev.txt layers/herald/requirements.txt $(wildcard functio
 
 venv: $(STAMP)
 
+# pusher-js (the demo app page, the browser tests), exactly as web/package-lock.json pins it.
+$(WEB_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $(WEB_STAMP)
+
+# The browser tests drive Debian's chromium (Playwright cannot download its own browsers here).
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -30,10 +43,11 @@ fmt: venv
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# Full suite: lint, unit, integration, infrastructure checks, end-to-end. Exit 5 (no tests) fails.
+# Full suite: lint, unit, integration, infrastructure checks, end-to-end, the browser test (it
+# needs chromium and pusher-js: installed above when missing). Exit 5 (no tests) fails.
 # Two workers (pytest-xdist), a whole file per worker: the end-to-end modules mostly wait on timers
 # (quiet hours, digests, escalation delays), and each keeps its module-scoped stack to itself.
-test: venv
+test: venv $(WEB_STAMP) $(CHROMIUM)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -n 2 --dist loadfile
@@ -60,7 +74,7 @@ build: venv
 demo: venv
 	PYTHONPATH=.:layers/herald $(PY) -m local.demo
 
-local: venv
+local: venv $(WEB_STAMP)
 	PYTHONPATH=.:layers/herald $(PY) -m local.stack
 
 bench: venv

@@ -10,8 +10,11 @@ way API Gateway does (exact before `{param}` before `{proxy+}`, a method before 
 issuer's JWKS, `iss`, `aud`/`client_id`, `exp`/`nbf`, the route's scopes), turned into an HTTP API
 v2.0 event and handed to `invoke(function_logical_id, event)`. The result is translated back the
 way API Gateway does: a dict with `statusCode` (headers, cookies, body, isBase64Encoded), anything
-else becomes a 200 JSON response. Not emulated: CORS, throttling, access logs, stages other than
-`$default`, mutual TLS, custom domains.
+else becomes a 200 JSON response. CORS follows the API's CorsConfiguration as API Gateway applies
+it: a preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) is answered by the API
+itself, before any route or authorizer, and every response to a request with an allowed `Origin`
+carries the configured `access-control-*` headers. Not emulated: throttling, access logs, stages
+other than `$default`, mutual TLS, custom domains.
 """
 
 from __future__ import annotations
@@ -306,6 +309,8 @@ class LocalHttpApi:
                 raise ValueError(f"route {compiled.route_key} uses unknown authorizer {name}")
         self.account_id = _account_id(description)
         self.api_id = _api_id(description, api_logical_id)
+        configs = [c for api, c in description.cors.items() if api_logical_id in (None, api)]
+        self.cors: dict[str, Any] | None = configs[0] if len(configs) == 1 else None
         self._server: BaseWSGIServer = make_server(
             host,
             port_from_env() if port is None else port,
@@ -369,6 +374,21 @@ class LocalHttpApi:
 
     def handle(self, request: Request) -> Response:
         request_id = base64.b64encode(secrets.token_bytes(10)).decode()
+        if self.cors is None:
+            return self._handle(request, request_id)
+        origin = request.headers.get("Origin")
+        preflight = bool(origin) and request.method == "OPTIONS"
+        preflight = preflight and "Access-Control-Request-Method" in request.headers
+        response = Response(status=204) if preflight else self._handle(request, request_id)
+        if preflight:
+            response.headers["apigw-requestid"] = request_id
+        for key in {k for k, _ in response.headers.items() if k.lower().startswith("access-control-")}:
+            del response.headers[key]  # API Gateway ignores the integration's own CORS headers
+        if origin:
+            response.headers.extend(_cors_headers(self.cors, origin, request, preflight))
+        return response
+
+    def _handle(self, request: Request, request_id: str) -> Response:
         found = self.match(request.method, request.path)
         if found is None:
             return _json_response({"message": "Not Found"}, 404, request_id)
@@ -511,6 +531,31 @@ class LocalHttpApi:
             response.headers.add("Set-Cookie", str(cookie))
         response.headers["apigw-requestid"] = request_id
         return response
+
+
+def _cors_headers(cors: dict[str, Any], origin: str, request: Request, preflight: bool) -> dict[str, str]:
+    """The `access-control-*` headers API Gateway adds for `cors` (the translated CorsConfiguration):
+    none for an origin it does not allow."""
+    allowed = [str(o) for o in cors.get("allowOrigins") or []]
+    if "*" not in allowed and origin not in allowed:
+        return {}
+    headers = {"access-control-allow-origin": "*" if "*" in allowed else origin}
+    if cors.get("allowCredentials"):
+        headers["access-control-allow-credentials"] = "true"
+    if preflight:
+        methods = [str(m) for m in cors.get("allowMethods") or []]
+        requested = request.headers.get("Access-Control-Request-Method", "")
+        headers["access-control-allow-methods"] = requested if "*" in methods else ",".join(methods)
+        allow_headers = [str(h) for h in cors.get("allowHeaders") or []]
+        if "*" in allow_headers:
+            allow_headers = [request.headers.get("Access-Control-Request-Headers", "")]
+        if any(allow_headers):
+            headers["access-control-allow-headers"] = ",".join(allow_headers)
+        if cors.get("maxAge") is not None:
+            headers["access-control-max-age"] = str(cors["maxAge"])
+    elif cors.get("exposeHeaders"):
+        headers["access-control-expose-headers"] = ",".join(str(h) for h in cors["exposeHeaders"])
+    return headers
 
 
 def _account_id(description: StackDescription) -> str:

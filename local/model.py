@@ -102,6 +102,8 @@ class StackDescription:
     not_emulated: dict[str, str] = field(default_factory=dict)  # logical id -> why
     # CloudFormation custom resources, run by the local stack once its functions are up
     custom_resources: dict[str, CustomResource] = field(default_factory=dict)
+    # HttpApi logical id -> its CorsConfiguration, as the translated Body's `x-amazon-apigateway-cors`
+    cors: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def ref(self, logical_id: str) -> str:
         return self.resources[logical_id].physical_id

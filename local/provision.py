@@ -1069,6 +1069,10 @@ class Provisioner:
                 raise ProvisionError(f"{logical_id}: two different authorizers are named {scheme_name}")
             self.description.authorizers[scheme_name] = jwt_authorizer
 
+        cors = body.get("x-amazon-apigateway-cors")
+        if isinstance(cors, dict):
+            self.description.cors[logical_id] = cors  # answered by the local HTTP API, as API Gateway does
+
         default_security = body.get("security")
         for path, item in (body.get("paths") or {}).items():
             for key, operation in item.items():

@@ -650,7 +650,8 @@ def moto_server_in_this_process(aws_endpoint: str) -> bool:
         return False
     port = urlsplit(aws_endpoint).port
     for candidate in gc.get_objects():
-        if isinstance(candidate, ThreadedMotoServer):
+        # type(), not isinstance(): a dead weakref.proxy among the objects raises on any attribute
+        if issubclass(type(candidate), ThreadedMotoServer):
             server = getattr(candidate, "_server", None)
             if server is not None and server.server_port == port:
                 return True

@@ -4,7 +4,9 @@
 - the provider sandboxes (default http://127.0.0.1:4010, `HERALD_SANDBOX_PORT`);
 - every resource of the template, provisioned through the SAM transform (local/provision.py);
 - the real handlers, invoked in-process as Lambda would (local/runner.py);
-- the HTTP API (default http://127.0.0.1:3000, `HERALD_API_PORT`) with its JWT authorizer.
+- the HTTP API (default http://127.0.0.1:3000, `HERALD_API_PORT`) with its JWT authorizer;
+- the demo app page (http://127.0.0.1:4010/demo/): a browser signs in as a demo user and joins the
+  Pusher sandbox's WebSocket side (the sandbox port + 1) with the real pusher-js.
 
 The physical names and URLs of every resource are written to `.local/stack.json`.
 """
@@ -97,6 +99,7 @@ class LocalStack:
             self._exit.callback(self.api.stop)
             # The Pusher app's webhook URL, as set in Pusher's dashboard: occupancy goes to Herald.
             self.sandbox.pusher.webhook_url = f"{self.api.url}/v1/webhooks/pusher"
+            self.sandbox.demo.api_url = self.api.url  # the demo page authorizes its channel there
             # SendGrid's Event Webhook URL and the Twilio number's messaging webhook (decision 023)
             self.sandbox.sendgrid.event_webhook_url = f"{self.api.url}/v1/webhooks/sendgrid"
             self.sandbox.twilio.inbound_url = f"{self.api.url}/v1/webhooks/twilio"
@@ -133,9 +136,21 @@ class LocalStack:
             "aws": self.moto.url,
             "api": self.api.url,
             "sandboxes": self.sandbox.url,
+            "demo": f"{self.sandbox.url}/demo/",
             "bus": self.bus_name,
             "stack.json": str(self.state_file) if self.state_file else "",
         }
+
+
+def seed_demo_users(stack: LocalStack) -> list[str]:
+    """Seed the demo users (local/demo.py) and offer the people among them on the demo page."""
+    from local.demo import demo_users, seed
+
+    assert stack.sandbox
+    seed(stack)
+    people = demo_users(f"{stack.sandbox.url}/receivers/acme")  # as seed() made them
+    stack.sandbox.demo.users = [p.user_id for p in people if "webhook" not in p.directory]
+    return stack.sandbox.demo.users
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,15 +177,14 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stopped.set())
     with LocalStack(parameters=parameters) as stack:
         if not args.no_seed:
-            from local.demo import seed
-
-            seed(stack)
+            seed_demo_users(stack)
         endpoints = stack.endpoints()
         print("\nHerald local stack is up (Ctrl-C to stop)")
         print(f"  AWS (moto)     {endpoints['aws']}   region us-east-1, any credentials")
         print(f"  HTTP API       {endpoints['api']}   JWT: curl '{endpoints['sandboxes']}/_token?sub=42'")
         print(f"  sandboxes      {endpoints['sandboxes']}   /_outbox /_faults /_token")
         print(f"  event bus      {endpoints['bus']}")
+        print(f"  demo app       {endpoints['demo']}   sign in as a demo user; realtime via pusher-js")
         print(f"  resources      {endpoints['stack.json']}")
         if not args.no_seed:
             print("  demo users     42, ana, ben, cleo, dan, eve, finn, gus, acme (webhooks): over the bus;")

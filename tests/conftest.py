@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-SUITES = ("unit", "integration", "infra", "e2e")
+SUITES = ("unit", "integration", "infra", "e2e", "browser")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

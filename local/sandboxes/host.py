@@ -14,11 +14,13 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from local.sandboxes.credentials import SandboxCredentials
+from local.sandboxes.demo_page import DemoPage
 from local.sandboxes.faults import Faults
 from local.sandboxes.fcm import FcmSandbox, OAuthSandbox
 from local.sandboxes.issuer import JwtIssuer
 from local.sandboxes.outbox import Outbox
 from local.sandboxes.pusher_channels import PusherSandbox
+from local.sandboxes.pusher_ws import PusherSocketServer
 from local.sandboxes.receivers import WebhookReceivers
 from local.sandboxes.sendgrid_mail import SendGridSandbox
 from local.sandboxes.twilio_messaging import TwilioSandbox
@@ -44,7 +46,9 @@ class _QuietHandler(WSGIRequestHandler):
 
 class SandboxHost:
     """Serves the Pusher, FCM (+ Google OAuth), Twilio and SendGrid sandboxes, the webhook
-    receivers, the local JWT issuer and the control endpoints on one loopback port.
+    receivers, the local JWT issuer, the demo app page (`/demo/`) and the control endpoints on one
+    loopback port; the Pusher sandbox's WebSocket side (pusher-js connects there) on `ws_port`
+    (default: the next port, or a free one when `port` is 0).
 
     The socket is bound at construction, so `url`/`port` are known at once (port 0 picks a free
     one); `start()` begins serving in a background thread, `stop()` ends it. Without
@@ -59,6 +63,7 @@ class SandboxHost:
         port: int = DEFAULT_PORT,
         pusher_webhook_url: str | None = None,
         receivers: Iterable[str] = ("default",),
+        ws_port: int | None = None,
     ) -> None:
         if not is_loopback_url(f"http://{host}/"):
             raise ValueError(f"the sandboxes only listen on loopback, not {host!r}")
@@ -85,12 +90,22 @@ class SandboxHost:
         self.sendgrid = SendGridSandbox(self.credentials.sendgrid, self.outbox)
         self.receivers = WebhookReceivers(self.credentials.receivers, self.outbox)
         self.issuer = JwtIssuer(self.credentials.jwt)
+        try:
+            self.pusher_ws = PusherSocketServer(
+                self.pusher, host=host, port=(self.port + 1 if port else 0) if ws_port is None else ws_port
+            )
+        except BaseException:
+            self._server.server_close()
+            raise
+        self.demo = DemoPage(
+            pusher_key=self.credentials.pusher.key, ws_host=host, ws_port=self.pusher_ws.port
+        )
         self._providers: dict[str, Provider] = {
             provider.name: provider
             for provider in (self.pusher, self.fcm, self.oauth, self.twilio, self.sendgrid, self.receivers)
         }
         routes = [route for provider in self._providers.values() for route in provider.routes()]
-        routes += self.issuer.routes() + self._control_routes()
+        routes += self.issuer.routes() + self.demo.routes() + self._control_routes()
         self._map = Map(
             [Rule(route.path, methods=list(route.methods), endpoint=route) for route in routes],
             strict_slashes=False,
@@ -111,6 +126,7 @@ class SandboxHost:
                     target=self._server.serve_forever, name=f"sandboxes:{self.port}", daemon=True
                 )
                 self._thread.start()
+                self.pusher_ws.start()
                 logger.info("sandboxes listening on %s", self.url)
         return self
 
@@ -122,6 +138,7 @@ class SandboxHost:
                 thread.join(timeout=10)
             if not self._closed:
                 self._closed = True
+                self.pusher_ws.stop()
                 self._server.server_close()
 
     @property
@@ -164,8 +181,10 @@ class SandboxHost:
                 "port": self.port,
                 "ssl": False,
                 "api": f"{self.url}/apps/{creds.pusher.app_id}",
+                "ws": f"{self.pusher_ws.url}/app/{creds.pusher.key}",
                 "webhook_url": self.pusher.webhook_url,
             },
+            "demo": f"{self.url}/demo/",
             "fcm": {"send": creds.fcm_url, "oauth_token": creds.fcm.token_uri},
             "twilio": {
                 "api_base": self.url,

@@ -10,7 +10,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from werkzeug.wrappers import Request, Response
 
@@ -61,6 +61,18 @@ def _daemon_timer(seconds: float, action: Callable[[], None]) -> threading.Timer
     return timer
 
 
+class Sockets(Protocol):
+    """The sandbox's WebSocket side (`pusher_ws.PusherSocketServer`), as the HTTP side sees it."""
+
+    def publish(self, channel: str, event: str, data: str) -> int:
+        """Send an event to every socket subscribed to `channel`; returns how many got it."""
+        ...
+
+    def drop_all(self) -> None:
+        """Forget every subscription and close every socket (the sandbox is being reset)."""
+        ...
+
+
 class PusherSandbox:
     """Speaks `api-<cluster>.pusher.com`'s REST API; errors are plain text, as Pusher's are."""
 
@@ -86,6 +98,7 @@ class PusherSandbox:
         self._vacating: dict[str, threading.Timer] = {}  # channel -> its delayed channel_vacated
         self._queued: list[dict[str, str]] = []  # events waiting for the batch window to close
         self._flush_timer: threading.Timer | None = None
+        self._sockets: Sockets | None = None  # real clients (pusher_ws.py), once attached
         self.webhook_url = webhook_url
 
     # -- configuration and state -------------------------------------------------------------
@@ -97,6 +110,16 @@ class PusherSandbox:
     @webhook_url.setter
     def webhook_url(self, url: str | None) -> None:
         self._webhook_url = require_loopback_url(url) if url else None
+
+    def attach_sockets(self, sockets: Sockets) -> None:
+        """Triggered events also go to `sockets`' subscribers; `reset` closes them."""
+        self._sockets = sockets
+
+    def channel_auth(self, socket_id: str, channel: str, channel_data: str | None = None) -> str:
+        """The `auth` a `pusher:subscribe` must carry: `<key>:<hex HMAC-SHA256(secret,
+        socket_id:channel[:channel_data])>`, the pusher SDK's `authenticate` formula."""
+        text = f"{socket_id}:{channel}" + (f":{channel_data}" if channel_data is not None else "")
+        return f"{self.credentials.key}:{sign(self.credentials.secret, text)}"
 
     def is_occupied(self, channel: str) -> bool:
         with self._lock:
@@ -127,9 +150,20 @@ class PusherSandbox:
 
     def connect(self, user_id: str) -> int:
         """An app of `user_id` subscribes to its `private-user-<id>` channel; returns the channel's
-        connections. The first one queues `channel_occupied` for the next batch; one arriving while
-        a vacate is pending cancels it, and no webhook is sent at all (as Pusher does)."""
-        channel = user_channel(user_id)
+        connections (see `subscribe`)."""
+        return self.subscribe(user_channel(user_id))
+
+    def disconnect(self, user_id: str) -> int:
+        """One app of `user_id` leaves its channel; returns the connections left (see `unsubscribe`)."""
+        try:
+            return self.unsubscribe(user_channel(user_id))
+        except LookupError:
+            raise LookupError(f"user {user_id!r} has no connection") from None
+
+    def subscribe(self, channel: str) -> int:
+        """One more subscriber on `channel` (an app's connection, or a real socket: pusher_ws.py);
+        returns its subscribers. The first one queues `channel_occupied` for the next batch; one
+        arriving while a vacate is pending cancels it, and no webhook is sent at all (as Pusher does)."""
         self._check_channel(channel)
         with self._lock:
             was = self._subscriptions.get(channel, 0)
@@ -138,15 +172,15 @@ class PusherSandbox:
                 self._enqueue_locked({"name": "channel_occupied", "channel": channel})
             return was + 1
 
-    def disconnect(self, user_id: str) -> int:
-        """One app of `user_id` leaves; returns the connections left. When the last leaves,
-        `channel_vacated` is sent `vacate_delay_seconds` later (if nobody reconnects by then)."""
-        channel = user_channel(user_id)
+    def unsubscribe(self, channel: str) -> int:
+        """One subscriber leaves `channel`; returns the subscribers left (LookupError: there was
+        none). When the last leaves, `channel_vacated` is sent `vacate_delay_seconds` later (if
+        nobody subscribes again by then)."""
         self._check_channel(channel)
         with self._lock:
             was = self._subscriptions.get(channel, 0)
             if was == 0:
-                raise LookupError(f"user {user_id!r} has no connection")
+                raise LookupError(f"channel {channel!r} has no subscriber")
             if was > 1:
                 self._subscriptions[channel] = was - 1
                 return was - 1
@@ -181,6 +215,8 @@ class PusherSandbox:
             return list(self._webhooks)
 
     def reset(self) -> None:
+        if self._sockets is not None:
+            self._sockets.drop_all()  # first: a closing socket then has nothing left to unsubscribe
         with self._lock:
             self._subscriptions.clear()
             self._webhooks.clear()
@@ -429,6 +465,7 @@ class PusherSandbox:
     def _deliver(self, name: str, data: str, channels: list[str], request: dict[str, Any]) -> None:
         event_id = secrets.token_hex(12)
         for channel in channels:
+            sockets = self._sockets.publish(channel, name, data) if self._sockets is not None else 0
             self.outbox.record(
                 provider="pusher",
                 channel="realtime",
@@ -438,6 +475,7 @@ class PusherSandbox:
                 provider_id=event_id,
                 request=request,
                 delivered_to_subscribers=self.is_occupied(channel),
+                sockets=sockets,  # real clients (pusher_ws.py) the event was sent to
             )
 
     def _trigger(self, request: Request, args: dict[str, str]) -> Response:

@@ -1,0 +1,84 @@
+"""`/demo/`: the local stack's demo app page, served by the sandbox host.
+
+A stand-in for a product's web app: sign in as a demo user (the token comes from the local issuer,
+`/_token`, on the same origin), connect the real pusher-js (npm, `web/node_modules`, installed by
+`make local` / `make test`) to the Pusher sandbox's WebSocket side, authorize `private-user-<id>`
+through Herald's `POST /v1/pusher/auth` with the bearer token, and list the notifications that
+arrive. The page's files are `web/demo/`; `GET /demo/config.json` tells it where everything is.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from local.sandboxes.web import Route, json_response, text_response
+
+WEB_ROOT = Path(__file__).resolve().parents[2] / "web"
+PUSHER_JS = Path("node_modules/pusher-js/dist/web/pusher.min.js")
+PAGE_FILES = ("index.html", "demo.js", "demo.css")
+
+
+class DemoPage:
+    """Serves `web/demo/` and pusher-js. `api_url` (Herald's HTTP API) and `users` (the demo users
+    the sign-in offers) are set by whoever runs the stack (local/stack.py)."""
+
+    def __init__(
+        self,
+        *,
+        pusher_key: str,
+        ws_host: str,
+        ws_port: int,
+        web_root: Path = WEB_ROOT,
+    ) -> None:
+        self.pusher_key = pusher_key
+        self.ws_host = ws_host
+        self.ws_port = ws_port
+        self.web_root = web_root
+        self.api_url: str | None = None
+        self.users: list[str] = []
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "api_url": self.api_url,
+            "token_url": "/_token",
+            "users": list(self.users),
+            "pusher": {
+                "key": self.pusher_key,
+                "ws_host": self.ws_host,
+                "ws_port": self.ws_port,
+                "cluster": "mt1",  # required by pusher-js, unused with wsHost
+                "auth_endpoint": f"{self.api_url}/v1/pusher/auth" if self.api_url else None,
+            },
+        }
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/demo/", ("GET",), lambda request, args: self._file("index.html")),
+            Route("/demo/config.json", ("GET",), lambda request, args: json_response(self.config())),
+            Route("/demo/vendor/pusher.min.js", ("GET",), self._pusher_js),
+            Route("/demo/<name>", ("GET",), lambda request, args: self._file(args["name"])),
+        ]
+
+    def _file(self, name: str) -> Response:
+        if name not in PAGE_FILES:
+            return text_response("Not Found\n", 404)
+        return self._send(self.web_root / "demo" / name)
+
+    def _pusher_js(self, request: Request, args: dict[str, str]) -> Response:
+        path = self.web_root / PUSHER_JS
+        if not path.is_file():
+            return text_response(
+                "pusher-js is not installed: run `make local` (it runs `npm ci` in web/)\n", 503
+            )
+        return self._send(path)
+
+    @staticmethod
+    def _send(path: Path) -> Response:
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        if content_type.startswith("text/") or content_type.endswith("javascript"):
+            content_type += "; charset=utf-8"
+        return Response(path.read_bytes(), content_type=content_type, headers={"Cache-Control": "no-store"})
