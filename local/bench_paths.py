@@ -342,6 +342,8 @@ def tables_from_template(template: Mapping[str, Any]) -> dict[str, TableSpec]:
             *properties.get("LocalSecondaryIndexes", []),
             *properties.get("GlobalSecondaryIndexes", []),
         ]:
+            if "IndexName" not in index:
+                continue  # a conditional (Fn::If) index, absent with the default parameters (decision 033)
             projection = index.get("Projection", {})
             indexes.append(
                 IndexSpec(

@@ -28,6 +28,10 @@ def table_definitions() -> dict[str, dict[str, Any]]:
         props = resource["Properties"]
         definition: dict[str, Any] = {k: _plain(props[k]) for k in _TABLE_KEYS if k in props}
         definition["BillingMode"] = "PAY_PER_REQUEST"
+        if "GlobalSecondaryIndexes" in definition:  # a conditional (Fn::If) one is off by default
+            definition["GlobalSecondaryIndexes"] = [
+                i for i in definition["GlobalSecondaryIndexes"] if "IndexName" in i
+            ]
         for index in definition.get("GlobalSecondaryIndexes", []):
             index.pop("ProvisionedThroughput", None)
         definitions[logical_id] = definition

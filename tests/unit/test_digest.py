@@ -9,7 +9,10 @@ import pytest
 
 from herald.catalog import load_catalog
 from herald.digest import (
+    DIGEST_INDEX,
     DIGEST_TYPE,
+    INDEX_ATTRIBUTES,
+    LEGACY_DIGEST_INDEX,
     DigestEntry,
     DigestSettings,
     Skipped,
@@ -25,6 +28,7 @@ from herald.models import Category, Urgency
 from herald.settings import ConfigurationError, load
 from herald.stores.notifications import NotificationRecord, stamp
 from herald.users import Preferences, QuietHours, UserProfile
+from tests.support.aws import template
 
 pytestmark = pytest.mark.unit
 
@@ -260,3 +264,106 @@ def test_a_window_that_ends_before_it_starts_fails_at_cold_start() -> None:
 def test_the_app_link_must_be_a_web_address() -> None:
     with pytest.raises(ConfigurationError, match="APP_BASE_URL"):
         load(DigestSettings, {**ENVIRONMENT, "APP_BASE_URL": "app.example.com"})
+
+
+def test_the_index_is_chosen_by_the_template_and_is_never_another() -> None:
+    assert load(DigestSettings, ENVIRONMENT).index == DIGEST_INDEX == "DigestPending"
+    assert load(DigestSettings, {**ENVIRONMENT, "DIGEST_INDEX": "DigestDue"}).index == LEGACY_DIGEST_INDEX
+    with pytest.raises(ConfigurationError, match="DIGEST_INDEX"):
+        load(DigestSettings, {**ENVIRONMENT, "DIGEST_INDEX": "Unread"})
+
+
+# -- the index projects what a run reads (decision 033) -------------------------------------------------
+
+KEYS = {"user_id", "notification_id", "digest_day", "digest_due_at"}
+# What the senders' claims and outcomes, presence and the inbox's seen mark write on a record.
+DELIVERY_WRITES = {"deliveries", "delivery_log", "task_token", "in_app", "updated_at", "seen_at", "unread_at"}
+
+
+def _notifications_indexes() -> list[dict[str, Any]]:
+    return template()["Resources"]["NotificationsTable"]["Properties"]["GlobalSecondaryIndexes"]
+
+
+def test_the_digest_index_projects_what_a_run_reads_and_nothing_a_delivery_writes() -> None:
+    (index,) = [i for i in _notifications_indexes() if i.get("IndexName") == DIGEST_INDEX]
+
+    assert [k["AttributeName"] for k in index["KeySchema"]] == ["digest_day", "digest_due_at"]
+    assert index["Projection"]["ProjectionType"] == "INCLUDE"
+    assert set(index["Projection"]["NonKeyAttributes"]) == INDEX_ATTRIBUTES
+    assert not INDEX_ATTRIBUTES & DELIVERY_WRITES
+
+
+def _projected(item: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in item.items() if name in KEYS | INDEX_ATTRIBUTES}
+
+
+@pytest.mark.parametrize(
+    ("fields", "kept", "why"),
+    [
+        ({}, True, None),
+        ({"read_at": NOW - timedelta(hours=1)}, False, Skipped.READ),
+        ({"archived_at": NOW - timedelta(hours=1)}, False, Skipped.ARCHIVED),
+        ({"acked_at": NOW - timedelta(hours=1)}, False, Skipped.ACKNOWLEDGED),
+        ({"type": "comment_reply"}, False, Skipped.MUTED),
+    ],
+)
+def test_a_projected_index_item_is_a_record_the_rules_judge_as_the_whole_one(
+    fields: dict[str, Any], kept: bool, why: Skipped | None
+) -> None:
+    # GIVEN a record as the router and the senders leave it (plan, trace, delivery log, in-app render)
+    full = record(
+        data={"order_id": "A-1", "carrier": "UPS"},
+        decision=[{"channel": "push", "decision": "send"}],
+        plan=[{"channel": "push"}, {"channel": "email"}],
+        deliveries={"push": {"state": "sent"}},
+        delivery_log=[{"channel": "push", "outcome": "sent"}],
+        inbox=True,
+        in_app={"title": "Order A-1 shipped"},
+        **fields,
+    )
+    item = full.model_dump(mode="json", exclude_none=True)
+    preferences = Preferences(muted_types=["comment_reply"])
+
+    # WHEN the digest reads it through the index (only the keys and the projected attributes)
+    projected = NotificationRecord.model_validate(_projected(item))
+    keep, skip = select([projected], now=NOW, watermark=None, preferences=preferences)
+
+    # THEN it is the same notification to the digest, judged as the whole record would be
+    read = INDEX_ATTRIBUTES | KEYS
+    assert projected.model_dump(include=read) == full.model_dump(include=read)
+    assert [r.notification_id for r in keep] == ([full.notification_id] if kept else [])
+    assert [w for _, w in skip] == ([why] if why else [])
+
+
+def test_an_existing_stack_moves_to_the_new_index_one_index_per_deploy() -> None:
+    """CloudFormation adds or deletes one GSI per table update: with KeepDigestDueIndex=true the
+    stack of before gains DigestPending and the digest still reads DigestDue; with the default it
+    loses DigestDue and the digest reads DigestPending. Function, permission and index follow one
+    condition."""
+    resources = template()["Resources"]
+    before = {"DigestDue", "Unread", "ByNotification"}
+
+    def names(keep: bool) -> set[str]:
+        found = set()
+        for index in _notifications_indexes():
+            if "Fn::If" in index:
+                condition, when_true, when_false = index["Fn::If"]
+                assert condition == "KeepsDigestDueIndex"
+                index = when_true if keep else when_false
+            if "IndexName" in index:
+                found.add(index["IndexName"])
+        return found
+
+    migrating, after = names(True), names(False)
+    assert len(migrating ^ before) == 1 and migrating - before == {DIGEST_INDEX}
+    assert len(after ^ migrating) == 1 and migrating - after == {LEGACY_DIGEST_INDEX}
+    condition = template()["Conditions"]["KeepsDigestDueIndex"]
+    assert condition == {"Fn::Equals": [{"Ref": "KeepDigestDueIndex"}, "true"]}
+    assert template()["Parameters"]["KeepDigestDueIndex"]["Default"] == "false"
+
+    digest = resources["DigestFunction"]["Properties"]
+    chosen = {"Fn::If": ["KeepsDigestDueIndex", LEGACY_DIGEST_INDEX, DIGEST_INDEX]}
+    assert digest["Environment"]["Variables"]["DIGEST_INDEX"] == chosen
+    statements = [st for p in digest["Policies"] if "Statement" in p for st in p["Statement"]]
+    (query,) = [st for st in statements if st["Action"] == "dynamodb:Query"]
+    assert query["Resource"] == {"Fn::Sub": ["${NotificationsTable.Arn}/index/${Index}", {"Index": chosen}]}

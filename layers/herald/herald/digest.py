@@ -3,8 +3,10 @@
 local daytime.
 
 Finding them. The router writes `digest_day` (UTC date of the due time) and `digest_due_at` on a
-medium notification it may email; the sparse `DigestDue` index holds only those. A run queries the
-partitions of today and the `lookback_days` before it (`digest_due_at <= now`, paged): never a scan.
+medium notification it may email; the sparse `DigestPending` index holds only those, projecting just
+what a run reads (`INDEX_ATTRIBUTES`, decision 033), so the senders' updates never rewrite it. A run
+queries the partitions of today and the `lookback_days` before it (`digest_due_at <= now`, paged):
+never a scan.
 
 Who gets one now. Per person (profiles and read-all watermarks in one BatchGetItem): not read, not
 archived, not acknowledged, not covered by read-all, type and category not muted now; the person
@@ -33,7 +35,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
 from aws_lambda_powertools import Logger
@@ -60,7 +62,26 @@ logger = Logger(child=True)
 
 DIGEST_TYPE = "unread_digest"
 DIGEST_ID_PREFIX = "dgs-"
-DIGEST_INDEX = "DigestDue"
+DIGEST_INDEX = "DigestPending"
+LEGACY_DIGEST_INDEX = "DigestDue"  # ALL projection; read only while a stack migrates (decision 033)
+# What a run reads from each index item besides the keys (template.yaml's DigestPending projection,
+# checked by the tests): what `NotificationRecord` requires, what `select` and the title need. None
+# of it is written by the senders' claims and outcomes, so those never write the index.
+INDEX_ATTRIBUTES = frozenset(
+    {
+        "event_id",
+        "type",
+        "category",
+        "urgency",
+        "locale",
+        "data",
+        "created_at",
+        "status",
+        "read_at",
+        "archived_at",
+        "acked_at",
+    }
+)
 MAX_DIGESTS_PER_DAY = 96  # a run every 15 minutes, all day: far beyond any sensible interval
 TRANSACTION_ITEMS = 100  # DynamoDB's limit: 99 claims + the digest's append
 MAX_CANDIDATES_PER_RUN = 10_000  # the rest are found by the next run
@@ -81,6 +102,7 @@ class DigestSettings(HeraldSettings):
     lookback_days: int = Field(default=3, alias="DIGEST_LOOKBACK_DAYS", ge=0, le=14)
     max_items: int = Field(default=100, alias="DIGEST_MAX_ITEMS", ge=1, le=300)
     notification_retention_days: int = Field(default=90, alias="NOTIFICATION_RETENTION_DAYS", ge=1)
+    index: Literal["DigestPending", "DigestDue"] = Field(default=DIGEST_INDEX, alias="DIGEST_INDEX")
 
     @model_validator(mode="after")
     def _window(self) -> DigestSettings:
@@ -365,7 +387,7 @@ class DigestService:
         for day in due_days(now, self._settings.lookback_days):
             params: dict[str, Any] = {
                 "TableName": self._notifications,
-                "IndexName": DIGEST_INDEX,
+                "IndexName": self._settings.index,
                 "KeyConditionExpression": "digest_day = :day AND digest_due_at <= :now",
                 "ExpressionAttributeValues": to_attributes({":day": day, ":now": bound}),
             }

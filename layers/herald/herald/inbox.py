@@ -55,7 +55,7 @@ class Mark(StrEnum):
 
 
 # Each mark keeps the first time it was made (if_not_exists). Read, archived or acknowledged, a
-# notification also leaves the sparse DigestDue index: no digest will list it (decision 020).
+# notification also leaves the sparse DigestPending index: no digest will list it (decision 020).
 _LEAVE_DIGEST = "digest_day, digest_due_at"
 _MARK_EXPRESSIONS = {
     Mark.READ: "SET read_at = if_not_exists(read_at, :at), seen_at = if_not_exists(seen_at, :at), "

@@ -342,4 +342,6 @@ def test_a_read_archived_or_acknowledged_item_leaves_the_digest_index(
         "Item"
     ]
     assert "digest_day" not in item and "digest_due_at" not in item
-    assert dynamodb.scan(TableName=stack.tables["NotificationsTable"], IndexName="DigestDue")["Items"] == []
+    assert (
+        dynamodb.scan(TableName=stack.tables["NotificationsTable"], IndexName="DigestPending")["Items"] == []
+    )
