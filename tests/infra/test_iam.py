@@ -301,12 +301,13 @@ def test_the_api_ends_acknowledged_escalations_and_nothing_else(translated: dict
 def test_the_digest_reads_its_index_writes_notifications_and_queues_email_only(
     translated: dict[str, Any],
 ) -> None:
-    """The digest (decision 020): Query on the sparse DigestDue index (never the table, never a
+    """The digest (decision 020): Query on the sparse digest index (never the table, never a
     scan), conditional writes on notifications (TransactWriteItems is checked as its UpdateItems),
     one BatchGetItem of profiles and watermarks (and the tombstone check), SendMessage on the Email
     queue; nothing else: no Scan, no DeleteItem, no write to the Users table."""
     granted = role_actions(translated, "DigestFunction")
-    assert granted.pop("dynamodb:Query") == {"${NotificationsTable.Arn}/index/DigestDue"}
+    # the index the function reads: DigestPending, or DigestDue while a stack migrates (decision 033)
+    assert granted.pop("dynamodb:Query") == {"${NotificationsTable.Arn}/index/${Index}"}
     for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"):
         assert granted.pop(action) == {"NotificationsTable"}, action
     assert granted.pop("dynamodb:BatchGetItem") == {"UsersTable"}
@@ -340,26 +341,37 @@ def test_the_feedback_function_updates_what_feedback_changes_and_nothing_else(
     assert not granted, f"FeedbackFunction has permissions it never uses: {sorted(granted)}"
 
 
-def test_the_api_verifies_provider_webhooks_and_lifts_nothing_but_sms_opt_outs(
+def test_the_api_verifies_provider_webhooks_and_deletes_no_suppression(
     translated: dict[str, Any],
 ) -> None:
-    """The signed webhooks (decision 023): the API reads the Pusher, SendGrid (event webhook
-    verification key) and Twilio (auth token) secrets, and the unsubscribe links' signing key
-    (decision 024), and no other; it applies feedback with the
-    updates it already has (delivery log, suppression, a complainer's opt-out), and may delete a
-    suppression entry (an SMS START lifts an `opted_out` one, conditionally) but nothing else there."""
+    """The signed webhooks (decision 023): the API reads the Pusher and SendGrid (event webhook
+    verification key) secrets, and the unsubscribe links' signing key (decision 024), and no other
+    (Twilio's webhook has its own function, decision 035); it applies feedback with the updates it
+    already has (delivery log, suppression, a complainer's opt-out), and never deletes or puts a
+    suppression entry."""
     granted = role_actions(translated, "ApiFunction")
     assert granted.get("secretsmanager:GetSecretValue") == {
         "PusherSecret",
         "SendGridSecret",
-        "TwilioSecret",
         "UnsubscribeSigningSecret",  # verifies the one-click unsubscribe links (decision 024)
     }
     for table in ("NotificationsTable", "SuppressionTable", "UsersTable"):
         assert table in granted.get("dynamodb:UpdateItem", set()), f"ApiFunction cannot update {table}"
-    assert "SuppressionTable" in granted.get("dynamodb:DeleteItem", set())
-    writes = ("dynamodb:PutItem", "dynamodb:BatchWriteItem")
+    writes = ("dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:DeleteItem")
     assert not any("SuppressionTable" in granted.get(action, set()) for action in writes)
+
+
+def test_the_twilio_webhook_updates_the_sms_log_and_lifts_nothing_but_sms_opt_outs(
+    translated: dict[str, Any],
+) -> None:
+    """Decision 035: Twilio's auth token, the delivery log's conditional updates, suppression
+    updates (STOP, unreachable numbers) and the deletion of an `opted_out` entry (START); nothing
+    else."""
+    granted = role_actions(translated, "TwilioWebhookFunction")
+    assert granted.pop("secretsmanager:GetSecretValue") == {"TwilioSecret"}
+    assert granted.pop("dynamodb:UpdateItem") == {"NotificationsTable", "SuppressionTable"}
+    assert granted.pop("dynamodb:DeleteItem") == {"SuppressionTable"}
+    assert not granted, f"TwilioWebhookFunction has permissions it never uses: {sorted(granted)}"
 
 
 def test_the_schedules_function_manages_its_group_only_and_passes_the_scheduler_role(

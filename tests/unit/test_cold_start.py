@@ -29,13 +29,13 @@ LATER = {
     # webhooks and Pusher auth, contact writes, the offline OpenAPI document
     "ApiFunction": (
         "pusher",
-        "twilio",
         "sendgrid",
         "email_validator",
         "phonenumbers",
         "aws_lambda_powertools.event_handler.openapi.models",
     ),
     "EmailSenderFunction": ("sendgrid",),  # SES is the template's default provider, SendGrid the failover
+    "TwilioWebhookFunction": ("twilio",),  # the first webhook (decision 035)
 }
 PROBE = """
 import importlib, json, sys

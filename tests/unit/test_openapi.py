@@ -46,7 +46,8 @@ def test_the_template_routes_exactly_what_the_resolver_serves() -> None:
         for method in operations
         if method in METHODS
     }
-    assert served == template_routes("ApiFunction")
+    # the HTTP API's functions: the API's, and the Twilio webhook's own (decision 035)
+    assert served == template_routes("ApiFunction") | template_routes("TwilioWebhookFunction")
 
 
 def test_every_operation_documents_the_one_error_shape_and_needs_a_token() -> None:
@@ -70,7 +71,12 @@ def test_path_parameters_are_named_alike_in_the_template_and_the_resolver() -> N
 
 
 def test_exactly_the_routes_without_a_jwt_in_the_template_are_documented_without_one() -> None:
-    events = template()["Resources"]["ApiFunction"]["Properties"]["Events"].values()
+    resources = template()["Resources"]
+    events = [
+        event
+        for function in ("ApiFunction", "TwilioWebhookFunction")
+        for event in resources[function]["Properties"]["Events"].values()
+    ]
     open_in_template = {
         (e["Properties"]["Method"].upper(), e["Properties"]["Path"])
         for e in events

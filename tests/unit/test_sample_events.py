@@ -42,6 +42,15 @@ def test_the_sample_event_is_what_the_function_consumes(name: str) -> None:
         assert request.routeKey in routes
         assert request.requestContext.authorizer.jwt.claims["sub"]
         return
+    if name == "twilio_webhook":  # Twilio's signed POST on the HTTP API (no JWT), decision 035
+        request = APIGatewayProxyEventV2Model.model_validate(event)
+        routes = {
+            f"{e['Properties']['Method']} {e['Properties']['Path']}"
+            for e in template()["Resources"][FUNCTIONS[name]]["Properties"]["Events"].values()
+        }
+        assert request.routeKey in routes
+        assert request.headers["x-twilio-signature"] and request.requestContext.authorizer is None
+        return
     if name == "digest":  # a tick of its Schedule event (EventBridge), not SQS
         tick = EventBridgeModel.model_validate(event)
         assert (tick.source, tick.detail_type) == ("aws.events", "Scheduled Event")

@@ -149,17 +149,24 @@ class ApiSettings(HeraldSettings):
     notification_retention_days: int = Field(default=90, alias="NOTIFICATION_RETENTION_DAYS", ge=1)
     pusher_secret_arn: str = Field(alias="PUSHER_SECRET_ARN")
     presence_max_age_seconds: int = Field(default=21600, alias="PRESENCE_MAX_AGE_SECONDS", ge=1)
-    # the providers' signed feedback webhooks (decision 023): SendGrid's event webhook verification
-    # key (`webhook_public_key`) and Twilio's auth token live in the senders' secrets
+    # SendGrid's signed event webhook (decision 023): its verification key (`webhook_public_key`)
+    # lives in the email sender's secret. Twilio's webhook has a function of its own (decision 035).
     sendgrid_secret_arn: str = Field(alias="SENDGRID_SECRET_ARN")
-    twilio_secret_arn: str = Field(alias="TWILIO_SECRET_ARN")
-    # the answer to an inbound SMS HELP (TwiML <Message>)
-    sms_help_text: str = Field(alias="SMS_HELP_TEXT", min_length=1, max_length=320)
     # the HMAC key of the one-click unsubscribe links the email sender signs (decision 024)
     unsubscribe_secret_arn: str = Field(alias="UNSUBSCRIBE_SECRET_ARN")
     # an administrator's sends (herald.sends): the bus they go on, the scope their token must carry
     bus_name: str = Field(alias="HERALD_BUS_NAME", min_length=1)
     admin_scope: str = Field(default="herald/admin", alias="ADMIN_SCOPE", min_length=1)
+
+
+class TwilioWebhookSettings(HeraldSettings):
+    """The Twilio webhook function: status callbacks and inbound SMS (decisions 023, 035)."""
+
+    tables: Tables = Field(default_factory=Tables)
+    # the SMS sender's secret: its auth token verifies X-Twilio-Signature
+    twilio_secret_arn: str = Field(alias="TWILIO_SECRET_ARN")
+    # the answer to an inbound SMS HELP (TwiML <Message>)
+    sms_help_text: str = Field(alias="SMS_HELP_TEXT", min_length=1, max_length=320)
 
 
 class FeedbackSettings(HeraldSettings):

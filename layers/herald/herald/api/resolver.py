@@ -1,5 +1,6 @@
 """The API function's one resolver: every router under `/v1`, one error shape, and the OpenAPI
-document generated from it (`python -m herald.api.resolver` writes `schemas/openapi.json`)."""
+document of the whole HTTP API generated from it and the Twilio webhook function's router
+(`python -m herald.api.resolver` writes `schemas/openapi.json`)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from herald.api import (
 from herald.api.errors import ErrorResponse
 
 PREFIX = "/v1"
-ROUTERS = (
+API_ROUTERS = (
     inbox.router,
     admin.router,
     preferences.router,
@@ -41,9 +42,10 @@ ROUTERS = (
     pusher_auth.router,
     pusher_webhooks.router,
     sendgrid_webhooks.router,
-    twilio_webhooks.router,
     unsubscribe.router,
 )
+# the Twilio webhook's function (decision 035): same HTTP API, same error shape, its own package
+TWILIO_ROUTERS = (twilio_webhooks.router,)
 TITLE = "Herald app API"
 VERSION = "1.0.0"
 OPENAPI_PATH = Path("schemas/openapi.json")
@@ -60,9 +62,9 @@ _ERRORS = {
 }
 
 
-def build_resolver() -> APIGatewayHttpResolver:
+def build_resolver(routers: tuple[Any, ...] = API_ROUTERS) -> APIGatewayHttpResolver:
     app = APIGatewayHttpResolver(enable_validation=True)
-    for router in ROUTERS:
+    for router in routers:
         app.include_router(router, prefix=PREFIX)
     errors.register(app)
     return app
@@ -74,7 +76,7 @@ def openapi_document(app: APIGatewayHttpResolver | None = None) -> dict[str, Any
     # only: the function's cold start does not build them (decision 031).
     from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Server
 
-    app = app or build_resolver()
+    app = app or build_resolver(API_ROUTERS + TWILIO_ROUTERS)
     document = json.loads(
         app.get_openapi_json_schema(
             title=TITLE,

@@ -1,5 +1,6 @@
 """What the API's routers work with: the function's settings, its DynamoDB client and its Step
-Functions client (acknowledgements answer escalation task tokens).
+Functions client (acknowledgements answer escalation task tokens). The Twilio webhook's function
+(decision 035) has its own, smaller set (`TwilioWebhookServices`).
 
 The API function builds one `Services` at its cold start (`Services.from_environment()`) and hands
 it to the resolver on every invocation (`app.append_context(services=...)`); routers read it with
@@ -21,7 +22,7 @@ from herald.channels.credentials import SecretBacked, SecretSource
 from herald.delivery import DeliveryLedger
 from herald.feedback import FeedbackRecorder
 from herald.sendgrid_feedback import EventWebhookVerifier
-from herald.settings import ApiSettings, Tables, load
+from herald.settings import ApiSettings, Tables, TwilioWebhookSettings, load
 from herald.stores.suppression import SuppressionStore
 from herald.stores.users import UserStore
 from herald.twilio_feedback import TwilioWebhookVerifier
@@ -49,9 +50,8 @@ class Services:
     stepfunctions: Any  # SendTaskSuccess for acknowledged escalations (herald.acknowledgement)
     events: Any  # PutEvents of an administrator's sends (herald.sends)
     pusher: SecretBacked[pusher.Pusher]  # `.get()`: the current app (rebuilt when the secret rotates)
-    # the SendGrid and Twilio secrets' webhook keys (decision 023); their SDKs load on first use
+    # the SendGrid secret's webhook key (decision 023); its SDK loads on first use
     sendgrid_events: SecretBacked[EventWebhookVerifier]
-    twilio_webhooks: SecretBacked[TwilioWebhookVerifier]
     # the one-click unsubscribe links' HMAC key (decision 024); raises ProviderUnavailable
     unsubscribe_key: Callable[[], str]
 
@@ -70,9 +70,6 @@ class Services:
             sendgrid_events=SecretBacked(
                 secrets, settings.sendgrid_secret_arn, EventWebhookVerifier.from_secret
             ),
-            twilio_webhooks=SecretBacked(
-                secrets, settings.twilio_secret_arn, TwilioWebhookVerifier.from_secret
-            ),
             unsubscribe_key=lambda: key_from_secret(secrets.text(settings.unsubscribe_secret_arn)),
         )
 
@@ -81,16 +78,55 @@ class Services:
         return self.settings.tables
 
     def feedback_recorder(self) -> FeedbackRecorder:
-        """Applies the providers' feedback (herald.feedback): delivery log, suppression, opt-out."""
-        return FeedbackRecorder(
-            DeliveryLedger(self.dynamodb, self.tables.notifications, users_table=self.tables.users),
-            SuppressionStore(self.dynamodb, self.tables.suppression),
-            UserStore(self.dynamodb, self.tables.users),
+        return feedback_recorder(self.dynamodb, self.tables)
+
+
+@dataclass(frozen=True)
+class TwilioWebhookServices:
+    """The Twilio webhook function's (decision 035): the verifier and the stores feedback needs."""
+
+    settings: TwilioWebhookSettings
+    dynamodb: Any
+    # the Twilio secret's auth token (decision 023); the SDK loads on the first webhook
+    verifier: SecretBacked[TwilioWebhookVerifier]
+
+    @classmethod
+    def from_environment(cls) -> TwilioWebhookServices:
+        settings = load(TwilioWebhookSettings)
+        return cls(
+            settings=settings,
+            dynamodb=boto3.client("dynamodb"),
+            verifier=SecretBacked(
+                SecretSource(), settings.twilio_secret_arn, TwilioWebhookVerifier.from_secret
+            ),
         )
+
+    @property
+    def tables(self) -> Tables:
+        return self.settings.tables
+
+    def feedback_recorder(self) -> FeedbackRecorder:
+        return feedback_recorder(self.dynamodb, self.tables)
+
+
+def feedback_recorder(dynamodb: Any, tables: Tables) -> FeedbackRecorder:
+    """Applies the providers' feedback (herald.feedback): delivery log, suppression, opt-out."""
+    return FeedbackRecorder(
+        DeliveryLedger(dynamodb, tables.notifications, users_table=tables.users),
+        SuppressionStore(dynamodb, tables.suppression),
+        UserStore(dynamodb, tables.users),
+    )
 
 
 def services(router: BaseRouter) -> Services:
     found = router.context.get(CONTEXT_KEY)
     if not isinstance(found, Services):
         raise RuntimeError("the API function did not hand its services to the resolver")
+    return found
+
+
+def twilio_services(router: BaseRouter) -> TwilioWebhookServices:
+    found = router.context.get(CONTEXT_KEY)
+    if not isinstance(found, TwilioWebhookServices):
+        raise RuntimeError("the Twilio webhook function did not hand its services to the resolver")
     return found

@@ -11,7 +11,7 @@ form parameters; anything else is 401 and nothing is written (herald.twilio_feed
 - An inbound message (`Body` from a phone): STOP & co. opt the phone out of SMS, START & co. opt
   it back in, HELP is answered with the configured help text. Answer: TwiML (`application/xml`).
 
-Decision 023.
+Decisions 023 and 035 (served by its own function, which alone carries Twilio's SDK).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from herald.api.errors import Unauthorized, Unavailable
 from herald.api.raw_body import raw_body
-from herald.api.services import services
+from herald.api.services import twilio_services
 from herald.channels.credentials import ProviderUnavailable
 from herald.stores.suppression import SuppressionStore
 from herald.twilio_feedback import (
@@ -64,7 +64,7 @@ def _verified_params() -> dict[str, str]:
     except UnicodeDecodeError:
         raise Unauthorized("the request is not signed by Twilio") from None
     try:
-        verifier = services(router).twilio_webhooks.get()
+        verifier = twilio_services(router).verifier.get()
     except ProviderUnavailable as error:
         logger.error("Twilio secret unreadable: webhook not verified", extra={"reason": str(error)})
         raise Unavailable("the webhook cannot be verified now: retry later") from None
@@ -79,7 +79,7 @@ def _status_callback(params: dict[str, str]) -> Response[str | None]:
     if report is None:
         logger.debug("Twilio status not tracked", extra={"status": params.get("MessageStatus")})
         return Response(204)
-    recorder = services(router).feedback_recorder()
+    recorder = twilio_services(router).feedback_recorder()
     applied = recorder.apply([report.event])
     if report.opted_out and recorder.suppress(report.event, "opted_out"):
         applied.suppressed += 1
@@ -103,7 +103,7 @@ def _inbound(params: dict[str, str]) -> Response[str | None]:
     word = keyword(params.get("Body") or "", params.get("OptOutType"))
     if word is None or not phone:
         return Response(200, XML, twiml())
-    found = services(router)
+    found = twilio_services(router)
     if word is Keyword.HELP:
         logger.info("SMS HELP answered")
         return Response(200, XML, twiml(found.settings.sms_help_text))
