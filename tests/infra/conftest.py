@@ -49,9 +49,17 @@ def tool_env() -> dict[str, str]:
     return env
 
 
-def run(cmd: Sequence[str], *, timeout: float = 300, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
+def run(
+    cmd: Sequence[str], *, timeout: float = 300, cwd: Path = REPO_ROOT, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        list(cmd), cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=timeout, check=False
+        list(cmd),
+        cwd=cwd,
+        env={**tool_env(), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 

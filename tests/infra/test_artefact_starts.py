@@ -156,6 +156,8 @@ def host_build() -> Iterator[Path]:
                 ],
                 timeout=600,
                 cwd=WORKSPACE,  # sam keeps its dependency cache in <cwd>/.aws-sam/deps
+                # the push sender's own makefile build picks its wheels by this (decision 036)
+                env={"HERALD_LAMBDA_ARCH": "x86_64" if host_architecture() == "x86_64" else "arm64"},
             )
             assert result.returncode == 0, f"sam build (host architecture) failed:\n{describe(result)}"
             stamp.write_text(fingerprint, encoding="utf-8")
@@ -264,3 +266,70 @@ def test_function_and_layer_agree_on_what_both_ship(host_build: Path, logical_id
     assert not differing, f"{logical_id} shadows the layer's version of: " + ", ".join(
         f"{name} {mine} (layer {theirs})" for name, (mine, theirs) in sorted(differing.items())
     )
+
+
+FCM_PATH_PROBE = """
+import json, sys
+sys.path[:0] = json.loads(sys.argv[1])
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from firebase_admin import credentials, messaging
+import firebase_admin, google.auth.transport.requests, httpx  # what the FCM client builds on
+key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+pem = key.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+account = {"type": "service_account", "project_id": "p", "private_key_id": "k",
+           "private_key": pem.decode(), "client_email": "fcm@p.iam.gserviceaccount.com",
+           "client_id": "1", "token_uri": "http://127.0.0.1:9/token"}
+assertion = credentials.Certificate(account).get_credential()._make_authorization_grant_assertion()
+body = messaging._MessagingService.encode_message(
+    messaging.Message(token="t", notification=messaging.Notification(title="a", body="b")))
+modules = sorted(m.split(".")[0] for m in sys.modules)
+print(json.dumps({"assertion": assertion.count(b"."), "token": body["token"],
+                  "loaded": [m for m in ("grpc", "google.cloud", "google.api_core") if m in sys.modules]}))
+"""
+
+
+def test_the_push_artefact_signs_and_encodes_an_fcm_message_without_the_packages_it_leaves_out(
+    host_build: Path,
+) -> None:
+    """Decision 036: the push sender's own build leaves firebase-admin's Firestore, Storage and gRPC
+    dependencies out; what its FCM path does before the request — the service account's JWT signed
+    with cryptography, the message encoded — must work from the artefact alone."""
+    # GIVEN the push sender's artefact, the built layer and the runtime's libraries
+    task_root = host_build / "PushSenderFunction"
+    path = [str(task_root), str(host_build / LAYER / "python"), str(WORKSPACE / "runtime")]
+    assert not (task_root / "grpc").exists() and not (task_root / "google" / "cloud").exists()
+
+    # WHEN a bare Python 3.13 signs an OAuth assertion and encodes a message with it
+    result = subprocess.run(
+        [python313(), "-I", "-S", "-c", FCM_PATH_PROBE, json.dumps(path)],
+        cwd=task_root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    # THEN both work, without gRPC or the Cloud clients
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"assertion": 2, "token": "t", "loaded": []}
+
+
+def test_the_push_artefacts_pins_are_what_the_tests_run_with() -> None:
+    """requirements-lambda.txt (installed without resolution, decision 036) pins the versions the dev
+    venv has, and the same firebase-admin as requirements.txt."""
+    folder = REPO_ROOT / "functions" / "push_sender"
+    pins = dict(
+        line.split("==", 1)
+        for line in (folder / "requirements-lambda.txt").read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#")
+    )
+    installed = {name: importlib.metadata.version(name) for name in pins}
+    assert installed == pins, "requirements-lambda.txt pins other versions than the tests run with"
+    requirements = (folder / "requirements.txt").read_text(encoding="utf-8")
+    assert f"firebase-admin=={pins['firebase-admin']}" in requirements
+    makefile = (folder / "Makefile").read_text(encoding="utf-8")
+    architecture = str(function_property(TEMPLATE, "PushSenderFunction", "Architectures") or ["x86_64"])
+    assert ("arm64" in architecture) == ("x86_64,aarch64)" in makefile), "the Makefile's default wheels"
