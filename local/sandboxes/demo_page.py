@@ -3,8 +3,12 @@
 A stand-in for a product's web app: sign in as a demo user (the token comes from the local issuer,
 `/_token`, on the same origin), connect the real pusher-js (npm, `web/node_modules`, installed by
 `make local` / `make test`) to the Pusher sandbox's WebSocket side, authorize `private-user-<id>`
-through Herald's `POST /v1/pusher/auth` with the bearer token, and list the notifications that
-arrive. The page's files are `web/demo/`; `GET /demo/config.json` tells it where everything is.
+through Herald's `POST /v1/pusher/auth` with the bearer token, and show the notifications that
+arrive in Herald's `<herald-inbox>`; `<herald-preferences>` edits the person's settings. The
+page's files are `web/demo/`; `GET /demo/config.json` tells it where everything is. The
+components (`web/components/`) and the npm packages they load without a build step (Lit through
+an import map, pusher-js as a plain script) are served under `/web/`, as a product would serve
+them as static assets.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from local.sandboxes.web import Route, json_response, text_response
 WEB_ROOT = Path(__file__).resolve().parents[2] / "web"
 PUSHER_JS = Path("node_modules/pusher-js/dist/web/pusher.min.js")
 PAGE_FILES = ("index.html", "demo.js", "demo.css")
+# The npm packages the components load in the browser (web/package.json), and nothing else of
+# node_modules: Lit and its parts (through the page's import map) and pusher-js.
+BROWSER_PACKAGES = ("lit", "lit-html", "lit-element", "@lit/reactive-element", "pusher-js")
 
 
 class DemoPage:
@@ -61,7 +68,28 @@ class DemoPage:
             Route("/demo/config.json", ("GET",), lambda request, args: json_response(self.config())),
             Route("/demo/vendor/pusher.min.js", ("GET",), self._pusher_js),
             Route("/demo/<name>", ("GET",), lambda request, args: self._file(args["name"])),
+            Route("/web/components/<name>", ("GET",), self._component),
+            Route("/web/node_modules/<path:rest>", ("GET",), self._package_file),
         ]
+
+    def _component(self, request: Request, args: dict[str, str]) -> Response:
+        folder = self.web_root / "components"
+        path = folder / args["name"]
+        if path.suffix != ".js" or path.parent != folder or not path.is_file():
+            return text_response("Not Found\n", 404)
+        return self._send(path)
+
+    def _package_file(self, request: Request, args: dict[str, str]) -> Response:
+        modules = (self.web_root / "node_modules").resolve()
+        path = (modules / args["rest"]).resolve()
+        package = next((name for name in BROWSER_PACKAGES if path.is_relative_to(modules / name)), None)
+        if package is None or path.suffix not in (".js", ".map") or not path.is_file():
+            if package is not None and not (modules / package).is_dir():
+                return text_response(
+                    f"{package} is not installed: run `make local` (it runs `npm ci` in web/)\n", 503
+                )
+            return text_response("Not Found\n", 404)
+        return self._send(path)
 
     def _file(self, name: str) -> Response:
         if name not in PAGE_FILES:

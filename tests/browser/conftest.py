@@ -20,6 +20,9 @@ from local.stack import LocalStack, seed_demo_users
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 PUSHER_JS = REPO / "web/node_modules/pusher-js/dist/web/pusher.min.js"
+AXE_JS = REPO / "web/node_modules/axe-core/axe.min.js"
+# The template's minimum: a high-urgency push not acknowledged within it is followed by email.
+FALLBACK_DELAY_SECONDS = 30
 ARTIFACTS = REPO / ".local" / "browser-artifacts"
 
 
@@ -36,7 +39,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     if not PUSHER_JS.exists():
         pytest.fail(f"{PUSHER_JS.relative_to(REPO)} is missing: `make test` runs `npm ci` in web/")
     state = tmp_path_factory.mktemp("local") / "stack.json"
-    with LocalStack(aws_port=0, sandbox_port=0, api_port=0, state_file=state) as running:
+    with LocalStack(
+        aws_port=0,
+        sandbox_port=0,
+        api_port=0,
+        parameters={"FallbackDelaySeconds": FALLBACK_DELAY_SECONDS},
+        state_file=state,
+    ) as running:
         seed_demo_users(running)
         yield running
         assert running.moto
@@ -71,3 +80,27 @@ class Artefacts:
 @pytest.fixture
 def artefacts(request: pytest.FixtureRequest) -> Artefacts:
     return Artefacts(ARTIFACTS / re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.originalname))
+
+
+def axe_violations(page: Any, selector: str) -> list[dict[str, Any]]:
+    """axe-core (npm, web/node_modules) injected into the page, run on `selector` (open shadow
+    roots included): its violations of impact serious or critical, each with the nodes it names."""
+    if not AXE_JS.exists():
+        pytest.fail(f"{AXE_JS.relative_to(REPO)} is missing: `make test` runs `npm ci` in web/")
+    page.add_script_tag(path=str(AXE_JS))
+    results = page.evaluate(
+        """async (selector) => {
+            const root = document.querySelector(selector);
+            const found = await window.axe.run(root, {resultTypes: ["violations"]});
+            return found.violations.map((v) => ({
+                id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => n.target),
+            }));
+        }""",
+        selector,
+    )
+    return [v for v in results if v["impact"] in ("serious", "critical")]
+
+
+def demo_status(page: Any) -> Any:
+    """The demo app page's own status line (the components have status regions of their own)."""
+    return page.get_by_role("status").and_(page.locator("#status"))

@@ -1,17 +1,18 @@
-// Herald's demo app page: a person signs in (the local issuer's token), pusher-js connects to the
-// Pusher sandbox, authorizes the person's private-user-<id> channel through Herald's
-// POST /v1/pusher/auth with that token, and lists every "notification" event the channel gets.
+// Herald's demo app page: a person signs in (the local issuer's token), and Herald's <herald-inbox>
+// shows their notifications: the exact unseen count on the bell, the list from Herald's app API,
+// and new ones live through pusher-js on their private-user-<id> channel, which the component has
+// Herald authorize (POST /v1/pusher/auth) with the token this page's token provider gives.
 
 const form = document.getElementById("sign-in");
 const userSelect = document.getElementById("user");
 const signInButton = document.getElementById("sign-in-button");
 const signOutButton = document.getElementById("sign-out-button");
 const statusLine = document.getElementById("status");
-const list = document.getElementById("notifications");
-const empty = document.getElementById("empty");
+const inbox = document.getElementById("inbox");
+const preferences = document.getElementById("preferences");
 
 let config = null;
-let pusher = null;
+let signedIn = null; // the demo user signed in, if any
 
 function setStatus(text, state = "") {
   statusLine.textContent = text;
@@ -26,29 +27,13 @@ async function fetchJson(url, options) {
   return response.json();
 }
 
-function show(notification) {
-  const item = document.createElement("li");
-  item.dataset.notificationId = notification.notification_id ?? "";
-  const title = document.createElement("span");
-  title.className = "title";
-  title.textContent = notification.title || notification.type || "Notification";
-  const body = document.createElement("span");
-  body.className = "body";
-  body.textContent = notification.body ?? "";
-  const meta = document.createElement("span");
-  meta.className = "meta";
-  const received = new Date().toLocaleTimeString();
-  meta.textContent = ` (${notification.type ?? "?"}, ${notification.urgency ?? "?"} urgency, received ${received})`;
-  item.append(title, body, meta);
-  list.prepend(item);
-  empty.hidden = true;
-}
-
 function signOut() {
-  if (pusher) {
-    pusher.disconnect();
-    pusher = null;
-  }
+  signedIn = null;
+  inbox.tokenProvider = null; // the component disconnects from Pusher and forgets the person
+  inbox.hidden = true;
+  inbox.open = false;
+  preferences.tokenProvider = null;
+  preferences.hidden = true;
   signInButton.hidden = false;
   signOutButton.hidden = true;
   userSelect.disabled = false;
@@ -62,33 +47,33 @@ async function signIn(user) {
   signOutButton.hidden = false;
   setStatus(`Signing in as ${user}…`);
   const issued = await fetchJson(`${config.token_url}?sub=${encodeURIComponent(user)}`);
-  const channelName = `private-user-${user}`;
-  pusher = new window.Pusher(config.pusher.key, {
-    cluster: config.pusher.cluster,
-    wsHost: config.pusher.ws_host,
-    wsPort: config.pusher.ws_port,
-    forceTLS: false,
-    enabledTransports: ["ws"],
-    channelAuthorization: {
-      endpoint: config.pusher.auth_endpoint,
-      transport: "ajax",
-      headersProvider: () => ({ Authorization: `Bearer ${issued.token}` }),
-    },
+  // The app's side of the contract: where Herald and Pusher are, who the person is, and a callback
+  // giving (a promise of) their bearer token. A real app would refresh it there when it expires.
+  Object.assign(inbox, {
+    apiUrl: config.api_url,
+    pusherKey: config.pusher.key,
+    pusherCluster: config.pusher.cluster,
+    pusherHost: config.pusher.ws_host,
+    pusherPort: config.pusher.ws_port,
+    userId: user,
+    tokenProvider: async () => issued.token,
   });
-  pusher.connection.bind("state_change", ({ current }) => {
-    if (current !== "connected") {
-      setStatus(`Realtime connection: ${current}.`, current === "unavailable" ? "error" : "");
-    }
-  });
-  const channel = pusher.subscribe(channelName);
-  channel.bind("pusher:subscription_succeeded", () => {
-    setStatus(`Signed in as ${user}: live on ${channelName}.`, "live");
-  });
-  channel.bind("pusher:subscription_error", (error) => {
-    setStatus(`Herald refused ${channelName} (${error.status ?? error.type}).`, "error");
-  });
-  channel.bind("notification", show);
+  Object.assign(preferences, { apiUrl: config.api_url, tokenProvider: async () => issued.token });
+  signedIn = user;
+  inbox.hidden = false;
+  preferences.hidden = false;
 }
+
+inbox.addEventListener("herald-live", () => {
+  if (signedIn) setStatus(`Signed in as ${signedIn}: live on private-user-${signedIn}.`, "live");
+});
+
+const showError = (event) => {
+  const error = event.detail ?? {};
+  setStatus(`Herald: ${error.message ?? error.type ?? "error"}${error.status ? ` (${error.status})` : ""}.`, "error");
+};
+inbox.addEventListener("herald-error", showError);
+preferences.addEventListener("herald-error", showError);
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
@@ -104,8 +89,8 @@ try {
   if (!config.pusher.auth_endpoint) {
     setStatus("This sandbox does not know Herald's HTTP API: start it with `make local`.", "error");
     signInButton.disabled = true;
-  } else if (!window.Pusher) {
-    setStatus("pusher-js did not load: run `make local` (npm ci in web/).", "error");
+  } else if (!window.Pusher || !customElements.get("herald-inbox") || !customElements.get("herald-preferences")) {
+    setStatus("pusher-js or Lit did not load: run `make local` (npm ci in web/).", "error");
     signInButton.disabled = true;
   }
 } catch (error) {

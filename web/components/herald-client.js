@@ -1,0 +1,101 @@
+// What Herald's components share: calls to Herald's app API (`/v1/me/...`) with the bearer token the
+// host app's token provider gives, the person's id, and the choice of a message table by locale.
+
+/** The locales Herald's templates are written in; a component's message tables have the same. */
+export const LOCALES = ["en", "es", "pt", "pt-BR"];
+
+/**
+ * The best of `LOCALES` for a BCP 47 tag, as the templates choose: the exact tag, else its
+ * language (`pt-PT` → `pt`), else English.
+ */
+export function resolveLocale(tag) {
+  if (!tag) return "en";
+  const wanted = String(tag).replace("_", "-");
+  const exact = LOCALES.find((locale) => locale.toLowerCase() === wanted.toLowerCase());
+  if (exact) return exact;
+  const language = wanted.split("-")[0].toLowerCase();
+  return LOCALES.find((locale) => locale === language) ?? "en";
+}
+
+/** The locale an element speaks: its `locale` property, else the nearest `lang`, else the browser's. */
+export function localeOf(element) {
+  if (element.locale) return resolveLocale(element.locale);
+  const withLang = element.closest("[lang]");
+  return resolveLocale(withLang?.getAttribute("lang") || navigator.language);
+}
+
+/** An error answered by Herald's API (`status`, and the body's `message` when it has one). */
+export class HeraldApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.name = "HeraldApiError";
+    this.status = status;
+  }
+}
+
+/**
+ * Herald's app API for one person. `tokenProvider` is the host app's callback: a function returning
+ * (a promise of) the bearer token; it is called before every request, so the app refreshes it.
+ */
+export class HeraldClient {
+  constructor(apiUrl, tokenProvider) {
+    this.apiUrl = String(apiUrl).replace(/\/+$/, "");
+    this.tokenProvider = tokenProvider;
+  }
+
+  async token() {
+    const token = await this.tokenProvider();
+    if (!token) throw new HeraldApiError(401, "the token provider gave no token");
+    return token;
+  }
+
+  async request(method, path, body) {
+    const headers = { Authorization: `Bearer ${await this.token()}` };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const response = await fetch(`${this.apiUrl}${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await response.text();
+    const data = text ? JSON.parse(text) : null;
+    if (!response.ok) {
+      throw new HeraldApiError(response.status, data?.error?.message ?? `${method} ${path}: HTTP ${response.status}`);
+    }
+    return data;
+  }
+
+  get(path) {
+    return this.request("GET", path);
+  }
+
+  post(path, body) {
+    return this.request("POST", path, body);
+  }
+
+  put(path, body) {
+    return this.request("PUT", path, body);
+  }
+
+  /** `POST /v1/pusher/auth`, form-encoded as pusher-js sends it; for pusher-js's `customHandler`. */
+  async authorizeChannel({ socketId, channelName }) {
+    const response = await fetch(`${this.apiUrl}/v1/pusher/auth`, {
+      method: "POST",
+      headers: {
+        Authorization: `Bearer ${await this.token()}`,
+        "Content-Type": "application/x-www-form-urlencoded",
+      },
+      body: new URLSearchParams({ socket_id: socketId, channel_name: channelName }),
+    });
+    if (!response.ok) throw new HeraldApiError(response.status, `channel authorization: HTTP ${response.status}`);
+    return response.json();
+  }
+
+  /** The person's id: the token's `sub` claim (read, not verified: Herald verifies it). */
+  async subject() {
+    const token = await this.token();
+    const payload = token.split(".")[1] ?? "";
+    const json = atob(payload.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(payload.length / 4) * 4, "="));
+    return JSON.parse(json).sub;
+  }
+}
