@@ -298,8 +298,8 @@ class RouterService:
     def route(self, envelope: IngestEnvelope, owner: str = "") -> dict[str, Any]:
         """The idempotent unit of work for one ingest record (`owner`: its SQS message id; within
         `begin_batch`/`end_batch` its channel messages wait for the batch's end). A person's
-        notification is idempotent by its record; the rest (a fan-out page, a deferral) only repeat
-        idempotent work."""
+        notification is idempotent by its record; a fan-out page and a deferral are kept idempotent
+        by the handler (powertools' idempotency, decision 030)."""
         if envelope.herald is not None and envelope.herald.held:
             envelope = self._release_held(envelope.herald.held, envelope.request.event_id)
         request = envelope.request
