@@ -6,7 +6,7 @@
 // It edits what GET/PUT /v1/me/preferences holds, as the router uses it: the channel opt-ins
 // (columns), the categories received (rows; security and system always are), the matrix showing
 // where each category reaches the person; quiet hours in an IANA time zone; the marketing opt-in.
-// The SMS marketing consent is PUT /v1/me/contacts; the consent in force is read from the export.
+// The SMS marketing consent in force is GET /v1/me/contacts, and is changed by PUT there.
 // Events: `herald-saved` (detail: the preferences document Herald answered), `herald-error`.
 
 import { LitElement, css, html, nothing } from "lit";
@@ -230,20 +230,19 @@ export class HeraldPreferences extends LitElement {
     const client = this._client;
     if (!client) return;
     try {
-      const [document, exported] = await Promise.all([client.get("/v1/me/preferences"), client.get("/v1/me/export")]);
+      const [document, contacts] = await Promise.all([client.get("/v1/me/preferences"), client.get("/v1/me/contacts")]);
       if (client !== this._client) return;
       this._document = document;
-      this._contacts = this._consentInForce(exported);
+      this._contacts = this._consentInForce(contacts);
     } catch (error) {
       this._fail(error);
     }
   }
 
-  _consentInForce(exported) {
-    const phone = exported.profile?.phone ?? null;
-    const last = exported.consents.filter((event) => event.kind === "sms_marketing").at(-1);
-    const granted = Boolean(last?.granted && (!last.phone || last.phone === phone));
-    return { phone, granted, wordingVersion: granted ? last.wording_version : null, at: granted ? last.at : null };
+  /** The component's view of GET/PUT /v1/me/contacts' answer (Herald decides what is in force). */
+  _consentInForce(contacts) {
+    const state = contacts.sms_marketing;
+    return { phone: contacts.phone, granted: state.granted, wordingVersion: state.wording_version, at: state.given_at };
   }
 
   async _save(event) {
@@ -272,13 +271,7 @@ export class HeraldPreferences extends LitElement {
         const answered = await this._client.put("/v1/me/contacts", {
           sms_marketing: { granted: agree.checked, wording_version: this.smsConsentVersion || null },
         });
-        const state = answered.sms_marketing;
-        this._contacts = {
-          phone: answered.phone,
-          granted: state.granted,
-          wordingVersion: state.wording_version,
-          at: state.given_at,
-        };
+        this._contacts = this._consentInForce(answered);
       }
       this._status = t.saved;
       this.dispatchEvent(new CustomEvent("herald-saved", { detail: this._document, bubbles: true, composed: true }));

@@ -240,6 +240,12 @@ class ContactsService:
     def __init__(self, users: UserStore) -> None:
         self._users = users
 
+    def get(self, user_id: str) -> ContactsDocument:
+        """The contacts and consent in force (one read); none yet when Herald does not know the
+        person."""
+        profile = self._users.get_profile(user_id)
+        return contacts_document(profile or UserProfile(user_id=user_id))
+
     def update(
         self,
         user_id: str,

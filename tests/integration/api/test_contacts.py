@@ -189,3 +189,32 @@ def test_changing_an_address_never_lifts_the_suppression_of_the_old_one(
     assert ("block", "email") in steps(back_to_old, "suppression")
     assert suppression.is_suppressed(email_address("old@example.com"))
     assert not suppression.is_suppressed(email_address("new@example.com"))
+
+
+def test_the_contacts_in_force_are_read_back_as_routing_uses_them(api: ApiClient, stack: MotoStack) -> None:
+    # GIVEN a person Herald does not know yet
+    empty = api.get(PATH, user="newcomer")
+    assert empty.status == 200, empty.json
+    assert (empty.json["email"], empty.json["phone"], empty.json["sms_marketing"]["granted"]) == (
+        None,
+        None,
+        False,
+    )
+
+    # WHEN they set their contacts and agree to marketing texts
+    put = api.put(
+        PATH,
+        user="newcomer",
+        json={
+            "phone": "+1 415 555 2671",
+            "sms_marketing": {"granted": True, "wording_version": "sms-terms-3"},
+        },
+    )
+    assert put.status == 200, put.json
+
+    # THEN a GET answers exactly what the PUT answered, for them only
+    mine = api.get(PATH, user="newcomer")
+    assert mine.status == 200 and mine.json == put.json
+    assert mine.json["sms_marketing"]["wording_version"] == "sms-terms-3"
+    assert api.get(PATH, user="someone-else").json["phone"] is None
+    assert api.get(PATH, user=None).status == 401

@@ -1,5 +1,5 @@
-"""`/v1/me/contacts`: the caller's email, phone and SMS marketing consent (herald.contacts does the
-work)."""
+"""`/v1/me/contacts`: the caller's email, phone and SMS marketing consent, read and set
+(herald.contacts does the work)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,14 @@ def _source() -> ConsentSource:
     return ConsentSource(
         user_agent=event.headers.get("user-agent"), source_ip=event.request_context.http.source_ip
     )
+
+
+@router.get(
+    "/me/contacts",
+    summary="The caller's contacts and the SMS marketing consent in force (what routing uses)",
+)
+def get_contacts() -> ContactsDocument:
+    return _contacts().get(caller_id(router))
 
 
 @router.put(
