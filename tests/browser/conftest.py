@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from local.sandboxes.web import is_loopback_url
 from local.stack import LocalStack, seed_demo_users
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,6 +76,23 @@ class Artefacts:
         path = self.path(step, ".png")
         page.screenshot(path=str(path), full_page=True)
         return path
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(page: Any) -> Iterator[None]:
+    """Every request the page makes must stay on loopback: others are aborted, and fail the test."""
+    off_machine: list[str] = []
+
+    def route(route: Any) -> None:
+        if is_loopback_url(route.request.url):
+            route.continue_()
+        else:
+            off_machine.append(route.request.url)
+            route.abort()
+
+    page.context.route("**/*", route)
+    yield
+    assert off_machine == [], f"the page tried to leave the machine: {off_machine}"
 
 
 @pytest.fixture
