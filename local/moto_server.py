@@ -7,10 +7,17 @@ Starting it also sets `MOTO_PORT` (moto's Step Functions interpreter calls
 `localhost:$MOTO_PORT` for its service integrations); stopping it puts the old value back.
 moto keeps its state per process, not per server: two servers in one process (or a server and
 `mock_aws`) share it, and stopping a server does not clear it (`reset()` does).
+
+Importing this module also serialises moto's DynamoDB requests in this process
+(`serialise_dynamodb`): moto's TransactWriteItems snapshots whole tables and, when one of its
+conditions fails, puts the snapshot back, erasing every write that other threads made meanwhile
+(and the snapshot itself can fail with "dictionary changed size during iteration"). DynamoDB
+isolates a transaction from other writes; one request at a time is how moto can too.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -20,6 +27,7 @@ from typing import Any, Self
 
 import boto3
 from botocore.config import Config
+from moto.dynamodb.responses import DynamoHandler
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
@@ -35,6 +43,28 @@ MOTO_CONFIG: dict[str, Any] = {
     "stepfunctions": {"execute_state_machine": True},
     "lambda": {"use_docker": False},
 }
+
+
+_DYNAMODB_REQUESTS = threading.RLock()
+
+
+def serialise_dynamodb() -> None:
+    """Make moto handle one DynamoDB request at a time in this process, in-process (`mock_aws`)
+    and server alike (see the module's docstring). Idempotent."""
+    if getattr(DynamoHandler.call_action, "serialised", False):
+        return
+    unserialised = DynamoHandler.call_action
+
+    @functools.wraps(unserialised)
+    def call_action(self: DynamoHandler) -> Any:
+        with _DYNAMODB_REQUESTS:
+            return unserialised(self)
+
+    call_action.serialised = True  # type: ignore[attr-defined]
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+
+serialise_dynamodb()
 
 
 def port_from_env(default: int = DEFAULT_PORT) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+import local.moto_server  # noqa: F401  (moto serves one DynamoDB request at a time: decision 037)
+
 SUITES = ("unit", "integration", "infra", "e2e", "browser")
 
 

@@ -1,0 +1,85 @@
+"""moto as the local stack and the tests run it keeps every DynamoDB write made while another
+thread's transaction fails (`local.moto_server.serialise_dynamodb`): unpatched, moto puts back a
+snapshot of the whole table and the push sender's concurrent records lost their dead-token removals.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+import local.moto_server  # noqa: F401  (importing it serialises moto's DynamoDB requests)
+
+pytestmark = pytest.mark.integration
+
+WRITES = 60
+
+
+@pytest.fixture
+def threads_switch_often() -> Iterator[None]:
+    """The interpreter hands over between threads every 10 µs instead of 5 ms, so that the two
+    threads' requests overlap in moto as they would under load."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    yield
+    sys.setswitchinterval(before)
+
+
+@pytest.mark.usefixtures("threads_switch_often")
+def test_a_failing_transaction_never_erases_another_threads_writes() -> None:
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        dynamodb.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        for i in range(200):  # a table big enough that moto's snapshot takes a while
+            dynamodb.put_item(TableName="t", Item={"pk": {"S": f"other-{i}"}, "v": {"S": "x" * 200}})
+        cancelled: list[str] = []
+        unexpected: list[BaseException] = []
+
+        def failing_transactions() -> None:
+            client = boto3.client("dynamodb", region_name="us-east-1")
+            for _ in range(WRITES):
+                try:
+                    client.transact_write_items(
+                        TransactItems=[
+                            {
+                                "Update": {
+                                    "TableName": "t",
+                                    "Key": {"pk": {"S": "absent"}},
+                                    "UpdateExpression": "SET a = :a",
+                                    "ConditionExpression": "attribute_exists(pk)",
+                                    "ExpressionAttributeValues": {":a": {"S": "1"}},
+                                }
+                            }
+                        ]
+                    )
+                except ClientError as error:
+                    cancelled.append(error.response["Error"]["Code"])
+                except Exception as error:  # moto's snapshot of a table another thread changes
+                    unexpected.append(error)
+                time.sleep(0.001)
+
+        other = threading.Thread(target=failing_transactions)
+        other.start()
+        for i in range(WRITES):
+            dynamodb.put_item(TableName="t", Item={"pk": {"S": f"kept-{i}"}})
+            time.sleep(0.001)  # each thread lets the other run in between
+        other.join()
+
+        kept = dynamodb.batch_get_item(
+            RequestItems={"t": {"Keys": [{"pk": {"S": f"kept-{i}"}} for i in range(WRITES)]}}
+        )["Responses"]["t"]
+        assert len(kept) == WRITES
+        assert unexpected == []
+        assert len(cancelled) == WRITES and set(cancelled) == {"TransactionCanceledException"}
