@@ -26,11 +26,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from click.core import ParameterSource
 from pydantic import ValidationError
 
+from herald import suppression_admin
 from herald.batch import RejectedRecord
 from herald.catalog import load_catalog
 from herald.ingest import IngestEnvelope
 from herald.models import DETAIL_TYPE, Channel, Urgency
-from herald.routing.decision import notification_id_for
 from herald.routing.service import RouterService
 from herald.schedules import (
     CLI_OWNER_PREFIX,
@@ -40,11 +40,11 @@ from herald.schedules import (
     ScheduleManager,
 )
 from herald.sends import ManualSend, SendRefused, describe, publish
-from herald.ses_feedback import soft_bounce_key
 from herald.settings import ConfigurationError, RouterSettings, SchedulesSettings, load
-from herald.stores.notifications import NotificationRecord, NotificationStore
+from herald.stores.notifications import NotificationStore
 from herald.stores.suppression import ConsentRequired, SuppressionChanged, SuppressionStore
 from herald.stores.users import UserStore
+from herald.timeline import find_notification
 from herald.topics import TopicStore
 from herald_cli.outcome import MAX_WAITED_MEMBERS, members, notification_keys, wait_for
 from herald_cli.redrive import (
@@ -186,7 +186,7 @@ def trace(identifier: str, user_id: str | None, target: StackTarget) -> None:
     broadcast's event has one notification per member: name the member with --user.
     """
     store = _notifications(target)
-    record = _find(store, identifier, user_id)
+    record = find_notification(store, identifier, user_id)
     if record is None:
         raise click.ClickException(
             f"no notification {identifier!r} in {target.label}"
@@ -194,17 +194,6 @@ def trace(identifier: str, user_id: str | None, target: StackTarget) -> None:
             + ": it may never have been routed, or it expired or was erased"
         )
     click.echo("\n".join(render_trace(record)))
-
-
-def _find(store: NotificationStore, identifier: str, user_id: str | None) -> NotificationRecord | None:
-    """The identifier as a notification id (`ntf-…`, a digest's `dgs-…`), else as the event id the
-    router named its notification after (`event_id`, or `event_id#user_id` for a broadcast member)."""
-    candidates = [identifier]
-    if user_id:
-        candidates += [notification_id_for(f"{identifier}#{user_id}"), notification_id_for(identifier)]
-        return next((r for c in candidates if (r := store.get(user_id, c)) is not None), None)
-    candidates.append(notification_id_for(identifier))
-    return next((r for c in candidates if (r := store.find(c)) is not None), None)
 
 
 @cli.command()
@@ -469,8 +458,8 @@ def suppression_lift(contact: str, channel: str | None, why: str, force: bool, t
     address, _ = address_of(contact, Channel(channel) if channel else None)
     counters = target.physical_id("RateCountersTable")
     try:
-        lifted = _suppression(target).lift(
-            address, by=target.operator(), why=why, force=force, reset=[(counters, soft_bounce_key(address))]
+        lifted = suppression_admin.lift(
+            _suppression(target), address, counters_table=counters, by=target.operator(), why=why, force=force
         )
     except SuppressionChanged as error:
         raise click.ClickException(

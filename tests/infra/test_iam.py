@@ -72,11 +72,17 @@ def test_resource_star_only_for_actions_without_resource_level_permissions(
     assert not problems, "scope these statements to the resources they need:\n" + "\n".join(problems)
 
 
-def test_nobody_scans(translated: dict[str, Any]) -> None:
+def test_only_the_operator_function_scans_and_only_its_listings(translated: dict[str, Any]) -> None:
+    """No delivery path scans a table; the operator console's two listings (who is online, the
+    suppression list; decision 038) are Scans, granted to the operator function alone."""
     scans = [
         where for where, st in policy_statements(translated) if "dynamodb:Scan" in as_list(st.get("Action"))
     ]
-    assert not scans, f"dynamodb:Scan granted (no Herald function scans a table): {scans}"
+    assert all(where.startswith("OperatorFunctionRole.") for where in scans), scans
+    assert role_actions(translated, "OperatorFunction")["dynamodb:Scan"] == {
+        "PresenceTable",
+        "SuppressionTable",
+    }
 
 
 def test_only_expected_managed_policies(translated: dict[str, Any]) -> None:
@@ -372,6 +378,32 @@ def test_the_twilio_webhook_updates_the_sms_log_and_lifts_nothing_but_sms_opt_ou
     assert granted.pop("dynamodb:UpdateItem") == {"NotificationsTable", "SuppressionTable"}
     assert granted.pop("dynamodb:DeleteItem") == {"SuppressionTable"}
     assert not granted, f"TwilioWebhookFunction has permissions it never uses: {sorted(granted)}"
+
+
+def test_the_operator_function_reads_sends_and_lifts_and_nothing_else(translated: dict[str, Any]) -> None:
+    """Decision 038: manual sends on the bus; the console's reads (notifications by person and by id,
+    the two listings); a lift's transaction (the entry out, its lift record in, the soft-bounce count
+    reset). No secret, no update of anyone's profile or delivery log."""
+    granted = role_actions(translated, "OperatorFunction")
+    assert granted.pop("events:PutEvents") == {"HeraldBus"}
+    assert granted.pop("dynamodb:Query") == {
+        "${NotificationsTable.Arn}/index/ByCreated",
+        "${NotificationsTable.Arn}/index/ByNotification",
+    }
+    assert granted.pop("dynamodb:GetItem") == {"NotificationsTable", "SuppressionTable"}
+    assert granted.pop("dynamodb:Scan") == {"PresenceTable", "SuppressionTable"}
+    assert granted.pop("dynamodb:PutItem") == {"SuppressionTable"}
+    assert granted.pop("dynamodb:DeleteItem") == {"SuppressionTable", "RateCountersTable"}
+    assert not granted, f"OperatorFunction has permissions it never uses: {sorted(granted)}"
+
+
+def test_the_app_api_holds_no_operator_permission(translated: dict[str, Any]) -> None:
+    """The app-facing API (every person's token reaches it) cannot put events on the bus, scan, or
+    lift a suppression: those are the operator function's (decision 038)."""
+    granted = role_actions(translated, "ApiFunction")
+    assert "events:PutEvents" not in granted
+    assert "dynamodb:Scan" not in granted
+    assert "SuppressionTable" not in granted.get("dynamodb:DeleteItem", set())
 
 
 def test_the_schedules_function_manages_its_group_only_and_passes_the_scheduler_role(

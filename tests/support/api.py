@@ -28,7 +28,10 @@ from tests.support.stack import MotoStack, fresh_function_module
 __all__ = ["Answer", "ApiClient", "api_credentials"]
 
 API_FUNCTION = "ApiFunction"
-OTHER_FUNCTIONS = {"TwilioWebhookFunction": "functions.twilio_webhook.app"}
+OTHER_FUNCTIONS = {
+    "TwilioWebhookFunction": "functions.twilio_webhook.app",
+    "OperatorFunction": "functions.operator.app",
+}
 
 
 @cache
@@ -78,7 +81,8 @@ class ApiClient:
 
     def _invoke(self, function: str, event: dict[str, Any]) -> Any:
         """The route's own function: the API's, or another the template routes there (the Twilio
-        webhook's, decision 035), each imported fresh on its first request."""
+        webhook's, decision 035; the operators', decision 038), each imported fresh on its first
+        request."""
         if function not in self._modules:
             assert function in OTHER_FUNCTIONS, f"route served by {function}, not an HTTP API function"
             self._modules[function] = fresh_function_module(OTHER_FUNCTIONS[function])

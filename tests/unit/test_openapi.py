@@ -46,8 +46,13 @@ def test_the_template_routes_exactly_what_the_resolver_serves() -> None:
         for method in operations
         if method in METHODS
     }
-    # the HTTP API's functions: the API's, and the Twilio webhook's own (decision 035)
-    assert served == template_routes("ApiFunction") | template_routes("TwilioWebhookFunction")
+    # the HTTP API's functions: the API's, the Twilio webhook's own (decision 035), the operators'
+    # (decision 038)
+    assert served == (
+        template_routes("ApiFunction")
+        | template_routes("TwilioWebhookFunction")
+        | template_routes("OperatorFunction")
+    )
 
 
 def test_every_operation_documents_the_one_error_shape_and_needs_a_token() -> None:
@@ -66,7 +71,7 @@ def test_every_operation_documents_the_one_error_shape_and_needs_a_token() -> No
 
 
 def test_path_parameters_are_named_alike_in_the_template_and_the_resolver() -> None:
-    for _method, path in template_routes("ApiFunction"):
+    for _method, path in template_routes("ApiFunction") | template_routes("OperatorFunction"):
         assert re.fullmatch(r"(/[a-z0-9-]+|/\{[a-z_]+\})+", path), path
 
 
@@ -74,7 +79,7 @@ def test_exactly_the_routes_without_a_jwt_in_the_template_are_documented_without
     resources = template()["Resources"]
     events = [
         event
-        for function in ("ApiFunction", "TwilioWebhookFunction")
+        for function in ("ApiFunction", "TwilioWebhookFunction", "OperatorFunction")
         for event in resources[function]["Properties"]["Events"].values()
     ]
     open_in_template = {

@@ -33,7 +33,7 @@ def test_every_function_has_a_sample_event() -> None:
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
 def test_the_sample_event_is_what_the_function_consumes(name: str) -> None:
     event = json.loads((REPO_ROOT / "events" / f"{name}.json").read_text())
-    if name == "api":
+    if name in ("api", "operator"):  # JWT routes; the operator's carry the admin scope (decision 038)
         request = APIGatewayProxyEventV2Model.model_validate(event)
         routes = {
             f"{e['Properties']['Method']} {e['Properties']['Path']}"
@@ -41,6 +41,8 @@ def test_the_sample_event_is_what_the_function_consumes(name: str) -> None:
         }
         assert request.routeKey in routes
         assert request.requestContext.authorizer.jwt.claims["sub"]
+        if name == "operator":
+            assert "herald/admin" in (request.requestContext.authorizer.jwt.scopes or [])
         return
     if name == "twilio_webhook":  # Twilio's signed POST on the HTTP API (no JWT), decision 035
         request = APIGatewayProxyEventV2Model.model_validate(event)

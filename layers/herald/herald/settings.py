@@ -154,9 +154,18 @@ class ApiSettings(HeraldSettings):
     sendgrid_secret_arn: str = Field(alias="SENDGRID_SECRET_ARN")
     # the HMAC key of the one-click unsubscribe links the email sender signs (decision 024)
     unsubscribe_secret_arn: str = Field(alias="UNSUBSCRIBE_SECRET_ARN")
-    # an administrator's sends (herald.sends): the bus they go on, the scope their token must carry
-    bus_name: str = Field(alias="HERALD_BUS_NAME", min_length=1)
+
+
+class OperatorSettings(HeraldSettings):
+    """The operator function: `/v1/admin/*`, manual sends and the console's reads (decision 038)."""
+
+    tables: Tables = Field(default_factory=Tables)
+    # the scope an operator's token must carry
     admin_scope: str = Field(default="herald/admin", alias="ADMIN_SCOPE", min_length=1)
+    # an administrator's sends (herald.sends) go on this bus
+    bus_name: str = Field(alias="HERALD_BUS_NAME", min_length=1)
+    # who counts as online, as the router counts them (`Presence.online_at`)
+    presence_max_age_seconds: int = Field(default=21600, alias="PRESENCE_MAX_AGE_SECONDS", ge=1)
 
 
 class TwilioWebhookSettings(HeraldSettings):

@@ -9,9 +9,9 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel, Field
 
-from herald.api.auth import caller_id
-from herald.api.errors import Forbidden, Unprocessable
-from herald.api.services import services
+from herald.api.auth import operator_id
+from herald.api.errors import Unprocessable
+from herald.api.services import operator_services
 from herald.catalog import load_catalog
 from herald.sends import ManualSend, SendRefused, describe, publish
 
@@ -24,29 +24,14 @@ class Accepted(BaseModel):
     accepted: str = Field(description="what was put on the bus, in words")
 
 
-def _scopes() -> set[str]:
-    """The token's scopes as API Gateway matched them (`jwt.scopes` of a scoped route); else the
-    `scope` / `scp` claim, which API Gateway hands over as a string (an array as `[a b]`)."""
-    authorizer = router.current_event.request_context.authorizer
-    if authorizer.jwt_scopes:
-        return {str(s) for s in authorizer.jwt_scopes}
-    claims = authorizer.jwt_claim or {}
-    raw = claims.get("scope", claims.get("scp", ""))
-    if isinstance(raw, list):
-        return {str(s) for s in raw}
-    return set(str(raw).strip("[]").replace(",", " ").split())
-
-
 @router.post(
     "/admin/notifications",
     summary="Send a notification to a person or an audience (admin scope); it takes the producers' path",
     responses={202: {"description": "On the bus; the event id follows it"}},
 )
 def send_notification(send: ManualSend) -> Response[Accepted]:
-    admin = caller_id(router)
-    found = services(router)
-    if found.settings.admin_scope not in _scopes():
-        raise Forbidden(f"the {found.settings.admin_scope} scope is required")
+    found = operator_services(router)
+    admin = operator_id(router, found.settings.admin_scope)
     try:
         request = send.request(load_catalog())
     except SendRefused as error:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from herald.api.auth import caller_id
-from herald.api.errors import ApiError, ErrorResponse, NotFound, Unprocessable
+from herald.api.errors import Conflict, ErrorResponse, NotFound, Unprocessable
 from herald.api.services import services
 from herald.contacts import (
     ConsentSource,
@@ -18,11 +18,6 @@ from herald.contacts import (
 from herald.stores.users import ConsentHistoryFull, PersonErased, UserStore
 
 router = APIGatewayHttpRouter()
-
-
-class Conflict(ApiError):
-    status = 409
-    code = "conflict"
 
 
 def _contacts() -> ContactsService:

@@ -71,6 +71,11 @@ class NotFound(ApiError):
     code = "not_found"
 
 
+class Conflict(ApiError):
+    status = 409
+    code = "conflict"
+
+
 class Unprocessable(ApiError):
     status = 422
     code = "validation_error"

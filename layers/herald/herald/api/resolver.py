@@ -1,6 +1,6 @@
-"""The API function's one resolver: every router under `/v1`, one error shape, and the OpenAPI
-document of the whole HTTP API generated from it and the Twilio webhook function's router
-(`python -m herald.api.resolver` writes `schemas/openapi.json`)."""
+"""The HTTP API's resolvers: every router under `/v1`, one error shape, and the OpenAPI document of
+the whole HTTP API generated from the API function's, the Twilio webhook function's and the
+operator function's routers (`python -m herald.api.resolver` writes `schemas/openapi.json`)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 
 from herald.api import (
     admin,
+    console,
     contacts,
     devices,
     errors,
@@ -32,7 +33,6 @@ from herald.api.errors import ErrorResponse
 PREFIX = "/v1"
 API_ROUTERS = (
     inbox.router,
-    admin.router,
     preferences.router,
     topics.router,
     contacts.router,
@@ -46,6 +46,8 @@ API_ROUTERS = (
 )
 # the Twilio webhook's function (decision 035): same HTTP API, same error shape, its own package
 TWILIO_ROUTERS = (twilio_webhooks.router,)
+# the operator function (decision 038): `/v1/admin/*` behind the admin scope
+OPERATOR_ROUTERS = (admin.router, console.router)
 TITLE = "Herald app API"
 VERSION = "1.0.0"
 OPENAPI_PATH = Path("schemas/openapi.json")
@@ -76,7 +78,7 @@ def openapi_document(app: APIGatewayHttpResolver | None = None) -> dict[str, Any
     # only: the function's cold start does not build them (decision 031).
     from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Server
 
-    app = app or build_resolver(API_ROUTERS + TWILIO_ROUTERS)
+    app = app or build_resolver(API_ROUTERS + TWILIO_ROUTERS + OPERATOR_ROUTERS)
     document = json.loads(
         app.get_openapi_json_schema(
             title=TITLE,

@@ -22,7 +22,7 @@ from herald.channels.credentials import SecretBacked, SecretSource
 from herald.delivery import DeliveryLedger
 from herald.feedback import FeedbackRecorder
 from herald.sendgrid_feedback import EventWebhookVerifier
-from herald.settings import ApiSettings, Tables, TwilioWebhookSettings, load
+from herald.settings import ApiSettings, OperatorSettings, Tables, TwilioWebhookSettings, load
 from herald.stores.suppression import SuppressionStore
 from herald.stores.users import UserStore
 from herald.twilio_feedback import TwilioWebhookVerifier
@@ -48,7 +48,6 @@ class Services:
     settings: ApiSettings
     dynamodb: Any
     stepfunctions: Any  # SendTaskSuccess for acknowledged escalations (herald.acknowledgement)
-    events: Any  # PutEvents of an administrator's sends (herald.sends)
     pusher: SecretBacked[pusher.Pusher]  # `.get()`: the current app (rebuilt when the secret rotates)
     # the SendGrid secret's webhook key (decision 023); its SDK loads on first use
     sendgrid_events: SecretBacked[EventWebhookVerifier]
@@ -65,7 +64,6 @@ class Services:
             settings=settings,
             dynamodb=boto3.client("dynamodb"),
             stepfunctions=boto3.client("stepfunctions"),
-            events=boto3.client("events"),
             pusher=SecretBacked(secrets, settings.pusher_secret_arn, pusher_client),
             sendgrid_events=SecretBacked(
                 secrets, settings.sendgrid_secret_arn, EventWebhookVerifier.from_secret
@@ -109,6 +107,26 @@ class TwilioWebhookServices:
         return feedback_recorder(self.dynamodb, self.tables)
 
 
+@dataclass(frozen=True)
+class OperatorServices:
+    """The operator function's (decision 038): DynamoDB for the console's reads and lifts, EventBridge
+    for manual sends. No provider secret, no provider SDK."""
+
+    settings: OperatorSettings
+    dynamodb: Any
+    events: Any  # PutEvents of an administrator's sends (herald.sends)
+
+    @classmethod
+    def from_environment(cls) -> OperatorServices:
+        return cls(
+            settings=load(OperatorSettings), dynamodb=boto3.client("dynamodb"), events=boto3.client("events")
+        )
+
+    @property
+    def tables(self) -> Tables:
+        return self.settings.tables
+
+
 def feedback_recorder(dynamodb: Any, tables: Tables) -> FeedbackRecorder:
     """Applies the providers' feedback (herald.feedback): delivery log, suppression, opt-out."""
     return FeedbackRecorder(
@@ -129,4 +147,11 @@ def twilio_services(router: BaseRouter) -> TwilioWebhookServices:
     found = router.context.get(CONTEXT_KEY)
     if not isinstance(found, TwilioWebhookServices):
         raise RuntimeError("the Twilio webhook function did not hand its services to the resolver")
+    return found
+
+
+def operator_services(router: BaseRouter) -> OperatorServices:
+    found = router.context.get(CONTEXT_KEY)
+    if not isinstance(found, OperatorServices):
+        raise RuntimeError("the operator function did not hand its services to the resolver")
     return found

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from herald.stores.dynamo import to_attributes
+from herald.stores.dynamo import from_attributes, to_attributes
 
 
 class Presence(BaseModel):
@@ -83,3 +83,21 @@ class PresenceStore:
         except self._client.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+    def online(self, now: datetime, max_age_seconds: int) -> list[Presence]:
+        """Everyone online at `now` (`Presence.online_at`), longest online first. A paged Scan of
+        the occupied items: an operator's listing (the console), never on a delivery path."""
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "occupied = :true",
+            "ExpressionAttributeValues": to_attributes({":true": True}),
+        }
+        found: list[Presence] = []
+        while True:
+            response = self._client.scan(**params)
+            found += [presence_from_item(from_attributes(item)) for item in response.get("Items", [])]
+            if not response.get("LastEvaluatedKey"):
+                break
+            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        online = [p for p in found if p.online_at(now, max_age_seconds)]
+        return sorted(online, key=lambda p: (p.time_ms, p.user_id))
