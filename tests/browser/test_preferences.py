@@ -59,7 +59,7 @@ def test_a_preference_change_persists_and_changes_the_next_routing_decision(
     assert before is not None and channels_of(before) == ["realtime"]
 
     # THEN the preference centre shows what Herald holds; security and system cannot be turned off
-    in_app = page.get_by_role("checkbox", name="In-app")
+    in_app = page.get_by_role("checkbox", name="In-app", exact=True)
     expect(in_app).to_be_checked()
     expect(page.get_by_role("checkbox", name="Security")).to_be_disabled()
     expect(page.get_by_role("checkbox", name="Service messages")).to_be_disabled()
@@ -74,6 +74,11 @@ def test_a_preference_change_persists_and_changes_the_next_routing_decision(
     in_app.uncheck()
     in_app_column = page.get_by_role("row", name="Account activity").get_by_role("cell").nth(3)
     expect(in_app_column).to_have_text("Off")  # the matrix follows before saving
+    email_for_activity = page.get_by_role("checkbox", name="Email for Account activity")
+    expect(email_for_activity).to_be_checked()  # one cell of the matrix: email, for this category only
+    email_for_activity.uncheck()
+    expect(page.get_by_role("row", name="Account activity").get_by_role("cell").nth(0)).to_have_text("Off")
+    expect(page.get_by_role("row", name="Security").get_by_role("cell").nth(0)).to_have_text("On")
     page.get_by_role("checkbox", name=QUIET).check()
     page.get_by_label("From", exact=True).fill(start)
     page.get_by_label("To", exact=True).fill(end)
@@ -89,6 +94,7 @@ def test_a_preference_change_persists_and_changes_the_next_routing_decision(
     assert held["channels"] == {"email": True, "push": True, "sms": True, "realtime": False}
     assert held["quiet_hours"] == {"start": f"{start}:00", "end": f"{end}:00"}
     assert held["time_zone"] == ZONE and held["marketing_opt_in"] is True
+    assert held["muted_channels"] == {"transactional": ["email"]}
     exported = app(stack).get("/v1/me/export", user=USER).body
     (consent,) = exported["consents"]
     assert consent["granted"] is True and consent["wording_version"] == WORDING_VERSION
@@ -99,7 +105,7 @@ def test_a_preference_change_persists_and_changes_the_next_routing_decision(
     sign_in(page, stack)
 
     # THEN the preference centre shows what they chose, and the consent recorded with its version
-    expect(page.get_by_role("checkbox", name="In-app")).not_to_be_checked()
+    expect(page.get_by_role("checkbox", name="In-app", exact=True)).not_to_be_checked()
     expect(page.get_by_role("checkbox", name="Push", exact=True)).to_be_checked()
     expect(page.get_by_role("checkbox", name=QUIET)).to_be_checked()
     expect(page.get_by_label("From", exact=True)).to_have_value(start)
@@ -109,6 +115,8 @@ def test_a_preference_change_persists_and_changes_the_next_routing_decision(
     expect(page.get_by_role("checkbox", name="I agree to receive marketing text messages")).to_be_checked()
     expect(page.get_by_text(f"Recorded: you agreed to version {WORDING_VERSION} on ")).to_be_visible()
     expect(page.get_by_role("row", name="Account activity").get_by_role("cell").nth(3)).to_have_text("Off")
+    expect(page.get_by_role("checkbox", name="Email for Account activity")).not_to_be_checked()
+    expect(page.get_by_role("checkbox", name="Push for Account activity")).to_be_checked()
     artefacts.screenshot(page, "preferences-after-reload")
 
     # AND axe-core finds no serious or critical violation in the preference centre

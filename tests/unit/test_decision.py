@@ -282,6 +282,26 @@ def test_a_channel_the_user_turned_off_is_never_used() -> None:
     assert blocked(decision) == {Channel.SMS: "channel_opt_in"}
 
 
+def test_a_channel_turned_off_for_a_category_is_not_used_for_it_and_still_for_others() -> None:
+    # GIVEN email turned off for transactional notifications only (one cell of the matrix)
+    user = a_user(preferences={"muted_channels": {"transactional": ["email"]}})
+    before = route("payment_receipt", a_user(), sample=True)
+    assert before.escalation and [s.delivery.channel for s in before.escalation.steps] == [
+        Channel.PUSH,
+        Channel.EMAIL,
+    ]
+
+    # WHEN a transactional and a security notification are routed
+    receipt = route("payment_receipt", user, sample=True)
+    alert = route("security_alert", user)
+
+    # THEN the receipt goes by push alone (no email fallback), with the reason; security still emails
+    assert channels(receipt) == {Channel.PUSH} and receipt.escalation is None
+    assert blocked(receipt) == {Channel.EMAIL: "channel_opt_in"}
+    assert "off for transactional" in trace_of(receipt, "channel_opt_in")
+    assert Channel.EMAIL in channels(alert)
+
+
 def test_a_muted_category_blocks_the_notification() -> None:
     decision = route("order_shipped", a_user(preferences={"muted_categories": ["transactional"]}))
 

@@ -24,7 +24,7 @@ from herald.digest import (
     select,
     window_closed,
 )
-from herald.models import Category, Urgency
+from herald.models import Category, Channel, Urgency
 from herald.settings import ConfigurationError, load
 from herald.stores.notifications import NotificationRecord, stamp
 from herald.users import Preferences, QuietHours, UserProfile
@@ -182,6 +182,24 @@ def test_a_type_or_category_muted_since_is_dropped_but_security_cannot_be_muted(
 
     assert keep == [shipped, alert]
     assert skip == [(reply, Skipped.MUTED)]
+
+
+def test_email_turned_off_for_a_category_keeps_its_notifications_out_of_the_digest() -> None:
+    # GIVEN email turned off for transactional notifications (not the category, not email at all)
+    shipped = record(1)
+    alert = record(2, type="security_alert", category=Category.SECURITY)
+    preferences = Preferences(
+        muted_channels={
+            Category.TRANSACTIONAL: frozenset({Channel.EMAIL}),
+            Category.SECURITY: frozenset({Channel.EMAIL}),
+        }
+    )
+
+    keep, skip = select([shipped, alert], now=NOW, watermark=None, preferences=preferences)
+
+    # THEN the transactional one never reaches a digest email; security cannot be turned off this way
+    assert keep == [alert]
+    assert skip == [(shipped, Skipped.EMAIL_MUTED)]
 
 
 # -- who may get one at all -----------------------------------------------------------------------------

@@ -67,6 +67,7 @@ def test_every_problem_of_a_document_is_a_field_error_with_its_location() -> Non
             "channels": {"push": False, "webhook": True},
             "muted_categories": ["marketing", "security", "system"],
             "muted_types": ["comment_reply", "security_alert", "order_webhook", "no_such_type"],
+            "muted_channels": {"transactional": ["email", "webhook"], "security": ["sms"]},
             "quiet_hours": {"start": "22:00", "end": "22:00"},
             "time_zone": "Mars/Olympus_Mons",
             "locale": "not a locale",
@@ -81,6 +82,8 @@ def test_every_problem_of_a_document_is_a_field_error_with_its_location() -> Non
         ("muted_types", "1"): "cannot_mute",
         ("muted_types", "2"): "cannot_mute",
         ("muted_types", "3"): "unknown_type",
+        ("muted_channels", "transactional", "1"): "not_a_person_channel",
+        ("muted_channels", "security", "[key]"): "cannot_mute",
         ("quiet_hours", "end"): "empty_window",
         ("time_zone",): "unknown_time_zone",
         ("locale",): "invalid_locale",
@@ -113,6 +116,7 @@ def test_a_document_keeps_only_what_the_person_sent_normalized() -> None:
         {
             "channels": {"sms": False},
             "muted_types": ["comment_reply", "comment_reply"],
+            "muted_channels": {"marketing": ["sms", "email", "sms"], "transactional": []},
             "locale": "pt_br",
             "time_zone": "America/Sao_Paulo",
             "quiet_hours": {"start": "23:30", "end": "06:00"},
@@ -120,7 +124,11 @@ def test_a_document_keeps_only_what_the_person_sent_normalized() -> None:
     )
 
     assert update.choices() == {
-        "preferences": {"channels": {"sms": False}, "muted_types": ["comment_reply"]},
+        "preferences": {
+            "channels": {"sms": False},
+            "muted_types": ["comment_reply"],
+            "muted_channels": {"marketing": ["email", "sms"]},  # an empty row says nothing
+        },
         "quiet_hours": {"start": "23:30:00", "end": "06:00:00"},
         "time_zone": "America/Sao_Paulo",
         "locale": "pt-BR",
@@ -176,6 +184,7 @@ def test_the_effective_document_leaves_out_mutes_the_router_ignores_and_round_tr
                 "channels": {"push": False, "webhook": False},
                 "muted_categories": ["security", "marketing"],
                 "muted_types": ["security_alert", "gone_from_the_catalog", "comment_reply"],
+                "muted_channels": {"security": ["sms"], "transactional": ["webhook", "email"], "system": ["email"]},
             },
         }
     )
@@ -185,6 +194,7 @@ def test_the_effective_document_leaves_out_mutes_the_router_ignores_and_round_tr
     assert document.channels.model_dump() == {"email": True, "push": False, "sms": True, "realtime": True}
     assert document.muted_categories == [Category.MARKETING]
     assert document.muted_types == ["comment_reply"]
+    assert document.muted_channels == {Category.TRANSACTIONAL: [Channel.EMAIL]}
     assert document.quiet_hours is not None and document.quiet_hours.start == time(21, 0)
     assert document.locale == "es-MX"
     assert PreferencesUpdate.model_validate(document.model_dump(mode="json"))  # valid as a PUT

@@ -131,6 +131,13 @@ def routing_inputs(draw: st.DrawFn) -> RoutingInput:
             "marketing_opt_in": draw(st.booleans()),
             "muted_categories": draw(st.lists(st.sampled_from(["transactional", "marketing", "security"]))),
             "muted_types": draw(st.lists(st.sampled_from(sorted(CATALOG.types)))),
+            "muted_channels": draw(
+                st.dictionaries(
+                    st.sampled_from(["transactional", "marketing", "security", "system"]),
+                    st.lists(st.sampled_from(["email", "push", "sms", "realtime"]), max_size=3),
+                    max_size=3,
+                )
+            ),
         },
         sms_marketing_consent=draw(
             st.sampled_from([None, {"given_at": "2026-01-01T00:00:00Z", "source": "signup"}])
@@ -179,6 +186,8 @@ def test_never_a_channel_the_user_opted_out_of_or_is_suppressed_on(given_input: 
         assert user.preferences.marketing_opt_in
     for delivery in planned:
         assert user.preferences.channel_enabled(delivery.channel), delivery
+        if entry.category.value in ("transactional", "marketing"):  # the matrix's mutable rows
+            assert not user.preferences.channel_muted_for(entry.category, delivery.channel), delivery
         if delivery.channel is Channel.SMS and entry.category.value == "marketing":
             assert user.sms_marketing_consent is not None
         assert delivery.channel in given_input.entry.channels

@@ -4,8 +4,9 @@
 // Herald records the version the person agreed to (TCPA proof); the text is the app's.
 //
 // It edits what GET/PUT /v1/me/preferences holds, as the router uses it: the channel opt-ins
-// (columns), the categories received (rows; security and system always are), the matrix showing
-// where each category reaches the person; quiet hours in an IANA time zone; the marketing opt-in.
+// (columns), the categories received (rows; security and system always are), the matrix's cells
+// (a channel turned off for one category: `muted_channels`; security and system rows are shown,
+// never editable); quiet hours in an IANA time zone; the marketing opt-in.
 // The SMS marketing consent in force is GET /v1/me/contacts, and is changed by PUT there.
 // Events: `herald-saved` (detail: the preferences document Herald answered), `herald-error`.
 
@@ -30,6 +31,7 @@ const MESSAGES = {
       system: "Service messages",
     },
     receive: (name) => `Receive ${name}`,
+    cell: (channel, category) => `${channel} for ${category}`,
     required: "Always sent",
     on: "On",
     off: "Off",
@@ -65,6 +67,7 @@ const MESSAGES = {
       system: "Mensajes del servicio",
     },
     receive: (name) => `Recibir ${name}`,
+    cell: (channel, category) => `${channel} para ${category}`,
     required: "Siempre se envían",
     on: "Sí",
     off: "No",
@@ -100,6 +103,7 @@ const MESSAGES = {
       system: "Mensagens do serviço",
     },
     receive: (name) => `Receber ${name}`,
+    cell: (channel, category) => `${channel} para ${category}`,
     required: "Sempre enviadas",
     on: "Sim",
     off: "Não",
@@ -135,6 +139,7 @@ const MESSAGES = {
       system: "Mensagens do serviço",
     },
     receive: (name) => `Receber ${name}`,
+    cell: (channel, category) => `${channel} para ${category}`,
     required: "Sempre enviadas",
     on: "Sim",
     off: "Não",
@@ -257,6 +262,12 @@ export class HeraldPreferences extends LitElement {
         (category) => !MANDATORY.has(category) && !value(`receive-${category}`).checked,
       ),
       muted_types: this._document.muted_types,
+      muted_channels: Object.fromEntries(
+        CATEGORIES.filter((category) => !MANDATORY.has(category)).map((category) => [
+          category,
+          CHANNELS.filter((channel) => !value(`cell-${category}-${channel}`).checked),
+        ]),
+      ),
       marketing_opt_in: value("marketing").checked,
       quiet_hours: quiet ? { start: value("quiet-start").value, end: value("quiet-end").value } : null,
       time_zone: value("time-zone").value,
@@ -359,8 +370,26 @@ export class HeraldPreferences extends LitElement {
                       </label>`}
                 </th>
                 ${CHANNELS.map((channel) => {
-                  const on = received(category) && channelOn(channel);
-                  return html`<td class=${on ? "on" : "off"}>${on ? t.on : t.off}</td>`;
+                  if (MANDATORY.has(category)) {
+                    const on = channelOn(channel); // only the channel's own switch applies
+                    return html`<td class=${on ? "on" : "off"}>${on ? t.on : t.off}</td>`;
+                  }
+                  const cell = `cell-${category}-${channel}`;
+                  const wanted = checked(cell, !(doc.muted_channels[category] ?? []).includes(channel));
+                  const on = received(category) && channelOn(channel) && wanted;
+                  // editable while the row and the column are on; its choice is kept either way
+                  return html`<td class=${on ? "on" : "off"}>
+                    <label>
+                      <input
+                        type="checkbox"
+                        name=${cell}
+                        aria-label=${t.cell(t.channels[channel], name)}
+                        ?disabled=${!(received(category) && channelOn(channel))}
+                        .checked=${!(doc.muted_channels[category] ?? []).includes(channel)}
+                      />
+                      <span aria-hidden="true">${on ? t.on : t.off}</span>
+                    </label>
+                  </td>`;
                 })}
               </tr>`;
             })}

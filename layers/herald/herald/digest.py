@@ -125,6 +125,7 @@ class Skipped(StrEnum):
     ACKNOWLEDGED = "acknowledged"
     READ_ALL = "read_all"
     MUTED = "muted"
+    EMAIL_MUTED = "email_muted_for_category"
     NO_EMAIL = "no_email_address"
     EMAIL_OFF = "email_opted_out"
     DIGEST_MUTED = "digest_muted"
@@ -203,6 +204,10 @@ def select(
             skip.append((record, Skipped.READ_ALL))
         elif muted(preferences, record.type, record.category):
             skip.append((record, Skipped.MUTED))
+        elif record.category not in MANDATORY_CATEGORIES and preferences.channel_muted_for(
+            record.category, Channel.EMAIL
+        ):
+            skip.append((record, Skipped.EMAIL_MUTED))  # the person wants this category, not by email
         else:
             keep.append(record)
     keep.sort(key=lambda r: (r.created_at, r.notification_id))

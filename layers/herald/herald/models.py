@@ -26,6 +26,12 @@ class Category(StrEnum):
     SYSTEM = "system"
 
 
+# Categories a user cannot mute as a whole nor per channel: they must always be able to learn of
+# account attacks, and system notifications go to integrations, not people. Channel opt-outs (every
+# category's) still apply.
+MANDATORY_CATEGORIES = frozenset({Category.SECURITY, Category.SYSTEM})
+
+
 class Channel(StrEnum):
     EMAIL = "email"
     PUSH = "push"

@@ -1,6 +1,6 @@
 """The person's notification preferences as the app sees them: one document (channel opt-ins,
-muted categories and types, marketing opt-in, quiet hours, time zone, locale), read as what the
-router will use and replaced whole by the person (decision 016).
+muted categories and types, channels muted per category, marketing opt-in, quiet hours, time zone,
+locale), read as what the router will use and replaced whole by the person (decision 016).
 
 The product's directory supplies the defaults; what the person sends is kept apart on their profile
 item (`own`, herald.stores.users) and wins. A field the person sends is their choice; a field they
@@ -80,10 +80,19 @@ def _mutable_type(type_name: str) -> str:
     return type_name
 
 
+def _person_channel(channel: Channel) -> Channel:
+    if channel not in PERSON_CHANNELS:
+        raise PydanticCustomError(
+            "not_a_person_channel", "not one of a person's channels (email, push, sms, realtime)"
+        )
+    return channel
+
+
 TimeZoneName = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(check_time_zone)]
 Locale = Annotated[str, StringConstraints(min_length=2, max_length=35), AfterValidator(check_locale)]
 MutableCategory = Annotated[Category, AfterValidator(_mutable_category)]
 MutableType = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_mutable_type)]
+PersonChannel = Annotated[Channel, AfterValidator(_person_channel)]
 
 
 def _no_default(schema: dict[str, Any]) -> None:
@@ -150,6 +159,10 @@ class PreferencesDocument(BaseModel):
     channels: ChannelOptIns
     muted_categories: list[Category] = Field(description="categories not wanted at all")
     muted_types: list[str] = Field(description="notification types not wanted at all (catalog names)")
+    muted_channels: dict[Category, list[Channel]] = Field(
+        description="per category, the channels not wanted for it (the matrix's cells turned off); "
+        "never security or system"
+    )
     marketing_opt_in: bool = Field(description="promotional notifications wanted")
     quiet_hours: QuietHoursWindow | None = Field(description="null: no quiet hours")
     time_zone: str = Field(description="IANA time zone of quiet hours and local times")
@@ -170,6 +183,11 @@ class PreferencesUpdate(BaseModel):
     muted_types: list[MutableType] = omittable(
         "catalog types not wanted at all; a security or system type is refused", max_length=MAX_MUTED_TYPES
     )
+    muted_channels: dict[MutableCategory, list[PersonChannel]] = omittable(
+        'per category, the channels not wanted for it (e.g. `{"social": ["email"]}`); `security` '
+        "and `system` are refused",
+        max_length=len(Category),
+    )
     marketing_opt_in: bool = omittable("promotional notifications wanted")
     quiet_hours: QuietHoursWindow | None = omittable("quiet hours; null: none")
     time_zone: TimeZoneName = omittable("IANA time zone name, e.g. `Europe/Paris`")
@@ -185,6 +203,12 @@ class PreferencesUpdate(BaseModel):
             preferences["muted_categories"] = sorted({c.value for c in self.muted_categories})
         if "muted_types" in sent:
             preferences["muted_types"] = sorted(set(self.muted_types))
+        if "muted_channels" in sent:
+            preferences["muted_channels"] = {
+                category.value: sorted({c.value for c in channels})
+                for category, channels in sorted(self.muted_channels.items())
+                if channels
+            }
         if "marketing_opt_in" in sent:
             preferences["marketing_opt_in"] = self.marketing_opt_in
         choices: dict[str, Any] = {"preferences": preferences} if preferences else {}
@@ -215,6 +239,11 @@ def effective_document(profile: UserProfile) -> PreferencesDocument:
         muted_types=sorted(
             t for t in preferences.muted_types if t in types and types[t].category not in MANDATORY_CATEGORIES
         ),
+        muted_channels={
+            category: sorted(c for c in channels if c in PERSON_CHANNELS)
+            for category, channels in sorted(preferences.muted_channels.items())
+            if category not in MANDATORY_CATEGORIES and any(c in PERSON_CHANNELS for c in channels)
+        },
         marketing_opt_in=preferences.marketing_opt_in,
         quiet_hours=_window(quiet),
         time_zone=profile.time_zone,

@@ -83,10 +83,18 @@ class Preferences(BaseModel):
     )
     muted_categories: frozenset[Category] = frozenset()
     muted_types: frozenset[str] = frozenset()
+    muted_channels: dict[Category, frozenset[Channel]] = Field(
+        default_factory=dict, description="per category, the channels not wanted for it"
+    )
     marketing_opt_in: bool = False
 
     def channel_enabled(self, channel: Channel) -> bool:
         return self.channels.get(channel, True)
+
+    def channel_muted_for(self, category: Category, channel: Channel) -> bool:
+        """The person turned `channel` off for `category` alone. Security and system notifications
+        cannot be muted: applying that rule is the caller's (routing.decision.MANDATORY_CATEGORIES)."""
+        return channel in self.muted_channels.get(category, frozenset())
 
 
 def known_time_zone(zone: str) -> str:

@@ -63,6 +63,7 @@ def test_a_put_document_is_what_the_next_get_returns(api: ApiClient, stack: Moto
             "channels": {"push": False},
             "muted_categories": ["marketing"],
             "muted_types": ["comment_reply"],
+            "muted_channels": {"transactional": ["sms"]},
             "marketing_opt_in": False,
             "quiet_hours": {"start": "22:00", "end": "07:00"},
             "time_zone": "America/New_York",
@@ -75,6 +76,7 @@ def test_a_put_document_is_what_the_next_get_returns(api: ApiClient, stack: Moto
         "channels": {"email": True, "push": False, "sms": True, "realtime": True},
         "muted_categories": ["marketing"],
         "muted_types": ["comment_reply"],
+        "muted_channels": {"transactional": ["sms"]},
         "marketing_opt_in": False,
         "quiet_hours": {"start": "22:00:00", "end": "07:00:00"},
         "time_zone": "America/New_York",
@@ -225,3 +227,41 @@ def test_the_routers_next_decision_uses_the_new_preferences(api: ApiClient, stac
     assert planned(quiet)["push"].get("not_before") is not None  # deferred to the end of quiet hours
     assert ("defer", "push") in steps(quiet, "quiet_hours")
     assert any("Asia/Tokyo" in s["reason"] for s in quiet["decision"])  # in the zone that was put
+
+
+def test_a_matrix_cell_turned_off_persists_and_changes_only_that_categorys_routing(
+    api: ApiClient, stack: MotoStack
+) -> None:
+    # GIVEN a person with an email address and a device, offline
+    users_table = stack.tables["UsersTable"]
+    Directory(stack.client("dynamodb"), users_table).apply(
+        UserUpserted(user_id="42", version=1, email="ann@example.com", time_zone="UTC")
+    )
+    UserStore(stack.client("dynamodb"), users_table).register_device("42", "tok-42", "android")
+    before = route(stack, "receipt-before", "42", "payment_receipt")
+    chain = [step["delivery"]["channel"] for step in planned_escalation(before)]
+    assert chain == ["push", "email"]  # high urgency: push, then email if not acknowledged
+
+    # WHEN they turn email off for transactional notifications only
+    answer = api.put(PATH, json={"muted_channels": {"transactional": ["email"]}}, user="42")
+
+    # THEN the next GET shows the cell off, a transactional receipt goes without its email fallback,
+    # and a security alert still emails
+    assert answer.status == 200, answer.json
+    assert preferences_of(api, "42")["muted_channels"] == {"transactional": ["email"]}
+    receipt = route(stack, "receipt-after", "42", "payment_receipt")
+    assert set(planned(receipt)) == {"push"} and not planned_escalation(receipt)
+    assert ("block", "email") in steps(receipt, "channel_opt_in")
+    alert = route(stack, "alert", "42", "security_alert")
+    assert "email" in planned(alert)
+
+
+def test_security_and_system_cells_cannot_be_turned_off(api: ApiClient) -> None:
+    answer = api.put(PATH, json={"muted_channels": {"security": ["email"]}}, user="42")
+
+    assert answer.status == 422
+    assert error_types(answer) == {("body", "muted_channels", "security", "[key]"): "cannot_mute"}
+
+
+def planned_escalation(record: dict[str, Any]) -> list[dict[str, Any]]:
+    return [step for p in record["plan"] if "escalation" in p for step in p["escalation"]["steps"]]

@@ -152,9 +152,18 @@ def test_a_delivered_escalation_push_keeps_the_token_for_the_ack(env: Env) -> No
     assert execution_status(env, arn, "SUCCEEDED") == "SUCCEEDED"
 
 
-def test_an_escalation_push_to_a_user_who_disabled_push_fails_over(env: Env) -> None:
-    env.put_profile(a_profile(preferences={"channels": {"push": False}}))
+@pytest.mark.parametrize(
+    "preferences",
+    [{"channels": {"push": False}}, {"muted_channels": {"transactional": ["push"]}}],
+    ids=["push-off", "push-off-for-the-category"],
+)
+def test_an_escalation_push_to_a_user_who_disabled_push_fails_over(
+    env: Env, preferences: dict[str, Any]
+) -> None:
+    # GIVEN push turned off (for everything, or for this category) while the step waited
+    env.put_profile(a_profile(preferences=preferences))
     primary = a_message(Channel.PUSH, device_tokens=["tok-42"])
+    assert primary.category == "transactional"
     env.create_record(primary)
     start_escalation(env, primary, "Push")
     run_primary(env, "Push", "push_sender")

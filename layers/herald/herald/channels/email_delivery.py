@@ -121,6 +121,7 @@ class EmailDeliverer:
             if (
                 Category.MARKETING in profile.preferences.muted_categories
                 or message.type in profile.preferences.muted_types
+                or profile.preferences.channel_muted_for(Category.MARKETING, Channel.EMAIL)
             ):
                 return Skip(DeliveryState.SUPPRESSED, "marketing muted at send time", "muted")
             url, headers = self._unsubscribe.for_recipient(

@@ -26,7 +26,7 @@ from herald.channels.result import (
 )
 from herald.channels.transport import provider_may_have_it, request_may_leave, send_attempt
 from herald.delivery import DeliveryState
-from herald.models import Channel, Urgency
+from herald.models import MANDATORY_CATEGORIES, Channel, Urgency
 from herald.rendering import Renderer
 from herald.stores.keys import push_address
 from herald.stores.suppression import SuppressionStore
@@ -171,6 +171,11 @@ class PushDeliverer:
             if profile is not None:
                 if not profile.preferences.channel_enabled(Channel.PUSH):
                     return Skip(DeliveryState.SUPPRESSED, "push disabled by the user", "push_disabled")
+                if message.category not in MANDATORY_CATEGORIES and profile.preferences.channel_muted_for(
+                    message.category, Channel.PUSH
+                ):
+                    reason = f"push disabled by the user for {message.category}"
+                    return Skip(DeliveryState.SUPPRESSED, reason, "push_disabled")
                 tokens = [t for t in tokens if t in profile.devices]
         if not tokens:
             return Skip(DeliveryState.NOT_DELIVERED, "no device token", "no_device")

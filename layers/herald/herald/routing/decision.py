@@ -16,14 +16,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from herald.catalog import CatalogEntry, ChainStep
-from herald.models import Category, Channel, NotificationRequest, Urgency
+from herald.models import MANDATORY_CATEGORIES, Category, Channel, NotificationRequest, Urgency
 from herald.routing.quiet_hours import quiet_hours_end
 from herald.stores.keys import email_address, push_address, sms_address
 from herald.users import UserProfile
 
-# Categories a user cannot mute as a whole: they must always be able to learn of account attacks,
-# and system notifications go to integrations, not people. Channel opt-outs still apply.
-MANDATORY_CATEGORIES = frozenset({Category.SECURITY, Category.SYSTEM})
 DEFERRABLE_IN_QUIET_HOURS = frozenset({Channel.PUSH, Channel.SMS})
 
 
@@ -219,13 +216,20 @@ def _preferences_allow(given: RoutingInput, urgency: Urgency, trace: _Trace) -> 
 
 
 def _channel_opt_ins(given: RoutingInput, candidates: list[Channel], trace: _Trace) -> list[Channel]:
-    """Step 2b: per-channel opt-ins; SMS marketing needs a recorded consent for the user's phone (TCPA)."""
+    """Step 2b: per-channel opt-ins, for every category and for this one (the preference matrix's
+    cells; never for security and system); SMS marketing needs a recorded consent for the user's
+    phone (TCPA)."""
     user = given.user
     assert user is not None
     kept = []
     for channel in candidates:
+        category = given.entry.category
         if not user.preferences.channel_enabled(channel):
             trace.add("channel_opt_in", Verdict.BLOCK, "user turned this channel off", channel)
+        elif category not in MANDATORY_CATEGORIES and user.preferences.channel_muted_for(category, channel):
+            trace.add(
+                "channel_opt_in", Verdict.BLOCK, f"user turned this channel off for {category}", channel
+            )
         elif (
             channel is Channel.SMS
             and given.entry.category is Category.MARKETING

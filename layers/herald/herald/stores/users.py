@@ -72,11 +72,20 @@ class OwnPreferences(BaseModel):
     channels: dict[Channel, bool] | None = None
     muted_categories: frozenset[Category] | None = None
     muted_types: frozenset[str] | None = None
+    muted_channels: dict[Category, frozenset[Channel]] | None = None
     marketing_opt_in: bool | None = None
 
     @field_serializer("muted_categories", "muted_types")
     def _sorted(self, values: frozenset[str] | None) -> list[str] | None:
         return None if values is None else sorted(values)  # one canonical form: edits compare equal
+
+    @field_serializer("muted_channels")
+    def _sorted_by_category(
+        self, values: dict[Category, frozenset[Channel]] | None
+    ) -> dict[str, list[str]] | None:
+        if values is None:
+            return None
+        return {category.value: sorted(c.value for c in values[category]) for category in sorted(values)}
 
 
 class OwnSettings(BaseModel):
