@@ -212,6 +212,8 @@ def test_email_turned_off_for_a_category_keeps_its_notifications_out_of_the_dige
         ({"preferences": {"channels": {"email": False}}}, Skipped.EMAIL_OFF),
         ({"preferences": {"muted_types": [DIGEST_TYPE]}}, Skipped.DIGEST_MUTED),
         ({"preferences": {"muted_categories": ["transactional"]}}, Skipped.DIGEST_MUTED),
+        ({"preferences": {"muted_channels": {"transactional": ["email"]}}}, Skipped.DIGEST_MUTED),
+        ({"preferences": {"muted_channels": {"transactional": ["push"]}}}, None),
         ({"preferences": {"channels": {"push": False}, "muted_types": ["order_shipped"]}}, None),
     ],
 )

@@ -180,6 +180,10 @@ def email_blocked(profile: UserProfile, digest: CatalogEntry) -> Skipped | None:
         return Skipped.EMAIL_OFF
     if muted(profile.preferences, digest.name, digest.category):
         return Skipped.DIGEST_MUTED
+    if digest.category not in MANDATORY_CATEGORIES and profile.preferences.channel_muted_for(
+        digest.category, Channel.EMAIL
+    ):
+        return Skipped.DIGEST_MUTED  # email turned off for the digest's own category
     return None
 
 

@@ -184,7 +184,7 @@ class PreferencesUpdate(BaseModel):
         "catalog types not wanted at all; a security or system type is refused", max_length=MAX_MUTED_TYPES
     )
     muted_channels: dict[MutableCategory, list[PersonChannel]] = omittable(
-        'per category, the channels not wanted for it (e.g. `{"social": ["email"]}`); `security` '
+        'per category, the channels not wanted for it (e.g. `{"transactional": ["email"]}`); `security` '
         "and `system` are refused",
         max_length=len(Category),
     )

@@ -126,6 +126,32 @@ def test_who_is_online_is_who_routing_counts_as_online(api: ApiClient, stack: Mo
     assert answer.json["max_age_seconds"] == max_age
 
 
+def test_the_online_list_comes_a_page_at_a_time_and_skips_an_unreadable_item(
+    api: ApiClient, stack: MotoStack
+) -> None:
+    presence = PresenceStore(stack.client("dynamodb"), stack.tables["PresenceTable"])
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    for i in range(5):
+        presence.apply(f"p{i}", occupied=True, time_ms=now_ms - i * 1000, max_age_seconds=21600)
+    stack.client("dynamodb").put_item(  # a malformed item: routing counts that person offline
+        TableName=stack.tables["PresenceTable"],
+        Item=to_attributes({"user_id": "broken", "occupied": True, "time_ms": "not a number"}),
+    )
+
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        query = {"limit": "2"} | ({"cursor": cursor} if cursor else {})
+        page = as_operator(api, "GET", "/v1/admin/presence", query=query)
+        assert page.status == 200, page.json
+        seen += [p["user_id"] for p in page.json["people"]]
+        cursor = page.json["next_cursor"]
+        if cursor is None:
+            break
+
+    assert sorted(seen) == [f"p{i}" for i in range(5)]
+
+
 def test_the_suppression_list_shows_each_entry_and_filters_by_channel(
     api: ApiClient, stack: MotoStack
 ) -> None:
@@ -147,6 +173,43 @@ def test_the_suppression_list_shows_each_entry_and_filters_by_channel(
     assert [(e["address"], e["notification_id"]) for e in emails] == [
         (email_address("a@example.com"), "ntf-1")
     ]
+
+
+def test_the_suppression_list_comes_a_page_at_a_time_and_one_contact_in_one_read(
+    api: ApiClient, stack: MotoStack
+) -> None:
+    # GIVEN 7 suppressed addresses and a lift record (never listed)
+    store = suppression(stack)
+    contacts = [f"user{i}@example.com" for i in range(7)]
+    for contact in contacts:
+        store.suppress(email_address(contact), "bounced", "ses", contact=contact)
+    store.suppress(email_address("lifted@example.com"), "bounced", "ses", contact="lifted@example.com")
+    store.lift(email_address("lifted@example.com"), by="ops-0", why="fixed")
+
+    # WHEN an operator walks the list 3 at a time
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        query = {"limit": "3"} | ({"cursor": cursor} if cursor else {})
+        page = as_operator(api, "GET", "/v1/admin/suppressions", query=query)
+        assert page.status == 200, page.json
+        assert len(page.json["entries"]) <= 3
+        seen += [e["contact"] for e in page.json["entries"]]
+        pages += 1
+        cursor = page.json["next_cursor"]
+        if cursor is None:
+            break
+
+    # THEN every entry comes exactly once, across pages
+    assert sorted(seen) == sorted(contacts) and pages >= 3
+    one = as_operator(api, "GET", "/v1/admin/suppressions", query={"contact": "user4@example.com"}).json
+    assert [e["contact"] for e in one["entries"]] == ["user4@example.com"] and one["next_cursor"] is None
+    none = as_operator(api, "GET", "/v1/admin/suppressions", query={"contact": "lifted@example.com"})
+    assert none.json["entries"] == []
+    forged = as_operator(api, "GET", "/v1/admin/suppressions", query={"cursor": "bm90LWEtY3Vyc29y"})
+    assert forged.status == 422
+    assert as_operator(api, "GET", "/v1/admin/suppressions", query={"channel": "webhook"}).status == 422
 
 
 def test_a_lift_is_recorded_with_the_operator_and_resets_the_soft_bounce_count(

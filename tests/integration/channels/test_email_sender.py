@@ -80,6 +80,19 @@ def test_marketing_without_opt_in_at_send_time_is_not_sent(env: Env) -> None:
     assert (delivery["state"], delivery["code"]) == ("suppressed", "no_marketing_opt_in")
 
 
+def test_marketing_email_turned_off_since_routing_is_not_sent(env: Env) -> None:
+    # GIVEN opted in to marketing, but email turned off for marketing after it was routed
+    preferences = {"marketing_opt_in": True, "muted_channels": {"marketing": ["email"]}}
+    env.put_profile(a_profile(preferences=preferences))
+    message = marketing_message()
+
+    assert send(env, message) == {"batchItemFailures": []}
+
+    assert sent_by_ses() == []
+    delivery = env.record(message)["deliveries"]["email"]
+    assert (delivery["state"], delivery["code"]) == ("suppressed", "muted")
+
+
 def test_a_suppressed_address_is_not_sent_to(env: Env) -> None:
     SuppressionStore(env.client("dynamodb"), env.stack.tables["SuppressionTable"]).suppress(
         email_address("Ana@Example.com"), reason="bounce", source="ses"

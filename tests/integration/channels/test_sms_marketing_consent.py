@@ -62,3 +62,17 @@ def test_a_text_planned_for_the_old_number_is_not_sent_once_the_phone_changed(en
 
     assert env.record(message)["deliveries"]["sms"]["code"] == "no_consent_for_number"
     assert env.sandbox.outbox.entries(provider="twilio") == []
+
+
+def test_a_marketing_text_is_not_sent_once_sms_was_turned_off_for_marketing(env: Env) -> None:
+    # GIVEN a consented number, but SMS turned off for marketing after the text was planned
+    profile = opted_in(phone=CONSENTED, consented=CONSENTED)
+    preferences = {"marketing_opt_in": True, "muted_channels": {"marketing": ["sms"]}}
+    env.put_profile(profile.model_copy(update={"preferences": type(profile.preferences)(**preferences)}))
+    message = marketing_sms(CONSENTED, "ntf-1")
+
+    deliver(env, "Sms", "sms_sender", message)
+
+    delivery = env.record(message)["deliveries"]["sms"]
+    assert (delivery["state"], delivery["code"]) == ("suppressed", "muted")
+    assert env.sandbox.outbox.entries(provider="twilio") == []

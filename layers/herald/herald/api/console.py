@@ -9,8 +9,11 @@ The same stores and the same `herald.timeline` / `herald.suppression_admin` func
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
@@ -31,6 +34,29 @@ router = APIGatewayHttpRouter()
 logger = Logger(child=True)
 
 MAX_RECENT = 200  # `herald user --limit`'s bound
+MAX_PAGE = 500  # a listing's page: far below a synchronous answer's 6 MB
+SuppressedChannel = Literal["email", "sms", "push"]  # the channels with a suppression list
+
+
+def _cursor(kind: str, key: str | None) -> str | None:
+    if key is None:
+        return None
+    raw = json.dumps([kind, key], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _after(kind: str, cursor: str | None) -> str | None:
+    """The key a cursor of this listing goes on after; 422 for anything else."""
+    if cursor is None:
+        return None
+    try:
+        found_kind, key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, TypeError, binascii.Error):
+        found_kind, key = None, None
+    if found_kind != kind or not isinstance(key, str) or not key:
+        message = "the cursor is not one this listing handed out"
+        raise Unprocessable(message, [{"loc": ["query", "cursor"], "type": "cursor", "msg": message}])
+    return key
 
 
 class ChannelOutcomeView(BaseModel):
@@ -93,7 +119,8 @@ class OnlinePerson(BaseModel):
 class Online(BaseModel):
     checked_at: str
     max_age_seconds: int = Field(description="an older confirmation does not count as online")
-    people: list[OnlinePerson]
+    people: list[OnlinePerson] = Field(description="one page, in the table's order")
+    next_cursor: str | None = Field(default=None, description="more people: ask again with it")
 
 
 class SuppressionEntry(BaseModel):
@@ -108,7 +135,8 @@ class SuppressionEntry(BaseModel):
 
 
 class SuppressionList(BaseModel):
-    entries: list[SuppressionEntry] = Field(description="newest first")
+    entries: list[SuppressionEntry] = Field(description="one page (newest first within it)")
+    next_cursor: str | None = Field(default=None, description="more entries: ask again with it")
 
 
 class LiftRequest(BaseModel):
@@ -225,42 +253,80 @@ def notification_trace(
     )
 
 
-@router.get("/admin/presence", summary="Who is online now, as routing sees it (admin scope)")
-def online() -> Online:
+@router.get(
+    "/admin/presence", summary="Who is online now, as routing sees it (admin scope), a page at a time"
+)
+def online(
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="people per page")] = 100,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="`next_cursor` of the previous page")
+    ] = None,
+) -> Online:
     found, _ = _operator()
     now = datetime.now(UTC)
     max_age = found.settings.presence_max_age_seconds
-    people = PresenceStore(found.dynamodb, found.tables.presence).online(now, max_age)
+    store = PresenceStore(found.dynamodb, found.tables.presence)
+    people, after = store.online_page(now, max_age, limit=limit, after=_after("presence", cursor))
     return Online(
         checked_at=stamp(now),
         max_age_seconds=max_age,
         people=[
             OnlinePerson(user_id=p.user_id, confirmed_at=stamp(datetime.fromtimestamp(p.time_ms / 1000, UTC)))
-            for p in people
+            for p in sorted(people, key=lambda p: (p.time_ms, p.user_id))
         ],
+        next_cursor=_cursor("presence", after),
     )
 
 
-@router.get("/admin/suppressions", summary="The suppression list across channels (admin scope)")
+def _entry(entry: dict[str, Any]) -> SuppressionEntry:
+    return SuppressionEntry(
+        address=str(entry["address"]),
+        channel=str(entry["address"]).split("#", 1)[0],
+        contact=entry.get("contact"),
+        reason=str(entry.get("reason", "?")),
+        last_reason=entry.get("last_reason"),
+        source=str(entry.get("source", "?")),
+        created_at=str(entry.get("created_at", "")),
+        notification_id=entry.get("notification_id"),
+    )
+
+
+@router.get(
+    "/admin/suppressions",
+    summary="The suppression list across channels, a page at a time, or one contact's entry (admin scope)",
+)
 def suppression_list(
-    channel: Annotated[Channel | None, Query(description="only this channel's entries")] = None,
+    channel: Annotated[SuppressedChannel | None, Query(description="only this channel's entries")] = None,
+    contact: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=512,
+            description="only this contact's entry (an email, an E.164 phone, a token or a key)",
+        ),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="entries per page")] = 100,
+    cursor: Annotated[
+        str | None, Query(max_length=1024, description="`next_cursor` of the previous page")
+    ] = None,
 ) -> SuppressionList:
     found, _ = _operator()
     store = SuppressionStore(found.dynamodb, found.tables.suppression)
-    entries = [
-        SuppressionEntry(
-            address=str(entry["address"]),
-            channel=str(entry["address"]).split("#", 1)[0],
-            contact=entry.get("contact"),
-            reason=str(entry.get("reason", "?")),
-            last_reason=entry.get("last_reason"),
-            source=str(entry.get("source", "?")),
-            created_at=str(entry.get("created_at", "")),
-            notification_id=entry.get("notification_id"),
-        )
-        for entry in store.entries(f"{channel.value}#" if channel else "")
-    ]
-    return SuppressionList(entries=sorted(entries, key=lambda e: e.created_at, reverse=True))
+    if contact is not None:  # one read: what support is asked about
+        try:
+            address, _ = suppression_admin.address_of(contact, Channel(channel) if channel else None)
+        except suppression_admin.NotAContact as error:
+            detail = [{"loc": ["query", "contact"], "type": "contact", "msg": str(error)}]
+            raise Unprocessable(str(error), detail) from None
+        entry = store.entry(address)
+        return SuppressionList(entries=[_entry(entry)] if entry else [])
+    entries, after = store.page(
+        f"{channel}#" if channel else "", limit=limit, after=_after("suppressions", cursor)
+    )
+    return SuppressionList(
+        entries=sorted((_entry(e) for e in entries), key=lambda e: e.created_at, reverse=True),
+        next_cursor=_cursor("suppressions", after),
+    )
 
 
 @router.post(
@@ -302,7 +368,10 @@ def lift_suppression(lift: LiftRequest) -> LiftedEntry:
             "for them only with force"
         ) from None
     except SuppressionChanged:
-        raise Conflict("the entry was reported again while being lifted: reload and decide again") from None
+        raise Conflict(
+            "the entry changed while being lifted (reported again, or lifted by someone else): reload and "
+            "decide again"
+        ) from None
     if lifted is None:
         raise NotFound("not suppressed")
     logger.info("suppression lifted", extra={"address": address, "by": operator})

@@ -58,6 +58,13 @@ class SmsDeliverer:
                 return Skip(
                     DeliveryState.SUPPRESSED, "no marketing opt-in at send time", "no_marketing_opt_in"
                 )
+            preferences = profile.preferences
+            if (
+                Category.MARKETING in preferences.muted_categories
+                or message.type in preferences.muted_types
+                or preferences.channel_muted_for(Category.MARKETING, Channel.SMS)
+            ):
+                return Skip(DeliveryState.SUPPRESSED, "marketing SMS muted at send time", "muted")
         rendered = self._renderer.render(
             message.type, Channel.SMS, message.locale, message.data, context.template_context
         )

@@ -104,3 +104,23 @@ def batch_write(client: Any, table: str, requests: list[dict[str, Any]]) -> int:
         else:
             raise RuntimeError(f"DynamoDB left writes unprocessed after {BATCH_WRITE_MAX_ROUNDS} rounds")
     return len(requests)
+
+
+def scan_page(
+    client: Any, params: Mapping[str, Any], limit: int, start: Key | None = None
+) -> tuple[list[Item], Key | None]:
+    """Up to `limit` items of a Scan (its `FilterExpression` applied), starting after `start`, and
+    the key to start the next page after (None at the end). Never reads past `limit` items: each
+    request asks for what is still missing. An operator's listing, never a delivery path."""
+    request = dict(params)
+    if start:
+        request["ExclusiveStartKey"] = to_attributes(start)
+    items: list[Item] = []
+    while len(items) < limit:
+        response = client.scan(**request, Limit=limit - len(items))
+        items += [from_attributes(item) for item in response.get("Items", [])]
+        last = response.get("LastEvaluatedKey")
+        if not last:
+            return items, None
+        request["ExclusiveStartKey"] = last
+    return items, from_attributes(request["ExclusiveStartKey"])

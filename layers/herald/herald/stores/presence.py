@@ -10,9 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from aws_lambda_powertools import Logger
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from herald.stores.dynamo import from_attributes, to_attributes
+from herald.stores.dynamo import scan_page, to_attributes
+
+logger = Logger(child=True)
 
 
 class Presence(BaseModel):
@@ -84,20 +87,26 @@ class PresenceStore:
             return False
         return True
 
-    def online(self, now: datetime, max_age_seconds: int) -> list[Presence]:
-        """Everyone online at `now` (`Presence.online_at`), longest online first. A paged Scan of
-        the occupied items: an operator's listing (the console), never on a delivery path."""
+    def online_page(
+        self, now: datetime, max_age_seconds: int, *, limit: int, after: str | None = None
+    ) -> tuple[list[Presence], str | None]:
+        """Up to `limit` people online at `now` (`Presence.online_at`, as routing decides), in the
+        table's order, and the user id to go on `after` (None at the end): the console's listing (a
+        paged Scan of the occupied items, never on a delivery path). An item that does not parse
+        is left out and logged, as routing counts that person offline."""
         params: dict[str, Any] = {
             "TableName": self._table,
             "FilterExpression": "occupied = :true",
             "ExpressionAttributeValues": to_attributes({":true": True}),
         }
-        found: list[Presence] = []
-        while True:
-            response = self._client.scan(**params)
-            found += [presence_from_item(from_attributes(item)) for item in response.get("Items", [])]
-            if not response.get("LastEvaluatedKey"):
-                break
-            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        online = [p for p in found if p.online_at(now, max_age_seconds)]
-        return sorted(online, key=lambda p: (p.time_ms, p.user_id))
+        items, last = scan_page(self._client, params, limit, presence_key(after) if after else None)
+        online: list[Presence] = []
+        for item in items:
+            try:
+                presence = presence_from_item(item)
+            except ValidationError:
+                logger.warning("unreadable presence item: left out", extra={"user_id": item.get("user_id")})
+                continue
+            if presence.online_at(now, max_age_seconds):
+                online.append(presence)
+        return online, (str(last["user_id"]) if last else None)

@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from herald.stores.dynamo import batch_get, from_attributes, to_attributes
+from herald.stores.dynamo import batch_get, from_attributes, scan_page, to_attributes
 
 # A lifted entry leaves a record of who lifted it and why under its own key (never a suppression
 # key, so no reader mistakes it for one), kept this long.
@@ -172,6 +172,30 @@ class SuppressionStore:
             if not response.get("LastEvaluatedKey"):
                 return
             params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def page(
+        self, prefix: str = "", *, limit: int, after: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Up to `limit` entries whose key starts with `prefix` (lift records never), in the table's
+        order, and the key to go on `after` (None at the end): the console's listing, a page at a
+        time (a paged Scan, never on a delivery path)."""
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "begins_with(address, :p) AND NOT begins_with(address, :lifted)",
+            "ExpressionAttributeValues": to_attributes({":p": prefix, ":lifted": LIFT_PREFIX}),
+        }
+        if not prefix:
+            params["FilterExpression"] = "NOT begins_with(address, :lifted)"
+            params["ExpressionAttributeValues"] = to_attributes({":lifted": LIFT_PREFIX})
+        items, last = scan_page(self._client, params, limit, suppression_key(after) if after else None)
+        return items, (str(last["address"]) if last else None)
+
+    def entry(self, address: str) -> dict[str, Any] | None:
+        """The entry under `address`, read consistently (None: not suppressed)."""
+        found = self._client.get_item(
+            TableName=self._table, Key=to_attributes(suppression_key(address)), ConsistentRead=True
+        ).get("Item")
+        return from_attributes(found) if found else None
 
     def lift(
         self,
