@@ -184,7 +184,11 @@ def test_the_effective_document_leaves_out_mutes_the_router_ignores_and_round_tr
                 "channels": {"push": False, "webhook": False},
                 "muted_categories": ["security", "marketing"],
                 "muted_types": ["security_alert", "gone_from_the_catalog", "comment_reply"],
-                "muted_channels": {"security": ["sms"], "transactional": ["webhook", "email"], "system": ["email"]},
+                "muted_channels": {
+                    "security": ["sms"],
+                    "transactional": ["webhook", "email"],
+                    "system": ["email"],
+                },
             },
         }
     )
