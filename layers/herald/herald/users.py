@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from herald.models import Category, Channel
+from herald.models import MANDATORY_CATEGORIES, Category, Channel
 
 MAX_DEVICES_PER_USER = 20
 
@@ -95,6 +95,16 @@ class Preferences(BaseModel):
         """The person turned `channel` off for `category` alone. Security and system notifications
         cannot be muted: applying that rule is the caller's (routing.decision.MANDATORY_CATEGORIES)."""
         return channel in self.muted_channels.get(category, frozenset())
+
+    def turned_off(self, channel: Channel, category: Category) -> str | None:
+        """Why the person does not want `category` on `channel` now (None: they do): the channel
+        off, or off for this category (never for security and system). What a sender re-checks
+        before a step that waited (an escalation's)."""
+        if not self.channel_enabled(channel):
+            return f"{channel} disabled by the user"
+        if category not in MANDATORY_CATEGORIES and self.channel_muted_for(category, channel):
+            return f"{channel} disabled by the user for {category}"
+        return None
 
 
 def known_time_zone(zone: str) -> str:

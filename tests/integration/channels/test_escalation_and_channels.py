@@ -16,6 +16,7 @@ from herald.models import Category, Channel, Urgency
 from herald.stores.keys import push_address, sms_address
 from tests.integration.channels.conftest import Env, a_message, a_profile, handle
 from tests.integration.channels.presence import pusher_requests, set_presence
+from tests.integration.channels.test_email_sender import sent_by_ses
 
 pytestmark = pytest.mark.integration
 
@@ -170,6 +171,29 @@ def test_an_escalation_push_to_a_user_who_disabled_push_fails_over(
     assert wait_for_messages(env, "Email")
     assert env.sandbox.outbox.entries(provider="fcm") == []
     assert env.record(primary)["deliveries"]["push"]["code"] == "push_disabled"
+
+
+@pytest.mark.parametrize(
+    "preferences",
+    [{"channels": {"email": False}}, {"muted_channels": {"transactional": ["email"]}}],
+    ids=["email-off", "email-off-for-the-category"],
+)
+def test_a_later_step_on_a_channel_turned_off_while_it_waited_is_not_sent(
+    env: Env, preferences: dict[str, Any]
+) -> None:
+    # GIVEN an escalation's email step, sent after the push step went unacknowledged; meanwhile
+    # the person turned email off (for everything, or for this category)
+    env.put_profile(a_profile(preferences=preferences))
+    step = a_message(Channel.EMAIL, to="user42@example.com", after_escalation=True)
+
+    # WHEN the email sender gets it
+    assert deliver(env, "Email", "email_sender", step) == {"batchItemFailures": []}
+
+    # THEN nothing is sent, and the log says why
+    assert env.sandbox.outbox.entries(provider="sendgrid") == [] and sent_by_ses() == []
+    delivery = env.record(step)["deliveries"]["email"]
+    assert (delivery["state"], delivery["code"]) == ("suppressed", "email_disabled")
+    assert "disabled by the user" in delivery["reason"]
 
 
 # -- realtime ----------------------------------------------------------------------------------

@@ -110,6 +110,14 @@ class EmailDeliverer:
             return Skip(
                 DeliveryState.SUPPRESSED, "the address is suppressed (bounce or complaint)", "suppressed"
             )
+        if message.stops_when_acknowledged:  # an escalation step (it may have waited)
+            # an escalation step that waited (the step before it, quiet hours): the person may have
+            # turned this channel off meanwhile
+            profile = context.profile()
+            if profile is not None and (
+                why := profile.preferences.turned_off(Channel.EMAIL, message.category)
+            ):
+                return Skip(DeliveryState.SUPPRESSED, why, "email_disabled")
         extra = context.template_context
         headers: dict[str, str] = {}
         if message.category is Category.MARKETING:

@@ -26,7 +26,7 @@ from herald.channels.result import (
 )
 from herald.channels.transport import provider_may_have_it, request_may_leave, send_attempt
 from herald.delivery import DeliveryState
-from herald.models import MANDATORY_CATEGORIES, Channel, Urgency
+from herald.models import Channel, Urgency
 from herald.rendering import Renderer
 from herald.stores.keys import push_address
 from herald.stores.suppression import SuppressionStore
@@ -165,17 +165,12 @@ class PushDeliverer:
     def _tokens(context: DeliveryContext) -> list[str] | Skip:
         message = context.message
         tokens = list(dict.fromkeys(message.device_tokens))
-        if message.task_token:
-            # an escalation primary may have waited out quiet hours: re-check the user's choice
+        if message.stops_when_acknowledged:  # an escalation step (it may have waited)
+            # an escalation step may have waited (quiet hours, the step before): re-check the choice
             profile = context.profile()
             if profile is not None:
-                if not profile.preferences.channel_enabled(Channel.PUSH):
-                    return Skip(DeliveryState.SUPPRESSED, "push disabled by the user", "push_disabled")
-                if message.category not in MANDATORY_CATEGORIES and profile.preferences.channel_muted_for(
-                    message.category, Channel.PUSH
-                ):
-                    reason = f"push disabled by the user for {message.category}"
-                    return Skip(DeliveryState.SUPPRESSED, reason, "push_disabled")
+                if why := profile.preferences.turned_off(Channel.PUSH, message.category):
+                    return Skip(DeliveryState.SUPPRESSED, why, "push_disabled")
                 tokens = [t for t in tokens if t in profile.devices]
         if not tokens:
             return Skip(DeliveryState.NOT_DELIVERED, "no device token", "no_device")

@@ -41,6 +41,12 @@ class SmsDeliverer:
             return Skip(DeliveryState.NOT_DELIVERED, "the user has no phone number", "no_address")
         if self._suppression.is_suppressed(sms_address(to)):
             return Skip(DeliveryState.SUPPRESSED, "the phone opted out of SMS (STOP)", "suppressed")
+        if message.stops_when_acknowledged:  # an escalation step (it may have waited)
+            # an escalation step that waited (the step before it, quiet hours): the person may have
+            # turned this channel off meanwhile
+            profile = context.profile()
+            if profile is not None and (why := profile.preferences.turned_off(Channel.SMS, message.category)):
+                return Skip(DeliveryState.SUPPRESSED, why, "sms_disabled")
         if message.category is Category.MARKETING:
             # TCPA: marketing SMS only with a consent on record now, not just at routing time, and
             # for the number texted (a consent covers one number: not a phone the person has since)
