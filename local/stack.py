@@ -6,7 +6,8 @@
 - the real handlers, invoked in-process as Lambda would (local/runner.py);
 - the HTTP API (default http://127.0.0.1:3000, `HERALD_API_PORT`) with its JWT authorizer;
 - the demo app page (http://127.0.0.1:4010/demo/): a browser signs in as a demo user and joins the
-  Pusher sandbox's WebSocket side (the sandbox port + 1) with the real pusher-js.
+  Pusher sandbox's WebSocket side (the sandbox port + 1) with the real pusher-js;
+- the operator console (http://127.0.0.1:4010/console/), signed in with an admin-scoped token.
 
 The physical names and URLs of every resource are written to `.local/stack.json`.
 """
@@ -100,6 +101,7 @@ class LocalStack:
             # The Pusher app's webhook URL, as set in Pusher's dashboard: occupancy goes to Herald.
             self.sandbox.pusher.webhook_url = f"{self.api.url}/v1/webhooks/pusher"
             self.sandbox.demo.api_url = self.api.url  # the demo page authorizes its channel there
+            self.sandbox.demo.admin_scope = self.description.parameters["AdminScope"]  # the console's
             # SendGrid's Event Webhook URL and the Twilio number's messaging webhook (decision 023)
             self.sandbox.sendgrid.event_webhook_url = f"{self.api.url}/v1/webhooks/sendgrid"
             self.sandbox.twilio.inbound_url = f"{self.api.url}/v1/webhooks/twilio"
@@ -137,6 +139,7 @@ class LocalStack:
             "api": self.api.url,
             "sandboxes": self.sandbox.url,
             "demo": f"{self.sandbox.url}/demo/",
+            "console": f"{self.sandbox.url}/console/",
             "bus": self.bus_name,
             "stack.json": str(self.state_file) if self.state_file else "",
         }
@@ -185,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  sandboxes      {endpoints['sandboxes']}   /_outbox /_faults /_token")
         print(f"  event bus      {endpoints['bus']}")
         print(f"  demo app       {endpoints['demo']}   sign in as a demo user; realtime via pusher-js")
+        print(f"  console        {endpoints['console']}   operators (a token with the admin scope)")
         print(f"  resources      {endpoints['stack.json']}")
         if not args.no_seed:
             print("  demo users     42, ana, ben, cleo, dan, eve, finn, gus, acme (webhooks): over the bus;")

@@ -9,6 +9,12 @@ page's files are `web/demo/`; `GET /demo/config.json` tells it where everything 
 components (`web/components/`) and the npm packages they load without a build step (Lit through
 an import map, pusher-js as a plain script) are served under `/web/`, as a product would serve
 them as static assets.
+
+`/console/`: the operator console (`web/console/`, `<herald-console>`) on the same host. The
+operator signs in with a token the local issuer mints with the admin scope (`/_token?sub=&scope=`);
+`GET /console/config.json` names Herald's API, the issuer, a demo operator and the scope (the
+stack's `AdminScope`). A deployment serves `web/console/` as static assets beside a config.json of
+its own.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import mimetypes
 from pathlib import Path
 from typing import Any
 
+from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
 from local.sandboxes.web import Route, json_response, text_response
@@ -24,14 +31,17 @@ from local.sandboxes.web import Route, json_response, text_response
 WEB_ROOT = Path(__file__).resolve().parents[2] / "web"
 PUSHER_JS = Path("node_modules/pusher-js/dist/web/pusher.min.js")
 PAGE_FILES = ("index.html", "demo.js", "demo.css")
+CONSOLE_FILES = ("index.html", "console.js", "console.css")
+DEMO_OPERATOR = "ops-demo"  # the operator id the console's sign-in offers
 # The npm packages the components load in the browser (web/package.json), and nothing else of
 # node_modules: Lit and its parts (through the page's import map) and pusher-js.
 BROWSER_PACKAGES = ("lit", "lit-html", "lit-element", "@lit/reactive-element", "pusher-js")
 
 
 class DemoPage:
-    """Serves `web/demo/` and pusher-js. `api_url` (Herald's HTTP API) and `users` (the demo users
-    the sign-in offers) are set by whoever runs the stack (local/stack.py)."""
+    """Serves `web/demo/`, `web/console/` and pusher-js. `api_url` (Herald's HTTP API), `users` (the
+    demo users the sign-in offers) and `admin_scope` (the template's AdminScope, which the
+    console's token must carry) are set by whoever runs the stack (local/stack.py)."""
 
     def __init__(
         self,
@@ -47,6 +57,8 @@ class DemoPage:
         self.web_root = web_root
         self.api_url: str | None = None
         self.users: list[str] = []
+        self.admin_scope: str | None = None
+        self.operator = DEMO_OPERATOR
 
     def config(self) -> dict[str, Any]:
         return {
@@ -62,8 +74,19 @@ class DemoPage:
             },
         }
 
+    def console_config(self) -> dict[str, Any]:
+        return {
+            "api_url": self.api_url,
+            "token_url": "/_token",
+            "operator": self.operator,
+            "scope": self.admin_scope,
+        }
+
     def routes(self) -> list[Route]:
         return [
+            Route("/console/", ("GET",), self._console_page),
+            Route("/console/config.json", ("GET",), lambda req, args: json_response(self.console_config())),
+            Route("/console/<name>", ("GET",), lambda request, args: self._console_file(args["name"])),
             Route("/demo/", ("GET",), lambda request, args: self._file("index.html")),
             Route("/demo/config.json", ("GET",), lambda request, args: json_response(self.config())),
             Route("/demo/vendor/pusher.min.js", ("GET",), self._pusher_js),
@@ -95,6 +118,16 @@ class DemoPage:
         if name not in PAGE_FILES:
             return text_response("Not Found\n", 404)
         return self._send(self.web_root / "demo" / name)
+
+    def _console_page(self, request: Request, args: dict[str, str]) -> Response:
+        if not request.path.endswith("/"):  # the page names its files relative to /console/
+            return redirect(f"{request.path}/", code=308)
+        return self._console_file("index.html")
+
+    def _console_file(self, name: str) -> Response:
+        if name not in CONSOLE_FILES:
+            return text_response("Not Found\n", 404)
+        return self._send(self.web_root / "console" / name)
 
     def _pusher_js(self, request: Request, args: dict[str, str]) -> Response:
         path = self.web_root / PUSHER_JS

@@ -15,6 +15,7 @@ from playwright.sync_api import Page, expect
 from local.app_client import AppClient
 from local.stack import LocalStack
 from tests.browser.conftest import Artefacts, demo_status
+from tests.browser.test_console import sign_in_operator
 from tests.e2e.conftest import outbox, put_event, wait_until
 
 pytestmark = pytest.mark.browser
@@ -126,3 +127,18 @@ def test_a_browser_signs_in_goes_live_gets_a_notification_then_leaves_and_gets_p
     assert second is not None and "push" in second["deliveries"]
     assert len(outbox(stack, provider="pusher", recipient=CHANNEL)) == 1  # no second trigger
     artefacts.note("pushed", {"routed": second, "fcm": pushed[0]})
+
+    # WHEN support opens the operator console and looks up that notification of the person's
+    console = sign_in_operator(page.context.new_page(), stack)
+    console.get_by_label("Person (user id)").fill(USER)
+    console.get_by_role("button", name="Show notifications").click()
+    console.get_by_role("button", name=f"Show the trace of comment_reply {second['notification_id']}").click()
+
+    # THEN its decision trace shows why it went by push: presence found the person offline
+    trace = console.get_by_role("article", name=f"Trace of {second['notification_id']}")
+    decision = trace.get_by_role("table", name="Decision, rule by rule").get_by_role("row")
+    offline = re.compile(r"skip\s+presence\s+realtime\s+offline: no in-app realtime")
+    expect(decision.filter(has_text="presence")).to_contain_text(offline)
+    outcomes = trace.get_by_role("table", name="Each channel's outcome").get_by_role("row")
+    expect(outcomes.filter(has_text="push")).to_contain_text(re.compile(r"push\s+sent\s+fcm"), timeout=10_000)
+    artefacts.screenshot(console.page, "console-trace")

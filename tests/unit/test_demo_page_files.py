@@ -82,3 +82,37 @@ def test_a_package_not_installed_says_how_to_install_it(web_root: Path) -> None:
     response = client(web_root).get("/web/node_modules/pusher-js/dist/web/pusher.min.js")
     assert response.status_code == 503
     assert "npm ci" in response.get_data(as_text=True)
+
+
+def test_the_operator_console_is_served_with_its_configuration(web_root: Path) -> None:
+    # GIVEN the console's files, and a stack that set Herald's API and its admin scope
+    for name in ("index.html", "console.js", "console.css", "notes.md"):
+        (web_root / "console" / name).parent.mkdir(parents=True, exist_ok=True)
+        (web_root / "console" / name).write_text(f"<{name}>", encoding="utf-8")
+    page = DemoPage(pusher_key="key", ws_host="127.0.0.1", ws_port=1, web_root=web_root)
+    page.api_url, page.admin_scope = "http://127.0.0.1:3000", "ops/admin"
+    # strict_slashes=False as the sandbox host maps its routes: /console matches /console/
+    rules = Map(
+        [Rule(r.path, methods=list(r.methods), endpoint=r) for r in page.routes()], strict_slashes=False
+    )
+
+    def app(environ: dict, start_response: object) -> object:
+        route, args = rules.bind_to_environ(environ).match()
+        return route.handler(Request(environ), args)(environ, start_response)
+
+    browser = Client(app, Response)
+    # WHEN a browser asks for the page, its files and its configuration
+    # THEN it gets them (the page's address with its trailing slash, for its relative URLs) ...
+    assert browser.get("/console/").get_data(as_text=True) == "<index.html>"
+    moved = browser.get("/console")
+    assert (moved.status_code, moved.headers["Location"]) == (308, "/console/")
+    assert browser.get("/console/console.js").mimetype == "text/javascript"
+    assert browser.get("/console/console.css").get_data(as_text=True) == "<console.css>"
+    assert browser.get("/console/config.json").get_json() == {
+        "api_url": "http://127.0.0.1:3000",
+        "token_url": "/_token",
+        "operator": "ops-demo",
+        "scope": "ops/admin",
+    }
+    # ... and nothing else of the folder
+    assert browser.get("/console/notes.md").status_code == 404

@@ -26,10 +26,12 @@ export function localeOf(element) {
 
 /** An error answered by Herald's API (`status`, and the body's `message` when it has one). */
 export class HeraldApiError extends Error {
-  constructor(status, message) {
+  /** `code`: Herald's error code (`error.code` of its one error shape), when it answered one. */
+  constructor(status, message, code = null) {
     super(message);
     this.name = "HeraldApiError";
     this.status = status;
+    this.code = code;
   }
 }
 
@@ -60,7 +62,8 @@ export class HeraldClient {
     const text = await response.text();
     const data = text ? JSON.parse(text) : null;
     if (!response.ok) {
-      throw new HeraldApiError(response.status, data?.error?.message ?? `${method} ${path}: HTTP ${response.status}`);
+      const message = data?.error?.message ?? `${method} ${path}: HTTP ${response.status}`;
+      throw new HeraldApiError(response.status, message, data?.error?.code ?? null);
     }
     return data;
   }

@@ -255,6 +255,7 @@ def test_a_persons_own_stop_is_lifted_only_with_force(api: ApiClient, stack: Mot
 
     refused = as_operator(api, "POST", "/v1/admin/suppressions/lift", json=body)
     assert refused.status == 409 and "START" in refused.json["error"]["message"]
+    assert refused.json["error"]["code"] == "consent_required"  # the console offers `force` on it
     assert suppression(stack).is_suppressed(address)
 
     forced = as_operator(api, "POST", "/v1/admin/suppressions/lift", json=body | {"force": True})

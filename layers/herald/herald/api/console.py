@@ -157,6 +157,12 @@ class LiftedEntry(BaseModel):
     why: str
 
 
+class OwnOptOut(Conflict):
+    """The person's own opt-out (an SMS STOP): lifted only with `force`."""
+
+    code = "consent_required"
+
+
 def _operator() -> tuple[OperatorServices, str]:
     found = operator_services(router)
     return found, operator_id(router, found.settings.admin_scope)
@@ -363,7 +369,7 @@ def lift_suppression(lift: LiftRequest) -> LiftedEntry:
             force=lift.force,
         )
     except ConsentRequired:
-        raise Conflict(
+        raise OwnOptOut(
             "this is the person's own opt-out (STOP): they opt back in by replying START; lift it "
             "for them only with force"
         ) from None
