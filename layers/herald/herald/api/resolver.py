@@ -4,6 +4,7 @@ operator function's routers (`python -m herald.api.resolver` writes `schemas/ope
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -11,43 +12,29 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 
-from herald.api import (
-    admin,
-    console,
-    contacts,
-    devices,
-    errors,
-    export,
-    inbox,
-    preferences,
-    privacy,
-    pusher_auth,
-    pusher_webhooks,
-    sendgrid_webhooks,
-    topics,
-    twilio_webhooks,
-    unsubscribe,
-)
+from herald.api import errors
 from herald.api.errors import ErrorResponse
 
 PREFIX = "/v1"
+# Each function's routers, by module of herald.api: a function imports only its own (the operator
+# and Twilio functions never load the app API's routers, nor it theirs).
 API_ROUTERS = (
-    inbox.router,
-    preferences.router,
-    topics.router,
-    contacts.router,
-    devices.router,
-    export.router,
-    privacy.router,
-    pusher_auth.router,
-    pusher_webhooks.router,
-    sendgrid_webhooks.router,
-    unsubscribe.router,
+    "inbox",
+    "preferences",
+    "topics",
+    "contacts",
+    "devices",
+    "export",
+    "privacy",
+    "pusher_auth",
+    "pusher_webhooks",
+    "sendgrid_webhooks",
+    "unsubscribe",
 )
 # the Twilio webhook's function (decision 035): same HTTP API, same error shape, its own package
-TWILIO_ROUTERS = (twilio_webhooks.router,)
+TWILIO_ROUTERS = ("twilio_webhooks",)
 # the operator function (decision 038): `/v1/admin/*` behind the admin scope
-OPERATOR_ROUTERS = (admin.router, console.router)
+OPERATOR_ROUTERS = ("admin", "console")
 TITLE = "Herald app API"
 VERSION = "1.0.0"
 OPENAPI_PATH = Path("schemas/openapi.json")
@@ -64,10 +51,11 @@ _ERRORS = {
 }
 
 
-def build_resolver(routers: tuple[Any, ...] = API_ROUTERS) -> APIGatewayHttpResolver:
+def build_resolver(routers: tuple[str, ...] = API_ROUTERS) -> APIGatewayHttpResolver:
+    """One resolver with the routers of these `herald.api` modules, under `/v1`."""
     app = APIGatewayHttpResolver(enable_validation=True)
-    for router in routers:
-        app.include_router(router, prefix=PREFIX)
+    for name in routers:
+        app.include_router(importlib.import_module(f"herald.api.{name}").router, prefix=PREFIX)
     errors.register(app)
     return app
 
