@@ -13,8 +13,9 @@ them as static assets.
 `/console/`: the operator console (`web/console/`, `<herald-console>`) on the same host. The
 operator signs in with a token the local issuer mints with the admin scope (`/_token?sub=&scope=`);
 `GET /console/config.json` names Herald's API, the issuer, a demo operator and the scope (the
-stack's `AdminScope`). A deployment serves `web/console/` as static assets beside a config.json of
-its own.
+stack's `AdminScope`). The issuer mints a token for any `sub`: it exists on the local stack only. A
+deployment serves `web/console/` as static assets with its identity provider's sign-in in place of
+the page's token provider (README, "Operator console").
 """
 
 from __future__ import annotations

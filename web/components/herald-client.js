@@ -35,34 +35,62 @@ export class HeraldApiError extends Error {
   }
 }
 
+/** How long a request may take before it is given up (ms): a hung request must not freeze a feed. */
+export const REQUEST_TIMEOUT_MS = 20_000;
+
 /**
  * Herald's app API for one person. `tokenProvider` is the host app's callback: a function returning
- * (a promise of) the bearer token; it is called before every request, so the app refreshes it.
+ * (a promise of) the bearer token; it is called before every request, so the app refreshes it. It
+ * may be called with `{refresh: true}` after Herald refused its token (401): a provider that caches
+ * tokens then gets a new one. `options.timeout` (ms) bounds every request (REQUEST_TIMEOUT_MS).
  */
 export class HeraldClient {
-  constructor(apiUrl, tokenProvider) {
+  constructor(apiUrl, tokenProvider, { timeout = REQUEST_TIMEOUT_MS } = {}) {
     this.apiUrl = String(apiUrl).replace(/\/+$/, "");
     this.tokenProvider = tokenProvider;
+    this.timeout = timeout;
   }
 
-  async token() {
-    const token = await this.tokenProvider();
+  /** The bearer token; `options` (`{refresh: true}`) is passed on to the token provider. */
+  async token(options = undefined) {
+    const token = await (options === undefined ? this.tokenProvider() : this.tokenProvider(options));
     if (!token) throw new HeraldApiError(401, "the token provider gave no token");
     return token;
+  }
+
+  /** `fetch` and its answer's text, given up after `this.timeout` ms (then a HeraldApiError with
+   *  status 0 and code `timeout`). */
+  async _fetch(url, init, what) {
+    try {
+      const response = await fetch(url, { ...init, signal: AbortSignal.timeout(this.timeout) });
+      return { response, text: await response.text() };
+    } catch (error) {
+      if (error?.name === "TimeoutError") {
+        throw new HeraldApiError(0, `${what}: no answer within ${this.timeout / 1000} s`, "timeout");
+      }
+      throw error;
+    }
   }
 
   async request(method, path, body) {
     const headers = { Authorization: `Bearer ${await this.token()}` };
     if (body !== undefined) headers["Content-Type"] = "application/json";
-    const response = await fetch(`${this.apiUrl}${path}`, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await response.text();
-    const data = text ? JSON.parse(text) : null;
+    const what = `${method} ${path}`;
+    const { response, text } = await this._fetch(
+      `${this.apiUrl}${path}`,
+      { method, headers, body: body === undefined ? undefined : JSON.stringify(body) },
+      what,
+    );
+    let data = null;
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch {
+      // not JSON (a proxy's HTML error page, say): the HTTP status is what is known
+      const message = response.ok ? `${what}: the answer is not JSON` : `${what}: HTTP ${response.status}`;
+      throw new HeraldApiError(response.status, message);
+    }
     if (!response.ok) {
-      const message = data?.error?.message ?? `${method} ${path}: HTTP ${response.status}`;
+      const message = data?.error?.message ?? `${what}: HTTP ${response.status}`;
       throw new HeraldApiError(response.status, message, data?.error?.code ?? null);
     }
     return data;
@@ -82,16 +110,20 @@ export class HeraldClient {
 
   /** `POST /v1/pusher/auth`, form-encoded as pusher-js sends it; for pusher-js's `customHandler`. */
   async authorizeChannel({ socketId, channelName }) {
-    const response = await fetch(`${this.apiUrl}/v1/pusher/auth`, {
-      method: "POST",
-      headers: {
-        Authorization: `Bearer ${await this.token()}`,
-        "Content-Type": "application/x-www-form-urlencoded",
+    const { response, text } = await this._fetch(
+      `${this.apiUrl}/v1/pusher/auth`,
+      {
+        method: "POST",
+        headers: {
+          Authorization: `Bearer ${await this.token()}`,
+          "Content-Type": "application/x-www-form-urlencoded",
+        },
+        body: new URLSearchParams({ socket_id: socketId, channel_name: channelName }),
       },
-      body: new URLSearchParams({ socket_id: socketId, channel_name: channelName }),
-    });
+      "channel authorization",
+    );
     if (!response.ok) throw new HeraldApiError(response.status, `channel authorization: HTTP ${response.status}`);
-    return response.json();
+    return JSON.parse(text);
   }
 
   /** The person's id: the token's `sub` claim (read, not verified: Herald verifies it). */

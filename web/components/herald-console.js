@@ -19,11 +19,18 @@
 //   3. The suppression list, by channel or one contact's entry, with a lift per entry (a reason
 //      is recorded with the operator's id; the person's own STOP needs `force`).
 // Listings come a page at a time (`page-size`, the API's cursor): "more" reads the next page, and
-// a refresh reads again the pages shown.
+// a refresh reads again the pages shown. Each listing applies only its latest read's answer.
 // Polling stops while `document.hidden` and starts again, at once, when the page is shown.
-// Events: `herald-error` (detail: the error).
+// A read that fails keeps what was shown, with a note saying when it could not be refreshed (a
+// trace or a listing is cleared only when Herald answers 404, or when another one is asked for).
+// Herald refusing the token (401, 403) stops every feed until the token provider or the API URL
+// change, or the operator presses "Try again" (after a 401, that calls `tokenProvider({refresh:
+// true})` first, so a provider that caches its token gets a new one).
+// Events: `herald-error` (detail: the error; once per failure, not at every failing poll) and
+// `herald-recovered` (every failure reported has cleared: the reads succeed again).
 
 import { LitElement, css, html, nothing } from "lit";
+import { keyed } from "lit/directives/keyed.js";
 import { repeat } from "lit/directives/repeat.js";
 import { HeraldApiError, HeraldClient } from "./herald-client.js";
 
@@ -99,8 +106,10 @@ export const STRINGS = {
     all: "All channels",
     channelNames: { email: "Email", sms: "SMS", push: "Push" },
     reload: "Reload",
+    // The list is read a page at a time in the table's order (a Scan), not by date: what is shown is
+    // sorted newest first, and a later page may hold a newer entry.
     caption: (count, more) =>
-      `${count} suppressed ${count === 1 ? "contact" : "contacts"}${more ? " shown" : ""}, newest first`,
+      `${count} suppressed ${count === 1 ? "contact" : "contacts"}${more ? " shown, newest first among them" : ", newest first"}`,
     contact: "Contact or address",
     channel: "Channel",
     reason: "Reason",
@@ -114,7 +123,8 @@ export const STRINGS = {
     traceLabel: (id) => `Show the trace of ${id}`,
     none: "Nothing is suppressed.",
     more: "Load more",
-    moreNote: "More entries are on the list.",
+    moreNote:
+      "More entries are on the list. It is read a page at a time in its own order, not by date: a later page may hold newer entries.",
     find: "Find a contact",
     contactLabel: "Contact (email, E.164 phone, device token or key)",
     findButton: "Find",
@@ -133,6 +143,7 @@ export const STRINGS = {
     lifted: (answer, who) =>
       `Lifted ${who} (was ${answer.was} from ${answer.source} since ${answer.since}), recorded as lifted by ${answer.lifted_by}.`,
     changed: (message) => `Not lifted: ${message}. The list was read again.`,
+    notLifted: (who, message) => `${who} was not lifted: ${message}. The list was read again.`,
     notSuppressed: (who) => `${who} is no longer suppressed. The list was read again.`,
   },
   status: "Console messages",
@@ -140,6 +151,10 @@ export const STRINGS = {
   forbidden: "This token does not carry the admin scope: Herald refuses the operator routes (403).",
   unauthorized: "Herald did not accept the token (401): sign in again.",
   failed: (message) => `Herald could not answer: ${message}`,
+  stale: (at) => `Could not refresh at ${at}; shown as last read.`,
+  halted: "Stopped reading Herald: it refused the token. The console reads again when the token changes, or",
+  retry: "Try again",
+  paused: "Not read: the console stopped reading Herald (see above).",
 };
 
 const CHANNELS = ["email", "sms", "push"];
@@ -195,6 +210,7 @@ export class HeraldConsole extends LitElement {
     _channel: { state: true },
     _contact: { state: true },
     _lift: { state: true },
+    _halted: { state: true },
     _announcement: { state: true },
   };
 
@@ -240,6 +256,7 @@ export class HeraldConsole extends LitElement {
     .filter { display: flex; gap: 0.6rem; align-items: center; margin-bottom: 0.6rem; }
     .announcement { min-height: 1.4rem; margin: 0 0 1rem; padding: 0.35rem 0.7rem; border-left: 4px solid var(--herald-accent); background: #f6f8fa; }
     .announcement:empty { visibility: hidden; }
+    .halted { margin: 0 0 1rem; padding: 0.35rem 0.7rem; border-left: 4px solid var(--herald-error); background: #fff5f5; }
     dialog { border: 1px solid var(--herald-border); border-radius: 8px; max-width: 34rem; padding: 1rem 1.2rem; }
     dialog::backdrop { background: rgb(0 0 0 / 35%); }
     dialog h2 { border: 0; }
@@ -258,25 +275,32 @@ export class HeraldConsole extends LitElement {
     this.pollInterval = 3000;
     this.presenceInterval = 5000;
     this.pageSize = 100;
+    // What each section shows is its last good answer; its error, a failure {text, at, reported}
+    // (null: the last read succeeded), is shown beside it, or alone when there is nothing to show.
     this._online = null;
-    this._onlineError = "";
+    this._onlineError = null;
     this._notifications = null;
-    this._listError = "";
+    this._listError = null;
     this._listUpdated = null;
     this._selected = null; // {identifier, userId}
     this._trace = null;
-    this._traceError = "";
+    this._traceError = null;
     this._suppressions = null;
-    this._suppressionError = "";
+    this._suppressionError = null;
     this._channel = "";
     this._contact = ""; // a contact looked up on the suppression list ("" = the list)
     this._onlinePages = 1; // pages of who is online shown, and read again
     this._suppressionPages = 1;
-    this._lift = null; // {entry, busy, error, needsForce}
+    this._lift = null; // {id, entry, busy, error, needsForce}
+    this._lifts = 0; // lift dialogs opened: each one's form is its own
+    this._halted = null; // {status, text}: Herald refused the token, the feeds are stopped
+    this._reported = false; // a herald-error was dispatched, and not followed by herald-recovered
     this._announcement = "";
     this._client = null;
     this._timers = {};
     this._generation = 0;
+    this._seq = { online: 0, list: 0, trace: 0, suppressions: 0 }; // each feed's latest read
+    this._pending = {}; // each feed's latest read (a promise)
     this._onVisibility = () => this._schedule();
   }
 
@@ -298,19 +322,36 @@ export class HeraldConsole extends LitElement {
 
   willUpdate(changed) {
     if (changed.has("apiUrl") || changed.has("tokenProvider")) {
+      // Another Herald or another operator (or signed out): nothing read before is shown, nothing
+      // asked before is kept (the person, the contact, the channel, an open lift), the feeds start
+      // again (a stop after a refused token ends here).
+      const hadClient = Boolean(this._client);
       this._generation++;
       this._client = this.apiUrl && this.tokenProvider ? new HeraldClient(this.apiUrl, this.tokenProvider) : null;
       this._online = null;
       this._onlinePages = this._suppressionPages = 1;
       this._notifications = null;
+      this._listUpdated = null;
       this._trace = null;
       this._selected = null;
       this._suppressions = null;
-      this._onlineError = this._listError = this._traceError = this._suppressionError = "";
+      this._onlineError = this._listError = this._traceError = this._suppressionError = null;
+      this._halted = null;
+      this._reported = false;
+      this._channel = "";
+      this._contact = "";
+      this._announcement = "";
+      if (hadClient && !changed.has("person")) this.person = "";
+      if (this._lift) {
+        this._lift = null;
+        this.renderRoot?.querySelector?.("dialog")?.close();
+      }
+      for (const form of this.renderRoot?.querySelectorAll?.("form") ?? []) form.reset();
       this._schedule();
     } else if (changed.has("person") && changed.get("person") !== undefined) {
       this._notifications = null;
-      this._listError = "";
+      this._listError = null;
+      this._listUpdated = null;
       this._schedule(["notifications"]);
     }
   }
@@ -322,14 +363,19 @@ export class HeraldConsole extends LitElement {
     this._timers = {};
   }
 
-  /** (Re)starts the feeds (all by default) with a read at once, unless there is no client or the
-   *  page is hidden: then every feed stops until it is shown again. */
+  /** Whether the feeds may read: a client, on the page, the page shown, the token not refused. */
+  get _live() {
+    return Boolean(this._client) && this.isConnected && !document.hidden && !this._halted;
+  }
+
+  /** (Re)starts the feeds (all by default) with a read at once, unless there is no client, the
+   *  page is hidden or Herald refused the token: then every feed stops until that changes. */
   _schedule(names = ["presence", "notifications"]) {
     const feeds = {
       presence: [this.presenceInterval, () => this.refreshOnline()],
       notifications: [this.pollInterval, () => this.refreshNotifications()],
     };
-    if (!this._client || !this.isConnected || document.hidden) {
+    if (!this._live) {
       this._stopTimers();
       return;
     }
@@ -342,9 +388,50 @@ export class HeraldConsole extends LitElement {
 
   async _loop(name, every, read) {
     await read();
-    if (!this._client || !this.isConnected || document.hidden) return;
+    if (!this._live) return;
     clearTimeout(this._timers[name]);
     this._timers[name] = setTimeout(() => this._loop(name, every, read), every);
+  }
+
+  /** "Try again": reads again after Herald refused the token, with a token the provider is asked
+   *  to give anew (`{refresh: true}`: a provider that caches its token drops it). */
+  async resume() {
+    const halted = this._halted;
+    if (!this._client || !halted) return;
+    const generation = this._generation;
+    try {
+      await this._client.token({ refresh: true });
+    } catch (error) {
+      if (generation !== this._generation) return;
+      // still no token: stopped as before, and "Try again" asks for one again
+      this._halted = { status: halted.status, text: this._explain(error) };
+      this._report(error);
+      return;
+    }
+    if (generation !== this._generation || this._halted !== halted) return;
+    this._halted = null;
+    this._schedule();
+    if (this._suppressions !== null && this._suppressionError) this.refreshSuppressions();
+    await this.updateComplete;
+    this.renderRoot.querySelector("#online-heading")?.focus();
+  }
+
+  /** Starts `read(seq)` as `feed`'s latest read: an answer is applied only while `seq` is the
+   *  feed's latest (an older answer landing after a newer one is dropped). */
+  _track(feed, read) {
+    const seq = ++this._seq[feed];
+    const promise = read(seq);
+    this._pending[feed] = promise;
+    return promise;
+  }
+
+  /** Waits until `feed`'s latest read, and any that started meanwhile, are done. */
+  async _settled(feed) {
+    let promise;
+    do {
+      promise = this._pending[feed];
+      await promise;
+    } while (promise !== this._pending[feed]);
   }
 
   async _read(path, generation = this._generation) {
@@ -370,27 +457,31 @@ export class HeraldConsole extends LitElement {
   }
 
   /** Who is online now (`GET /v1/admin/presence`), the pages shown. */
-  async refreshOnline() {
-    if (!this._client) return;
-    try {
-      const online = await this._readPages("/v1/admin/presence", "people", this._onlinePages);
-      // Said only when the whole list is shown, before and now: a page shows the first people in
-      // the table's order, and someone leaving brings the next one in, who was online already.
-      const whole = this._online && !this._online.more && !online.more;
-      const before = whole ? new Set(this._online.people.map((p) => p.user_id)) : null;
-      const now = new Set(online.people.map((p) => p.user_id));
-      if (before) {
-        const changes = [
-          ...[...now].filter((user) => !before.has(user)).map(STRINGS.online.came),
-          ...[...before].filter((user) => !now.has(user)).map(STRINGS.online.left),
-        ];
-        if (changes.length) this._announce(changes.join(" "));
+  refreshOnline() {
+    if (!this._client) return Promise.resolve();
+    return this._track("online", async (seq) => {
+      try {
+        const online = await this._readPages("/v1/admin/presence", "people", this._onlinePages);
+        if (seq !== this._seq.online) return; // a later read (another page count) answers
+        // Said only when the whole list is shown, before and now: a page shows the first people in
+        // the table's order, and someone leaving brings the next one in, who was online already.
+        const whole = this._online && !this._online.more && !online.more;
+        const before = whole ? new Set(this._online.people.map((p) => p.user_id)) : null;
+        const now = new Set(online.people.map((p) => p.user_id));
+        if (before) {
+          const changes = [
+            ...[...now].filter((user) => !before.has(user)).map(STRINGS.online.came),
+            ...[...before].filter((user) => !now.has(user)).map(STRINGS.online.left),
+          ];
+          if (changes.length) this._announce(changes.join(" "));
+        }
+        if (!same(this._online, online)) this._online = online;
+        this._succeeded("_onlineError");
+      } catch (error) {
+        if (error instanceof StaleAnswer || seq !== this._seq.online) return;
+        this._failed("_onlineError", error);
       }
-      if (!same(this._online, online)) this._online = online;
-      this._onlineError = "";
-    } catch (error) {
-      if (!(error instanceof StaleAnswer)) this._onlineError = this._explain(error);
-    }
+    });
   }
 
   /** The person's recent notifications and, when one is selected, its trace (kept, not flickered). */
@@ -403,69 +494,91 @@ export class HeraldConsole extends LitElement {
     await Promise.all(reads);
   }
 
-  async _readList(person) {
-    try {
-      const path = `/v1/admin/users/${encodeURIComponent(person)}/notifications?limit=${this.limit}`;
-      const answer = await this._read(path);
-      if (person !== this.person) return;
-      const list = answer.notifications;
-      if (this._notifications && this._notifications.user_id === person) {
-        const known = new Set(this._notifications.items.map((n) => n.notification_id));
-        const arrived = list.filter((n) => !known.has(n.notification_id)).length;
-        if (arrived) this._announce(STRINGS.notifications.arrived(arrived, person));
+  _readList(person) {
+    return this._track("list", async (seq) => {
+      const current = () => seq === this._seq.list && person === this.person;
+      try {
+        const path = `/v1/admin/users/${encodeURIComponent(person)}/notifications?limit=${this.limit}`;
+        const answer = await this._read(path);
+        if (!current()) return;
+        const list = answer.notifications;
+        if (this._notifications && this._notifications.user_id === person) {
+          const known = new Set(this._notifications.items.map((n) => n.notification_id));
+          const arrived = list.filter((n) => !known.has(n.notification_id)).length;
+          if (arrived) this._announce(STRINGS.notifications.arrived(arrived, person));
+        }
+        if (!this._notifications || this._notifications.user_id !== person || !same(this._notifications.items, list)) {
+          this._notifications = { user_id: person, items: list };
+        }
+        this._listUpdated = new Date().toISOString();
+        this._succeeded("_listError");
+      } catch (error) {
+        if (error instanceof StaleAnswer || !current()) return;
+        if (error instanceof HeraldApiError && error.status === 404) this._notifications = null;
+        this._failed("_listError", error);
       }
-      if (!this._notifications || this._notifications.user_id !== person || !same(this._notifications.items, list)) {
-        this._notifications = { user_id: person, items: list };
-      }
-      this._listUpdated = new Date().toISOString();
-      this._listError = "";
-    } catch (error) {
-      if (!(error instanceof StaleAnswer) && person === this.person) this._listError = this._explain(error);
-    }
+    });
   }
 
-  async _readTrace(selected) {
+  _readTrace(selected) {
     const query = selected.userId ? `?user_id=${encodeURIComponent(selected.userId)}` : "";
-    try {
-      const trace = await this._read(`/v1/admin/notifications/${encodeURIComponent(selected.identifier)}${query}`);
-      if (selected !== this._selected) return;
-      if (!same(this._trace, trace)) this._trace = trace;
-      this._traceError = "";
-    } catch (error) {
-      if (error instanceof StaleAnswer || selected !== this._selected) return;
-      this._trace = null;
-      this._traceError =
-        error instanceof HeraldApiError && error.status === 404
-          ? STRINGS.trace.notFound(selected.identifier)
-          : this._explain(error);
-    }
+    return this._track("trace", async (seq) => {
+      const current = () => seq === this._seq.trace && selected === this._selected;
+      try {
+        const trace = await this._read(`/v1/admin/notifications/${encodeURIComponent(selected.identifier)}${query}`);
+        if (!current()) return;
+        if (!same(this._trace, trace)) this._trace = trace;
+        this._succeeded("_traceError");
+      } catch (error) {
+        if (error instanceof StaleAnswer || !current()) return;
+        if (error instanceof HeraldApiError && error.status === 404) {
+          // not (or no longer) on record: the trace shown before goes
+          this._trace = null;
+          this._traceError = this._failure(this._traceError, STRINGS.trace.notFound(selected.identifier), false);
+          this._recovered();
+        } else {
+          this._failed("_traceError", error); // the trace shown stays, with a note
+        }
+      }
+    });
   }
 
   /** The suppression list (`GET /v1/admin/suppressions`): the pages shown of the chosen channel's
-   *  (or every channel's), newest first; or the entry of the contact looked up. */
-  async refreshSuppressions() {
-    if (!this._client) return;
+   *  (or every channel's), read in the table's order and shown newest first; or the entry of the
+   *  contact looked up. */
+  refreshSuppressions() {
+    if (!this._client) return Promise.resolve();
     const view = { channel: this._channel, contact: this._contact };
-    const current = () => view.channel === this._channel && view.contact === this._contact;
-    try {
-      let answer;
-      if (view.contact) {
-        answer = await this._read(`/v1/admin/suppressions?contact=${encodeURIComponent(view.contact)}`);
-        answer.more = false;
-      } else {
-        const path = `/v1/admin/suppressions${view.channel ? `?channel=${view.channel}` : ""}`;
-        answer = await this._readPages(path, "entries", this._suppressionPages);
-        // each page is newest first: so is what is shown, across the pages
-        answer.entries.sort((a, b) => (a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : 0));
+    return this._track("suppressions", async (seq) => {
+      const current = () =>
+        seq === this._seq.suppressions && view.channel === this._channel && view.contact === this._contact;
+      try {
+        let answer;
+        if (view.contact) {
+          answer = await this._read(`/v1/admin/suppressions?contact=${encodeURIComponent(view.contact)}`);
+          answer.more = false;
+        } else {
+          const path = `/v1/admin/suppressions${view.channel ? `?channel=${view.channel}` : ""}`;
+          answer = await this._readPages(path, "entries", this._suppressionPages);
+          // The API pages a Scan (table order), each page newest first: what is shown is sorted
+          // newest first, which is the list's order only once the whole list is shown.
+          answer.entries.sort((a, b) => (a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : 0));
+        }
+        if (!current()) return;
+        this._suppressions = { ...view, entries: answer.entries, more: answer.more };
+        this._succeeded("_suppressionError");
+      } catch (error) {
+        if (error instanceof StaleAnswer || !current()) return;
+        if (error instanceof HeraldApiError && error.status === 422) {
+          // not a contact: Herald's answer to what was typed, not a failure of Herald
+          this._suppressions = null;
+          this._suppressionError = this._failure(this._suppressionError, error.message, false);
+          this._recovered();
+        } else {
+          this._failed("_suppressionError", error);
+        }
       }
-      if (!current()) return;
-      this._suppressions = { ...view, entries: answer.entries, more: answer.more };
-      this._suppressionError = "";
-    } catch (error) {
-      if (error instanceof StaleAnswer || !current()) return;
-      this._suppressionError =
-        error instanceof HeraldApiError && error.status === 422 ? error.message : this._explain(error);
-    }
+    });
   }
 
   /** Shows a person's recent notifications (and keeps reading them while the page is visible). */
@@ -478,7 +591,7 @@ export class HeraldConsole extends LitElement {
   showTrace(identifier, userId = "") {
     this._selected = { identifier: String(identifier).trim(), userId: String(userId ?? "").trim() };
     this._trace = null;
-    this._traceError = "";
+    this._traceError = null;
     this._readTrace(this._selected).then(() =>
       this.updateComplete.then(() => this.renderRoot.querySelector("#trace-heading")?.focus()),
     );
@@ -488,7 +601,9 @@ export class HeraldConsole extends LitElement {
     const id = this._trace?.notification_id;
     this._selected = null;
     this._trace = null;
-    this._traceError = "";
+    this._traceError = null;
+    this._seq.trace++; // a read under way answers nobody
+    this._recovered();
     this.updateComplete.then(() => {
       const button = [...this.renderRoot.querySelectorAll("button[data-notification-id]")].find(
         (candidate) => candidate.dataset.notificationId === id,
@@ -500,7 +615,8 @@ export class HeraldConsole extends LitElement {
   // -- lifting a suppression ---------------------------------------------------------------------
 
   _openLift(entry) {
-    this._lift = { entry, busy: false, error: "", needsForce: false };
+    if (this._lift?.busy) return;
+    this._lift = { id: ++this._lifts, entry, busy: false, error: "", needsForce: false };
     this.updateComplete.then(() => {
       const dialog = this.renderRoot.querySelector("dialog");
       if (!dialog.open) dialog.showModal();
@@ -508,16 +624,24 @@ export class HeraldConsole extends LitElement {
     });
   }
 
+  /** Cancel, Escape: closes the dialog, unless a lift is under way (its answer comes first). */
   _closeLift() {
-    const address = this._lift?.entry.address;
-    this.renderRoot.querySelector("dialog")?.close();
+    const lift = this._lift;
+    if (!lift || lift.busy) return;
     this._lift = null;
-    this.updateComplete.then(() => {
-      const button = [...this.renderRoot.querySelectorAll("button[data-address]")].find(
-        (candidate) => candidate.dataset.address === address,
-      );
-      (button ?? this.renderRoot.querySelector("#suppressions-heading"))?.focus();
-    });
+    this.renderRoot.querySelector("dialog")?.close();
+    this._recovered();
+    this._focusLift([lift.entry.address]);
+  }
+
+  /** The dialog closed by the browser itself (a repeated Escape): the lift it showed is over; an
+   *  answer still to come for it is said, never applied to another dialog. */
+  _dialogClosed(event) {
+    if (event.target.open || !this._lift) return;
+    const address = this._lift.entry.address;
+    this._lift = null;
+    this._recovered();
+    this._focusLift([address]);
   }
 
   async _submitLift(event) {
@@ -527,40 +651,125 @@ export class HeraldConsole extends LitElement {
     if (!lift || lift.busy || !form.reportValidity()) return;
     const t = STRINGS.suppressions;
     const who = lift.entry.contact || lift.entry.address;
+    const address = lift.entry.address;
     const body = {
-      contact: lift.entry.address, // the entry's key names it, whatever its channel (tokens too)
+      contact: address, // the entry's key names it, whatever its channel (tokens too)
       why: form.elements.namedItem("why").value.trim(),
       force: Boolean(form.elements.namedItem("force")?.checked),
     };
-    this._lift = { ...lift, busy: true, error: "" };
+    const generation = this._generation;
+    // the entries shown after this one, then those before it (nearest first): where the focus goes
+    // when it is gone from the list
+    const shown = (this._suppressions?.entries ?? []).map((e) => e.address);
+    const at = shown.indexOf(address);
+    const focusOrder = [address, ...shown.slice(at + 1), ...shown.slice(0, Math.max(at, 0)).reverse()];
+    const busy = { ...lift, busy: true, error: "" };
+    this._lift = busy;
+    let answer = null;
+    let failure = null;
     try {
-      const answer = await this._client.post("/v1/admin/suppressions/lift", body);
-      this._closeLift();
-      this._announce(t.lifted(answer, who));
-      await this.refreshSuppressions();
+      answer = await this._client.post("/v1/admin/suppressions/lift", body);
     } catch (error) {
-      // Herald's answer for the person's own STOP: only `force` lifts it
-      const ownOptOut = error instanceof HeraldApiError && error.code === "consent_required";
-      if (ownOptOut && !body.force) {
-        this._lift = { ...lift, busy: false, needsForce: true, error: error.message };
-        this.updateComplete.then(() => this.renderRoot.querySelector("dialog input[name=force]")?.focus());
-      } else if (error instanceof HeraldApiError && (error.status === 409 || error.status === 404)) {
-        this._closeLift();
-        this._announce(error.status === 404 ? t.notSuppressed(who) : t.changed(error.message));
-        await this.refreshSuppressions();
-      } else {
-        this._lift = { ...lift, busy: false, error: this._explain(error) };
-      }
+      failure = error;
     }
+    if (generation !== this._generation) return; // signed out, or another Herald: nothing to say
+    // The answer is this dialog's only while it still shows this lift, untouched: never another
+    // entry's dialog opened meanwhile (its reason must not lift this one).
+    const mine = this._lift === busy;
+    const ownOptOut = failure instanceof HeraldApiError && failure.code === "consent_required";
+    if (mine && failure && ownOptOut && !body.force) {
+      // Herald's answer for the person's own STOP: only `force` lifts it
+      this._lift = { ...busy, busy: false, needsForce: true, error: failure.message };
+      this.updateComplete.then(() => this.renderRoot.querySelector("dialog input[name=force]")?.focus());
+      return;
+    }
+    const settled = !failure || (failure instanceof HeraldApiError && [404, 409].includes(failure.status));
+    if (mine && !settled) {
+      this._lift = { ...busy, busy: false, error: this._explain(failure) };
+      this._report(failure);
+      this.updateComplete.then(() => this.renderRoot.querySelector("dialog button[type=submit]")?.focus());
+      return;
+    }
+    if (mine) {
+      this._lift = null;
+      this.renderRoot.querySelector("dialog")?.close();
+    }
+    if (!failure) {
+      this._announce(t.lifted(answer, who));
+    } else if (!settled) {
+      // (not this dialog's any more: an error for it is said, not shown in another one)
+      this._announce(t.notLifted(who, this._explain(failure)));
+      this._report(failure);
+    } else if (failure.status === 404) {
+      this._announce(t.notSuppressed(who));
+    } else {
+      this._announce(mine ? t.changed(failure.message) : t.notLifted(who, failure.message));
+    }
+    this.refreshSuppressions();
+    await this._settled("suppressions");
+    if (mine && generation === this._generation && !this._lift) this._focusLift(focusOrder);
+  }
+
+  /** Focuses the Lift button of the first of `addresses` listed, else the list's heading. */
+  async _focusLift(addresses) {
+    await this.updateComplete;
+    const buttons = [...this.renderRoot.querySelectorAll("section.suppression button[data-address]")];
+    for (const address of addresses) {
+      const button = buttons.find((candidate) => candidate.dataset.address === address);
+      if (button) return button.focus();
+    }
+    this.renderRoot.querySelector("#suppressions-heading")?.focus();
   }
 
   // -- helpers -----------------------------------------------------------------------------------
 
+  /** What to say of `error`; Herald refusing the token (401, 403) stops the feeds. */
   _explain(error) {
+    let text = STRINGS.failed(error?.message ?? String(error));
+    if (error instanceof HeraldApiError && error.status === 403) text = STRINGS.forbidden;
+    if (error instanceof HeraldApiError && error.status === 401) text = STRINGS.unauthorized;
+    if (error instanceof HeraldApiError && (error.status === 401 || error.status === 403)) this._halt(error, text);
+    return text;
+  }
+
+  _halt(error, text) {
+    this._stopTimers();
+    if (this._halted?.text === text) return;
+    this._halted = { status: error instanceof HeraldApiError ? error.status : 0, text };
+  }
+
+  /** A failure record: `previous` kept while the text is the same (its time is the first failure's). */
+  _failure(previous, text, reported) {
+    return previous?.text === text ? previous : { text, at: new Date().toISOString(), reported };
+  }
+
+  /** `field`'s read failed: the note beside what is shown, and `herald-error` when the text is new
+   *  (a poll failing again the same way says nothing more). */
+  _failed(field, error) {
+    const text = this._explain(error);
+    const previous = this[field];
+    if (previous?.text === text && previous.reported) return;
+    this[field] = { text, at: new Date().toISOString(), reported: true };
+    this._report(error);
+  }
+
+  _succeeded(field) {
+    if (this[field]) this[field] = null;
+    this._recovered();
+  }
+
+  _report(error) {
+    this._reported = true;
     this.dispatchEvent(new CustomEvent("herald-error", { detail: error, bubbles: true, composed: true }));
-    if (error instanceof HeraldApiError && error.status === 403) return STRINGS.forbidden;
-    if (error instanceof HeraldApiError && error.status === 401) return STRINGS.unauthorized;
-    return STRINGS.failed(error?.message ?? String(error));
+  }
+
+  /** Every failure reported has cleared: `herald-recovered`, once. */
+  _recovered() {
+    if (!this._reported || this._halted) return;
+    const failures = [this._onlineError, this._listError, this._traceError, this._suppressionError];
+    if (failures.some((failure) => failure?.reported) || this._lift?.error) return;
+    this._reported = false;
+    this.dispatchEvent(new CustomEvent("herald-recovered", { bubbles: true, composed: true }));
   }
 
   _announce(text) {
@@ -571,6 +780,18 @@ export class HeraldConsole extends LitElement {
     });
   }
 
+  /** A section's failure: alone (an alert) when nothing is shown, else a note beside what is. */
+  _renderFailure(failure, shown) {
+    if (!failure) return nothing;
+    if (!shown) return html`<p class="error" role="alert">${failure.text}</p>`;
+    return html`<p class="error stale" role="status">${STRINGS.stale(formatUtc(failure.at))} ${failure.text}</p>`;
+  }
+
+  /** What a section with nothing to show yet says: loading, or that the reading stopped. */
+  _placeholder() {
+    return html`<p>${this._halted ? STRINGS.paused : STRINGS.loading}</p>`;
+  }
+
   // -- rendering ---------------------------------------------------------------------------------
 
   render() {
@@ -578,6 +799,11 @@ export class HeraldConsole extends LitElement {
       <p class="announcement" role="status" aria-live="polite" aria-atomic="true" aria-label=${STRINGS.status}>${
         this._announcement
       }</p>
+      ${this._halted
+        ? html`<p class="halted">
+            ${STRINGS.halted} <button type="button" @click=${this.resume}>${STRINGS.retry}</button>
+          </p>`
+        : nothing}
       ${this._renderOnline()} ${this._renderNotifications()} ${this._renderSuppressions()} ${this._renderLift()}
     `;
   }
@@ -586,8 +812,7 @@ export class HeraldConsole extends LitElement {
     const t = STRINGS.online;
     const online = this._online;
     let body;
-    if (this._onlineError) body = html`<p class="error" role="alert">${this._onlineError}</p>`;
-    else if (!online) body = html`<p>${STRINGS.loading}</p>`;
+    if (!online) body = this._onlineError ? nothing : this._placeholder();
     else if (!online.people.length) body = html`<p>${t.nobody}</p>`;
     else {
       body = html`<div class="table-wrap">
@@ -613,9 +838,9 @@ export class HeraldConsole extends LitElement {
       </div>`;
     }
     return html`<section class="online" aria-labelledby="online-heading">
-      <h2 id="online-heading">${t.heading}</h2>
-      ${body}
-      ${online?.more && !this._onlineError
+      <h2 id="online-heading" tabindex="-1">${t.heading}</h2>
+      ${this._renderFailure(this._onlineError, Boolean(online))} ${body}
+      ${online?.more
         ? html`<p><button type="button" @click=${this._moreOnline}>${t.more}</button></p>`
         : nothing}
       ${online ? html`<p class="meta">${t.checked(formatUtc(online.checked_at))}</p>` : nothing}
@@ -623,17 +848,22 @@ export class HeraldConsole extends LitElement {
   }
 
   async _moreOnline() {
-    const shown = this._online?.people.length ?? 0;
+    const before = new Set((this._online?.people ?? []).map((p) => p.user_id));
     this._onlinePages++;
-    await this.refreshOnline();
-    this._focusRow("section.online", shown);
+    this.refreshOnline();
+    await this._settled("online");
+    const fresh = this._online?.people.find((p) => !before.has(p.user_id));
+    this._focusFirstNew("section.online tr[data-user-id]", "userId", fresh?.user_id, "#online-heading");
   }
 
-  /** After "more": the focus goes to the first row read (its button), not to the page's top. */
-  async _focusRow(section, index) {
+  /** After "more": the focus goes to the first row not shown before (its `button`), else to the
+   *  section's heading when the "more" button it was on is gone. */
+  async _focusFirstNew(rows, field, key, heading, button = "button") {
     await this.updateComplete;
-    const rows = this.renderRoot.querySelectorAll(`${section} tbody tr`);
-    rows[Math.min(index, rows.length - 1)]?.querySelector("button")?.focus();
+    const row = key === undefined ? null : [...this.renderRoot.querySelectorAll(rows)].find((r) => r.dataset[field] === key);
+    const target = row?.querySelector(button);
+    if (target) target.focus();
+    else if (!this.renderRoot.activeElement) this.renderRoot.querySelector(heading)?.focus();
   }
 
   _renderNotifications() {
@@ -669,15 +899,15 @@ export class HeraldConsole extends LitElement {
   _renderList() {
     const t = STRINGS.notifications;
     if (!this.person) return nothing;
-    if (this._listError) return html`<p class="error" role="alert">${this._listError}</p>`;
-    const list = this._notifications;
-    if (!list || list.user_id !== this.person) return html`<p>${STRINGS.loading}</p>`;
+    const list = this._notifications?.user_id === this.person ? this._notifications : null;
+    const failure = this._renderFailure(this._listError, Boolean(list));
+    if (!list) return this._listError ? failure : this._placeholder();
     const meta = html`<p class="meta">
       ${this._listUpdated ? t.updated(formatUtc(this._listUpdated)) : nothing} ${t.live(this.pollInterval / 1000)}
     </p>`;
-    if (!list.items.length) return html`<p>${t.none(list.user_id)}</p>${meta}`;
+    if (!list.items.length) return html`${failure}<p>${t.none(list.user_id)}</p>${meta}`;
     const selectedId = this._trace?.notification_id ?? this._selected?.identifier;
-    return html`<div class="table-wrap">
+    return html`${failure}<div class="table-wrap">
         <table class="recent">
           <caption>${t.caption(list.user_id)}</caption>
           <thead>
@@ -733,9 +963,8 @@ export class HeraldConsole extends LitElement {
     const trace = this._trace;
     const heading = t.heading(trace?.notification_id ?? this._selected.identifier);
     let body;
-    if (this._traceError) body = html`<p class="error" role="alert">${this._traceError}</p>`;
-    else if (!trace) body = html`<p>${STRINGS.loading}</p>`;
-    else body = this._renderTraceBody(trace);
+    if (!trace) body = this._traceError ? this._renderFailure(this._traceError, false) : this._placeholder();
+    else body = html`${this._renderFailure(this._traceError, true)} ${this._renderTraceBody(trace)}`;
     return html`<article class="trace" aria-labelledby="trace-heading">
       <header>
         <h3 id="trace-heading" tabindex="-1">${heading}</h3>
@@ -834,8 +1063,7 @@ export class HeraldConsole extends LitElement {
     const list = this._suppressions;
     const entries = list?.entries;
     let body;
-    if (this._suppressionError) body = html`<p class="error" role="alert">${this._suppressionError}</p>`;
-    else if (!entries) body = html`<p>${STRINGS.loading}</p>`;
+    if (!entries) body = this._suppressionError ? nothing : this._placeholder();
     else if (!entries.length) body = html`<p>${list.contact ? t.notFound(list.contact) : t.none}</p>`;
     else {
       body = html`<div class="table-wrap">
@@ -890,9 +1118,10 @@ export class HeraldConsole extends LitElement {
         <button type="submit">${t.findButton}</button>
         ${this._contact ? html`<button type="button" @click=${this._showAll}>${t.showAll}</button>` : nothing}
       </form>
-      ${body}
-      ${list?.more && !this._suppressionError
-        ? html`<p><button type="button" @click=${this._moreSuppressions}>${t.more}</button></p>`
+      ${this._renderFailure(this._suppressionError, Boolean(entries))} ${body}
+      ${list?.more
+        ? html`<p class="meta">${t.moreNote}</p>
+            <p><button type="button" @click=${this._moreSuppressions}>${t.more}</button></p>`
         : nothing}
     </section>`;
   }
@@ -901,6 +1130,8 @@ export class HeraldConsole extends LitElement {
     this._channel = event.target.value;
     this._suppressionPages = 1;
     this._suppressions = null;
+    this._suppressionError = null;
+    this._recovered();
     this.refreshSuppressions();
   }
 
@@ -910,7 +1141,8 @@ export class HeraldConsole extends LitElement {
     if (!contact) return;
     this._contact = contact;
     this._suppressions = null;
-    this._suppressionError = "";
+    this._suppressionError = null;
+    this._recovered();
     this.refreshSuppressions();
   }
 
@@ -918,42 +1150,54 @@ export class HeraldConsole extends LitElement {
     this._contact = "";
     this._suppressionPages = 1;
     this._suppressions = null;
-    this._suppressionError = "";
+    this._suppressionError = null;
+    this._recovered();
     this.refreshSuppressions();
     this.updateComplete.then(() => this.renderRoot.querySelector("#channel-filter")?.focus());
   }
 
   async _moreSuppressions() {
-    const shown = this._suppressions?.entries.length ?? 0;
+    // Shown newest first, the entries read now may come before those shown: the focus goes to the
+    // first one not shown before, wherever it is.
+    const before = new Set((this._suppressions?.entries ?? []).map((e) => e.address));
     this._suppressionPages++;
-    await this.refreshSuppressions();
-    this._focusRow("section.suppression", shown);
+    this.refreshSuppressions();
+    await this._settled("suppressions");
+    const fresh = this._suppressions?.entries.find((e) => !before.has(e.address));
+    const rows = "section.suppression tr[data-address]";
+    this._focusFirstNew(rows, "address", fresh?.address, "#suppressions-heading", "button[data-address]");
   }
 
   _renderLift() {
     const t = STRINGS.suppressions;
     const lift = this._lift;
     const who = lift ? lift.entry.contact || lift.entry.address : "";
-    return html`<dialog aria-labelledby="lift-heading" @cancel=${(e) => (e.preventDefault(), this._closeLift())}>
+    // Escape while a lift is under way does nothing (its answer comes first); a form per dialog
+    // opened (keyed), so that what was typed for one entry is never sent for another
+    return html`<dialog
+      aria-labelledby="lift-heading"
+      @cancel=${(e) => (e.preventDefault(), this._closeLift())}
+      @close=${this._dialogClosed}
+    >
       ${lift
-        ? html`<form @submit=${this._submitLift}>
+        ? keyed(lift.id, html`<form @submit=${this._submitLift} aria-busy=${lift.busy ? "true" : "false"}>
             <h2 id="lift-heading">${t.dialogHeading(who)}</h2>
             <p>${t.dialogText}</p>
             <label for="lift-why">${t.why}</label>
-            <textarea id="lift-why" name="why" rows="3" required minlength="3" maxlength="500"></textarea>
+            <textarea id="lift-why" name="why" rows="3" required minlength="3" maxlength="500" ?readonly=${lift.busy}></textarea>
             ${lift.needsForce
               ? html`<p class="opt-out" id="opt-out-note">${t.optOut}</p>
                   <p class="force">
-                    <input type="checkbox" id="lift-force" name="force" aria-describedby="opt-out-note" />
+                    <input type="checkbox" id="lift-force" name="force" aria-describedby="opt-out-note" ?disabled=${lift.busy} />
                     <label for="lift-force">${t.force}</label>
                   </p>`
               : nothing}
             ${lift.error ? html`<p class="error" role="alert">${lift.error}</p>` : nothing}
             <div class="buttons">
-              <button type="button" @click=${this._closeLift}>${t.cancel}</button>
+              <button type="button" @click=${this._closeLift} ?disabled=${lift.busy}>${t.cancel}</button>
               <button type="submit" class="primary" ?disabled=${lift.busy}>${lift.busy ? t.lifting : t.submit}</button>
             </div>
-          </form>`
+          </form>`)
         : nothing}
     </dialog>`;
   }

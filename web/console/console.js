@@ -3,14 +3,15 @@
 // with lift, read from Herald's operator routes (`/v1/admin/*`) with an admin-scoped token.
 //
 // The page is static: it reads `config.json` beside it —
-//   {"api_url": Herald's HTTP API, "token_url": where a token comes from,
+//   {"api_url": Herald's HTTP API, "token_url": the local issuer,
 //    "operator": the operator id offered, "scope": the admin scope (the stack's AdminScope)}.
 // On the local stack, `make local` serves it at /console/ and token_url is the local issuer's
-// `/_token?sub=<operator>&scope=openid%20<scope>` (same origin), which mints a token for anyone.
-// A deployment serves these files as static assets and points token_url at its own IdP's flow
-// (the response must be `{"token", "expires_in"}`), or replaces `adminTokenProvider` below with its
-// IdP's SDK (e.g. an OAuth authorization-code flow with PKCE asking for the admin scope): the
-// console only needs a callback that returns (a promise of) a bearer token carrying that scope.
+// `/_token?sub=<operator>&scope=openid%20<scope>` (same origin), which mints a token for ANY `sub`
+// it is asked for: the local stack only. Never deploy an endpoint like it. A deployment replaces
+// `adminTokenProvider` below with its identity provider's sign-in (e.g. an OAuth authorization-code
+// flow with PKCE, through the IdP's SDK), which signs the operator in and issues a token carrying
+// the admin scope to operators only: the console only needs a callback returning (a promise of)
+// that token, and dropping a cached one when it is called with `{refresh: true}` (Herald refused it).
 
 const form = document.getElementById("sign-in");
 const operatorInput = document.getElementById("operator");
@@ -21,6 +22,7 @@ const herald = document.getElementById("console");
 
 const CONFIG_URL = new URL("config.json", import.meta.url);
 let config = null;
+let signedIn = ""; // the status line while the console reads
 
 function setStatus(text, state = "") {
   statusLine.textContent = text;
@@ -33,12 +35,13 @@ async function fetchJson(url) {
   return response.json();
 }
 
-/** A token provider for `operator`: a token with the admin scope, fetched again a minute before
- *  it expires. */
+/** A token provider for `operator` (local issuer): a token with the admin scope, fetched again a
+ *  minute before it expires, or at once when the console says Herald refused it (`refresh`). */
 function adminTokenProvider(operator) {
   let token = null;
   let expires = 0;
-  return async () => {
+  return async ({ refresh = false } = {}) => {
+    if (refresh) token = null;
     if (!token || Date.now() > expires - 60_000) {
       const url = new URL(config.token_url, CONFIG_URL);
       url.searchParams.set("sub", operator);
@@ -52,6 +55,7 @@ function adminTokenProvider(operator) {
 }
 
 function signOut() {
+  signedIn = "";
   herald.tokenProvider = null; // the console stops reading and forgets what it showed
   herald.hidden = true;
   signInButton.hidden = false;
@@ -70,12 +74,17 @@ async function signIn(operator) {
   await tokenProvider(); // fails here, not in every section, when no token can be had
   Object.assign(herald, { apiUrl: config.api_url, tokenProvider });
   herald.hidden = false;
-  setStatus(`Signed in as operator ${operator} (scope ${config.scope}).`, "live");
+  signedIn = `Signed in as operator ${operator} (scope ${config.scope}).`;
+  setStatus(signedIn, "live");
 }
 
+// The console says a failure once (not at every failing poll), and when its reads succeed again.
 herald.addEventListener("herald-error", (event) => {
   const error = event.detail ?? {};
   setStatus(`Herald: ${error.message ?? "error"}${error.status ? ` (${error.status})` : ""}.`, "error");
+});
+herald.addEventListener("herald-recovered", () => {
+  if (herald.tokenProvider && signedIn) setStatus(signedIn, "live");
 });
 
 form.addEventListener("submit", (event) => {
