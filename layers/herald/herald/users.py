@@ -93,7 +93,7 @@ class Preferences(BaseModel):
 
     def channel_muted_for(self, category: Category, channel: Channel) -> bool:
         """The person turned `channel` off for `category` alone. Security and system notifications
-        cannot be muted: applying that rule is the caller's (routing.decision.MANDATORY_CATEGORIES)."""
+        cannot be muted: applying that rule is the caller's (herald.models.MANDATORY_CATEGORIES)."""
         return channel in self.muted_channels.get(category, frozenset())
 
     def turned_off(self, channel: Channel, category: Category) -> str | None:
