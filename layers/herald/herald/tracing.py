@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 if TYPE_CHECKING:
     from aws_lambda_powertools import Tracer
 
-__all__ = ["TRACE_HEADER", "LazyTracer", "invocation_sampled", "tracing_enabled"]
+__all__ = ["TRACE_HEADER", "LazyTracer", "in_current_trace", "invocation_sampled", "tracing_enabled"]
 
 TRACE_HEADER = "_X_AMZN_TRACE_ID"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -51,6 +52,33 @@ def invocation_sampled(environ: Mapping[str, str] = os.environ) -> bool:
         part.strip().split("=", 1) for part in environ.get(TRACE_HEADER, "").split(";") if "=" in part
     )
     return bool(fields.get("Root")) and bool(fields.get("Parent")) and fields.get("Sampled") == "1"
+
+
+def in_current_trace[R](function: Callable[..., R]) -> Callable[..., R]:
+    """`function`, to run on another thread inside the calling thread's X-Ray entity.
+
+    The X-Ray SDK keeps the current segment and subsegment per thread: work handed to a thread pool
+    would start a facade segment of its own in each worker, so its subsegments (the boto3 and HTTP
+    calls the SDK patched) would hang off the invocation rather than off the step that made them.
+    Free unless this invocation is traced: without a sampled invocation, or before the SDK was
+    imported (`LazyTracer` imports it on the first sampled invocation), `function` is returned as is."""
+    if not (tracing_enabled() and invocation_sampled()):
+        return function
+    core = sys.modules.get("aws_xray_sdk.core")
+    if core is None:
+        return function
+    recorder = core.xray_recorder
+    entity = recorder.get_trace_entity()
+
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> R:
+        recorder.set_trace_entity(entity)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            recorder.clear_trace_entities()  # the pool's thread belongs to no trace between tasks
+
+    return run
 
 
 class LazyTracer:

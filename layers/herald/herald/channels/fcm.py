@@ -73,6 +73,7 @@ from herald.channels.result import (
     short,
 )
 from herald.channels.transport import request_may_leave, requests_not_sent
+from herald.tracing import in_current_trace
 
 PROVIDER = "fcm"
 FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
@@ -363,7 +364,8 @@ class FcmPushProvider:
             return results
         request_may_leave(PROVIDER)
         pool = self._threads()
-        futures = [pool.submit(service.send, message) for _, _, message in jobs]
+        send = in_current_trace(service.send)  # each request's subsegment under this batch's
+        futures = [pool.submit(send, message) for _, _, message in jobs]
         wait(futures)
         for (index, token, _), future in zip(jobs, futures, strict=True):
             results[index].append(self._outcome(future, token))

@@ -119,6 +119,7 @@ from herald.stores.keys import push_address, sms_address
 from herald.stores.notifications import stamp
 from herald.stores.suppression import SuppressionStore
 from herald.stores.users import UserStore
+from herald.tracing import in_current_trace
 from herald.users import UserProfile
 
 logger = Logger(child=True)
@@ -510,7 +511,7 @@ class ChannelSender:
         # made at once across the batch (DynamoDB round trips overlap); every claim is held before
         # anything is sent, as one after the other.
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_RECORDS, len(items))) as pool:
-            for index, started in enumerate(pool.map(begin, items)):
+            for index, started in enumerate(pool.map(in_current_trace(begin), items)):
                 if isinstance(started, _Begun):
                     begun.append((index, started))
                 else:
@@ -524,7 +525,8 @@ class ChannelSender:
                     return error
 
             concluded = pool.map(
-                conclude, [(started, answer) for (_, started), answer in zip(begun, answers, strict=True)]
+                in_current_trace(conclude),
+                [(started, answer) for (_, started), answer in zip(begun, answers, strict=True)],
             )
             for (index, _), outcome in zip(begun, concluded, strict=True):
                 results[index] = outcome
