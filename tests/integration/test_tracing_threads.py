@@ -47,6 +47,7 @@ def lambda_recorder(in_lambda: None, monkeypatch: pytest.MonkeyPatch) -> Any:
 
     monkeypatch.setattr(xray_recorder, "_context", LambdaContext())
     monkeypatch.setattr(xray_recorder, "_emitter", Emitted())
+    monkeypatch.setattr(xray_recorder, "streaming_threshold", 0)  # Lambda's: each subsegment sent as it ends
     monkeypatch.setenv(TRACE_HEADER, SAMPLED)
     return xray_recorder
 
@@ -63,21 +64,32 @@ def test_work_on_a_pool_thread_is_traced_under_the_step_that_handed_it_over(
         with lambda_recorder.in_subsegment(f"send-{n}") as subsegment:
             return str(subsegment.parent_id)
 
-    # GIVEN a sampled invocation whose batch step hands three sends to a pool
-    with lambda_recorder.in_subsegment("batch") as batch, ThreadPoolExecutor(max_workers=3) as pool:
+    # GIVEN a sampled invocation whose batch step hands three sends to a pool of one thread
+    with lambda_recorder.in_subsegment("batch") as batch, ThreadPoolExecutor(max_workers=1) as pool:
         task = in_current_trace(send) if wrapped else send
         parents = list(pool.map(task, range(3)))
+        # the caller's own context is untouched by what the pool's thread did
+        assert lambda_recorder.get_trace_entity() is batch
+        # and a later task on the same thread, handed over plainly, is not left in the batch step
+        later = pool.submit(send, 9).result()
 
-    # THEN with in_current_trace each send's subsegment hangs off the batch step; without it, off the
-    # invocation's own facade segment (what the pool's threads made of the trace header alone)
+    # THEN with in_current_trace each send's subsegment hangs off the batch step, as emitted; without
+    # it, off the invocation's own facade segment (what the thread made of the trace header alone)
+    sent = {e.name: e.parent_id for e in lambda_recorder._emitter.entities if e.name.startswith("send-")}
     if wrapped:
         assert parents == [batch.id] * 3
+        assert [sent[f"send-{n}"] for n in range(3)] == [batch.id] * 3
     else:
         assert batch.id not in parents
+    assert later != batch.id
 
 
-def test_without_a_sampled_invocation_the_work_is_handed_over_untouched(in_lambda: None) -> None:
+def test_without_a_sampled_invocation_the_work_is_handed_over_untouched(
+    in_lambda: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from herald.tracing import in_current_trace
+
+    monkeypatch.delenv(TRACE_HEADER, raising=False)
 
     def send() -> None:
         pass

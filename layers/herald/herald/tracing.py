@@ -61,7 +61,9 @@ def in_current_trace[R](function: Callable[..., R]) -> Callable[..., R]:
     would start a facade segment of its own in each worker, so its subsegments (the boto3 and HTTP
     calls the SDK patched) would hang off the invocation rather than off the step that made them.
     Free unless this invocation is traced: without a sampled invocation, or before the SDK was
-    imported (`LazyTracer` imports it on the first sampled invocation), `function` is returned as is."""
+    imported (`LazyTracer` imports it on the first sampled invocation), `function` is returned as is.
+    The caller must wait for the work before its own subsegment ends (both pools here do): a task
+    still running after that would add to an ended entity."""
     if not (tracing_enabled() and invocation_sampled()):
         return function
     core = sys.modules.get("aws_xray_sdk.core")

@@ -196,6 +196,30 @@ def test_a_later_step_on_a_channel_turned_off_while_it_waited_is_not_sent(
     assert "disabled by the user" in delivery["reason"]
 
 
+@pytest.mark.parametrize(
+    ("channel", "queue", "app_name", "to", "provider"),
+    [
+        (Channel.SMS, "Sms", "sms_sender", "+14155550100", "twilio"),
+        (Channel.REALTIME, "Realtime", "realtime_sender", None, "pusher"),
+    ],
+    ids=["sms", "realtime"],
+)
+def test_an_sms_or_in_app_step_turned_off_for_its_category_while_it_waited_is_not_sent(
+    env: Env, channel: Channel, queue: str, app_name: str, to: str | None, provider: str
+) -> None:
+    # GIVEN an escalation step on this channel; meanwhile the person turned it off for the category
+    env.put_profile(a_profile(preferences={"muted_channels": {"transactional": [channel.value]}}))
+    if channel is Channel.REALTIME:  # the channel is occupied: only the preference can stop it
+        set_presence(env, "42", occupied=True)
+    step = a_message(channel, to=to, after_escalation=True)
+
+    deliver(env, queue, app_name, step)
+
+    assert env.sandbox.outbox.entries(provider=provider) == []
+    delivery = env.record(step)["deliveries"][channel.value]
+    assert (delivery["state"], delivery["code"]) == ("suppressed", f"{channel.value}_disabled")
+
+
 # -- realtime ----------------------------------------------------------------------------------
 
 

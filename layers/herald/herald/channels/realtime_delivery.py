@@ -69,6 +69,12 @@ class RealtimeDeliverer:
 
     def deliver(self, context: DeliveryContext) -> SendResult | Skip:
         message = context.message
+        if message.stops_when_acknowledged:  # an escalation step (it may have waited)
+            profile = context.profile()
+            if profile is not None and (
+                why := profile.preferences.turned_off(Channel.REALTIME, message.category)
+            ):
+                return Skip(DeliveryState.SUPPRESSED, why, "realtime_disabled")
         rendered = self._renderer.render(
             message.type, Channel.REALTIME, message.locale, message.data, context.template_context
         )
