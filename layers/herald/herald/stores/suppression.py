@@ -218,12 +218,9 @@ class SuppressionStore:
         entry's `revision`: a report that came in after it was read is not lifted unseen
         (`SuppressionChanged`)."""
         at = now or datetime.now(UTC)
-        found = self._client.get_item(
-            TableName=self._table, Key=to_attributes(suppression_key(address)), ConsistentRead=True
-        ).get("Item")
-        if not found:
+        entry = self.entry(address)
+        if entry is None:
             return None
-        entry = from_attributes(found)
         if OPTED_OUT in (entry.get("reason"), entry.get("last_reason")) and not force:
             raise ConsentRequired(address)
         kept = {k: entry[k] for k in ("reason", "last_reason", "source", "created_at") if k in entry}
