@@ -476,10 +476,18 @@ class SendCapture:
 
     Clients copy their session's hooks when they are created: install before the code that
     creates the SES client is imported.
+
+    moto records a send while it serves the request, before the client has parsed the answer and
+    this capture has remembered it: `sending()` tells a reader that such a send may be in flight.
     """
+
+    # A send that neither answered nor failed within this long is not waited for (a request that
+    # failed before it was sent, e.g. invalid parameters, runs neither after-call hook).
+    IN_FLIGHT_SECONDS = 30.0
 
     def __init__(self, max_entries: int = 10_000) -> None:
         self._sends: OrderedDict[str, CapturedSend] = OrderedDict()
+        self._in_flight: dict[int, float] = {}  # id(request context) -> when its parameters were built
         self._lock = threading.Lock()
         self._max = max_entries
         self._unique = f"herald-local-ses-capture-{id(self)}"
@@ -506,6 +514,11 @@ class SendCapture:
                 self._after,
                 unique_id=f"{self._unique}-after-{service}-{operation}",
             )
+            events.register(
+                f"after-call-error.{service}.{operation}",
+                self._failed,
+                unique_id=f"{self._unique}-error-{service}-{operation}",
+            )
         self._events = events
 
     def uninstall(self) -> None:
@@ -519,7 +532,13 @@ class SendCapture:
             self._events.unregister(
                 f"after-call.{service}.{operation}", unique_id=f"{self._unique}-after-{service}-{operation}"
             )
+            self._events.unregister(
+                f"after-call-error.{service}.{operation}",
+                unique_id=f"{self._unique}-error-{service}-{operation}",
+            )
         self._events = None
+        with self._lock:
+            self._in_flight.clear()
 
     def _before(self, params: Mapping[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
         tag_list = params.get("EmailTags") or params.get("Tags") or []
@@ -530,18 +549,33 @@ class SendCapture:
             tags={t["Name"]: t["Value"] for t in tag_list if "Name" in t and "Value" in t},
             reply_to=tuple(reply_to),
         )
+        with self._lock:
+            self._in_flight[id(context)] = time.monotonic()
 
     def _after(
         self, http_response: Any, parsed: Mapping[str, Any], context: dict[str, Any], **_: Any
     ) -> None:
         captured = context.get(_CONTEXT_KEY)
         message_id = parsed.get("MessageId") if isinstance(parsed, Mapping) else None
-        if captured is None or not message_id or getattr(http_response, "status_code", 500) >= 300:
-            return
         with self._lock:
+            self._in_flight.pop(id(context), None)
+            if captured is None or not message_id or getattr(http_response, "status_code", 500) >= 300:
+                return
             self._sends[message_id] = captured
             while len(self._sends) > self._max:
                 self._sends.popitem(last=False)
+
+    def _failed(self, context: dict[str, Any], **_: Any) -> None:
+        with self._lock:
+            self._in_flight.pop(id(context), None)
+
+    def sending(self) -> bool:
+        """Whether a captured send may be between moto recording it and `get` knowing it."""
+        oldest = time.monotonic() - self.IN_FLIGHT_SECONDS
+        with self._lock:
+            for key in [k for k, started in self._in_flight.items() if started < oldest]:
+                del self._in_flight[key]
+            return bool(self._in_flight)
 
     def get(self, message_id: str) -> CapturedSend | None:
         with self._lock:
@@ -679,6 +713,7 @@ class SesFeedback(PeriodicWorker):
     """
 
     name = "ses"
+    HOLD_SECONDS = 5.0
 
     def __init__(
         self,
@@ -704,6 +739,9 @@ class SesFeedback(PeriodicWorker):
         self._event_types = event_types
         self.capture = capture if capture is not None else SendCapture()
         self._bus = event_bus
+        # Simulator sends moto recorded before their capture (tags, configuration set) was known,
+        # with when they were first seen: retried at the next polls, for at most HOLD_SECONDS.
+        self._held: list[tuple[RecordedSend, float]] = []
 
     def start(self) -> None:
         if self._thread is not None:
@@ -773,12 +811,35 @@ class SesFeedback(PeriodicWorker):
         identity, default_set = self._identity(mail.source)
         return replace(mail, identity=identity, configuration_set=mail.configuration_set or default_set)
 
+    def _ready(self) -> list[RecordedSend]:
+        """The new simulator sends, and the held ones, whose capture is known or not coming.
+
+        moto records a send while serving it; the sender's client remembers its tags only once it
+        has the answer. A send read in between would lose its tags (Herald's ids: the feedback
+        function would ignore its events), so it is held while any captured send is in flight.
+        """
+        seen = time.monotonic()
+        candidates = self._held + [
+            (sent, seen)
+            for sent in self._source.new_messages()
+            if any(simulator_scenario(a) for a in sent.addresses())
+        ]
+        self._held = []
+        ready = []
+        for sent, first_seen in candidates:
+            if (
+                self.capture.get(sent.message_id) is None
+                and seen - first_seen < self.HOLD_SECONDS
+                and self.capture.sending()
+            ):
+                self._held.append((sent, first_seen))
+            else:
+                ready.append(sent)
+        return ready
+
     def poll(self) -> list[dict[str, Any]]:
         published: list[dict[str, Any]] = []
-        for sent in self._source.new_messages():
-            addresses = sent.addresses()
-            if not any(simulator_scenario(a) for a in addresses):
-                continue
+        for sent in self._ready():
             now = datetime.fromtimestamp(self._clock(), UTC)
             mail = self._mail(sent, now)
             if not mail.configuration_set:

@@ -232,3 +232,38 @@ def test_v1_simple_send_to_suppressionlist_through_the_data_json_source(
     bounce = events[1]["detail"]["bounce"]
     assert (bounce["bounceType"], bounce["bounceSubType"]) == ("Permanent", "OnAccountSuppressionList")
     assert events[1]["detail"]["mail"]["sourceArn"] == f"arn:aws:ses:{REGION}:{ACCOUNT}:identity/herald.test"
+
+
+def test_a_send_read_before_its_answer_is_held_until_its_tags_are_known(
+    endpoint: str, clients: Callable[[str], Any], configuration_set: str, feedback_queue: str
+) -> None:
+    """moto records a send while it serves it, before the sender's client has the answer and the
+    capture its tags: a poll in between holds the send instead of publishing it without Herald's
+    ids (which the feedback function would ignore) and losing it."""
+    source = InProcessMotoMail(account=ACCOUNT, region=REGION)
+    source.new_messages()  # what earlier tests sent is not new
+    feedback = SesFeedback(
+        events=clients("events"), sesv2=clients("sesv2"), source=source, account=ACCOUNT, region=REGION
+    )
+    session = boto3.session.Session()  # not the default session: no leak
+    feedback.capture.install(session)
+    polled_in_between: list[list[dict[str, Any]]] = []
+    session.events.register_first(  # runs before the capture's own after-call hook
+        "after-call.sesv2.SendEmail", lambda **_: polled_in_between.append(feedback.poll())
+    )
+    client = session.client("sesv2", endpoint_url=endpoint, region_name=REGION, **CREDENTIALS)
+    try:
+        client.send_email(
+            FromEmailAddress=SENDER,
+            Destination={"ToAddresses": ["bounce@simulator.amazonses.com"]},
+            Content={"Simple": {"Subject": {"Data": "Hi"}, "Body": {"Text": {"Data": "Hello"}}}},
+            ConfigurationSetName=configuration_set,
+            EmailTags=[{"Name": "notification_id", "Value": "n-held"}],
+        )
+        published = feedback.poll()
+    finally:
+        feedback.capture.uninstall()
+    assert polled_in_between == [[]]  # moto had it, its tags were not known yet: held
+    assert [e["detail-type"] for e in published] == ["Email Sent", "Email Bounced"]
+    assert published[1]["detail"]["mail"]["tags"]["notification_id"] == ["n-held"]
+    assert published[1]["detail"]["mail"]["tags"]["ses:configuration-set"] == [configuration_set]
