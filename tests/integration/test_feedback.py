@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from herald.delivery import DeliveryLedger
+from herald.delivery import Claim, DeliveryLedger, DeliveryState, LogEntry
 from herald.feedback import Feedback, FeedbackRecorder, ProviderEvent
 from herald.models import Category, Channel, Urgency
 from herald.stores.dynamo import from_attributes
@@ -35,8 +35,10 @@ def recorder(stack: MotoStack) -> FeedbackRecorder:
     )
 
 
-def a_notification(stack: MotoStack, state: str = "sent", channel: str = "email") -> None:
-    """ntf-1 for user 42, its `channel` in `state` (as the sender left it)."""
+def a_notification(
+    stack: MotoStack, state: str = "sent", channel: str = "email", delivery: dict[str, Any] | None = None
+) -> None:
+    """ntf-1 for user 42, its `channel` in `state` (as the sender left it, or `delivery`)."""
     dynamodb = stack.client("dynamodb")
     UserStore(dynamodb, stack.tables["UsersTable"]).put_profile(
         UserProfile(user_id="42", email=ADDRESS, preferences={"marketing_opt_in": True})
@@ -53,7 +55,9 @@ def a_notification(stack: MotoStack, state: str = "sent", channel: str = "email"
             data={},
             created_at=T0,
             status="dispatched",
-            deliveries={channel: {"state": state, "provider": "ses", "provider_message_id": "m-1"}},
+            deliveries={
+                channel: delivery or {"state": state, "provider": "ses", "provider_message_id": "m-1"}
+            },
         )
     )
 
@@ -239,3 +243,63 @@ def test_a_replayed_report_writes_nothing(stack: MotoStack, recorder: FeedbackRe
     assert [e["outcome"] for e in after["delivery_log"]] == ["bounced", "delivered"]
     assert after["deliveries"] == before["deliveries"]
     assert sorted(after["feedback_events"]) == ["sg-evt-1", "sg-evt-2"]
+
+
+SENDING = {"state": "sending", "claim_id": "claim-1", "claim_expires_at": int(T0.timestamp()) + 300}
+
+
+def the_senders_answer(stack: MotoStack, state: DeliveryState, claim_id: str = "claim-1") -> bool:
+    """The email sender records its own answer for its claim (after the provider's report came)."""
+    ledger = DeliveryLedger(stack.client("dynamodb"), stack.tables["NotificationsTable"])
+    claim = Claim(
+        user_id="42", notification_id="ntf-1", channel=Channel.EMAIL, claim_id=claim_id, expires_at=0
+    )
+    entry = LogEntry(Channel.EMAIL, state.value, provider="ses", provider_message_id="m-1")
+    return ledger.finish(claim, state, entry, provider_message_id="m-1")
+
+
+@pytest.mark.parametrize(
+    ("feedback", "state"),
+    [
+        (Feedback.BOUNCED, "bounced"),
+        (Feedback.DELIVERED, "delivered"),
+        (Feedback.COMPLAINED, "complained"),
+    ],
+)
+def test_a_report_that_comes_before_the_senders_own_answer_is_kept(
+    stack: MotoStack, recorder: FeedbackRecorder, feedback: Feedback, state: str
+) -> None:
+    # GIVEN the sender holds the channel: its request reached the provider, its answer is not recorded
+    a_notification(stack, delivery=SENDING)
+
+    # WHEN the provider's report is applied first
+    report = recorder.apply([event(feedback)])
+    # THEN it moves the channel (the provider has the message) ...
+    assert report.moved == 1
+    assert record(stack)["deliveries"]["email"]["state"] == state
+
+    # ... AND the sender's own answer, recorded after it, adds its ids but does not undo it
+    assert the_senders_answer(stack, DeliveryState.SENT) is True
+    saved = record(stack)
+    assert saved["deliveries"]["email"] | {"updated_at": None} == {
+        **SENDING,
+        "state": state,
+        "updated_at": None,
+        "provider": "ses",
+        "provider_message_id": "m-1",
+    }
+    assert [e["outcome"] for e in saved["delivery_log"]] == [state, "sent"]
+
+
+def test_an_answer_for_a_claim_that_was_taken_over_changes_no_state(
+    stack: MotoStack, recorder: FeedbackRecorder
+) -> None:
+    a_notification(stack, delivery=SENDING)
+    recorder.apply([event(Feedback.DELIVERED)])
+
+    # an answer for another claim (this one went stale and was taken over) is only logged
+    assert the_senders_answer(stack, DeliveryState.SENT, claim_id="claim-0") is False
+    saved = record(stack)
+    assert saved["deliveries"]["email"]["state"] == "delivered"
+    assert "provider_message_id" not in saved["deliveries"]["email"]
+    assert [e["outcome"] for e in saved["delivery_log"]] == ["delivered", "sent"]

@@ -119,12 +119,21 @@ FINAL_STATES = frozenset(
 # After the provider accepted a message, what its feedback may turn the channel's state into, from
 # which states: news never goes backwards (a late `delivered` does not undo a bounce), and a
 # delivery report settles an `uncertain` send.
+# A report may also come while the channel is still `sending`: the provider answered the sender,
+# published its report, and the report was applied before the sender recorded that answer (a batch
+# records its outcomes after all of its sends). The provider has the message, so the report moves
+# the state; the sender's `finish` then adds its provider ids and keeps the reported state.
 FEEDBACK_TRANSITIONS: dict[DeliveryState, frozenset[DeliveryState]] = {
-    DeliveryState.DELIVERED: frozenset({DeliveryState.SENT, DeliveryState.UNCERTAIN}),
-    DeliveryState.FAILED: frozenset({DeliveryState.SENT, DeliveryState.UNCERTAIN, DeliveryState.DELIVERED}),
-    DeliveryState.BOUNCED: frozenset({DeliveryState.SENT, DeliveryState.UNCERTAIN, DeliveryState.DELIVERED}),
+    DeliveryState.DELIVERED: frozenset({DeliveryState.SENDING, DeliveryState.SENT, DeliveryState.UNCERTAIN}),
+    DeliveryState.FAILED: frozenset(
+        {DeliveryState.SENDING, DeliveryState.SENT, DeliveryState.UNCERTAIN, DeliveryState.DELIVERED}
+    ),
+    DeliveryState.BOUNCED: frozenset(
+        {DeliveryState.SENDING, DeliveryState.SENT, DeliveryState.UNCERTAIN, DeliveryState.DELIVERED}
+    ),
     DeliveryState.COMPLAINED: frozenset(
         {
+            DeliveryState.SENDING,
             DeliveryState.SENT,
             DeliveryState.UNCERTAIN,
             DeliveryState.DELIVERED,
@@ -133,6 +142,8 @@ FEEDBACK_TRANSITIONS: dict[DeliveryState, frozenset[DeliveryState]] = {
         }
     ),
 }
+# What a provider's report sets (herald.feedback): the keys of FEEDBACK_TRANSITIONS.
+_REPORTED = frozenset(state.value for state in FEEDBACK_TRANSITIONS)
 # Final states in which the channel did not reach the user (an escalation moves on at once).
 UNDELIVERED_STATES = frozenset({DeliveryState.FAILED, DeliveryState.SUPPRESSED, DeliveryState.NOT_DELIVERED})
 
@@ -547,7 +558,9 @@ class DeliveryLedger:
         no provider attempt (`provider_attempt=False`: a crash before any answer) keeps the run as
         it was, so it spends none of the outage budget.
         Returns False when the claim was no longer ours (it went stale and was taken over); the
-        log entry is appended anyway, since the attempt did happen."""
+        log entry is appended anyway, since the attempt did happen. When the provider's own report
+        came first (FEEDBACK_TRANSITIONS from `sending`), the reported state stays: only the
+        provider's ids and `set_attributes` are added, with `entry`."""
         now = self._clock()
         delivery = {
             "state": state.value,
@@ -576,6 +589,53 @@ class DeliveryLedger:
         update = "SET " + ", ".join(sets)
         if remove_task_token:
             update += " REMOVE task_token"
+        values[":sending"] = DeliveryState.SENDING.value
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key(claim.user_id, claim.notification_id),
+                UpdateExpression=update,
+                ConditionExpression="#d.#ch.claim_id = :claim_id AND #d.#ch.#st = :sending",
+                ExpressionAttributeNames=names | {"#st": "state"},
+                ExpressionAttributeValues=to_attributes(values),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            old = from_attributes(error.response.get("Item") or {})
+            current = (old.get("deliveries") or {}).get(claim.channel.value) or {}
+            if current.get("claim_id") == claim.claim_id and current.get("state") in _REPORTED:
+                return self._finish_after_report(
+                    claim, delivery, entry, now, set_attributes or {}, remove_task_token
+                )
+            self.append_log(claim.user_id, claim.notification_id, entry)
+            return False
+        return True
+
+    def _finish_after_report(
+        self,
+        claim: Claim,
+        delivery: Mapping[str, Any],
+        entry: LogEntry,
+        now: datetime,
+        set_attributes: Mapping[str, Any],
+        remove_task_token: bool,
+    ) -> bool:
+        """`finish` after the provider's report moved the channel on: the report's state stays."""
+        names = {"#d": "deliveries", "#ch": claim.channel.value}
+        values: dict[str, Any] = {":entry": [entry.item(now)], ":empty": [], ":claim_id": claim.claim_id}
+        sets = ["delivery_log = list_append(if_not_exists(delivery_log, :empty), :entry)"]
+        for field_name in ("provider", "provider_message_id"):
+            if delivery.get(field_name) is not None:
+                names[f"#{field_name}"] = field_name
+                values[f":{field_name}"] = delivery[field_name]
+                sets.append(f"#d.#ch.#{field_name} = :{field_name}")
+        for i, (name, value) in enumerate(set_attributes.items()):
+            names[f"#a{i}"] = name
+            values[f":a{i}"] = value
+            sets.append(f"#a{i} = :a{i}")
+        update = "SET " + ", ".join(sets) + (" REMOVE task_token" if remove_task_token else "")
         try:
             self._client.update_item(
                 TableName=self._table,
