@@ -318,6 +318,8 @@ def send(
             MAX_WAITED_MEMBERS,
         )
     )
+    if len(recipients) == MAX_WAITED_MEMBERS:
+        click.echo(f"waiting on the audience's first {MAX_WAITED_MEMBERS:,} members only")
     keys = notification_keys(sent, request.user_id, recipients)
     progress = wait_for(dynamodb, target.physical_id("NotificationsTable"), keys, timeout=timeout)
     click.echo("\n".join(progress.summary()))

@@ -19,7 +19,9 @@ from herald.catalog import load_catalog
 from herald.ingest import IngestEnvelope
 from herald.routing.decision import notification_id_for
 from herald.routing.held import LEGACY_SORT_KEY, HeldRequests
+from herald.schedules import FILE_OWNER, ScheduleManager
 from herald.ses_feedback import SoftBounces, soft_bounce_key
+from herald.settings import SchedulesSettings, load
 from herald.stores.dynamo import to_attributes
 from herald.stores.keys import email_address, sms_address
 from herald.stores.suppression import SuppressionChanged, SuppressionStore
@@ -341,3 +343,49 @@ def test_send_names_its_recipients_once_and_the_catalog_checks_it(stack: MotoSta
     assert held.exit_code == 0 and "not waiting: it is held until 2031-01-01" in held.output
     [message] = stack.drain("Ingest")
     assert json.loads(message["Body"])["detail"]["audience"] == {"all": True}
+
+
+def schedule_manager(stack: MotoStack) -> ScheduleManager:
+    """The recurring group as the stack's schedules function sees it (its environment)."""
+    environment = json.loads(stack.description.to_json())["functions"]["SchedulesFunction"]["environment"]
+    settings = load(SchedulesSettings, environment)
+    return ScheduleManager(
+        stack.client("scheduler"), group=settings.group, bus_arn=settings.bus_arn, role_arn=settings.role_arn
+    )
+
+
+def test_schedule_put_and_delete_leave_the_files_schedules_alone_unless_forced(
+    stack: MotoStack, herald: Any
+) -> None:
+    data = json.dumps(load_catalog().types["order_shipped"].sample_data)
+
+    def put(name: str, *extra: str) -> Result:
+        return herald(
+            "schedule", "put", name, "--expression", "cron(0 9 * * ? *)", "--timezone", "Europe/Lisbon",
+            "--type", "order_shipped", "--role", "admin", "--data", data, *extra,
+        )  # fmt: skip
+
+    # GIVEN one schedule an operator made and one schedules.yaml made (as a deploy writes it)
+    assert put("ops-weekly").exit_code == 0
+    assert put("file-weekly").exit_code == 0
+    manager = schedule_manager(stack)
+    [file_weekly] = [s for s in manager.list() if s["Name"] == "file-weekly"]
+    kept = ("Name", "GroupName", "ScheduleExpression", "FlexibleTimeWindow", "Target")
+    stack.client("scheduler").update_schedule(**{k: file_weekly[k] for k in kept}, Description=FILE_OWNER)
+
+    # WHEN an operator changes or deletes the file's schedule without --force THEN nothing changes
+    refused = put("file-weekly")
+    assert refused.exit_code == 1 and "schedules.yaml's" in refused.output
+    refused = herald("schedule", "delete", "file-weekly")
+    assert refused.exit_code == 1 and "schedules.yaml's" in refused.output
+    assert manager.owner("file-weekly") == FILE_OWNER
+    # ... while the operator's own is theirs to change and delete
+    assert herald("schedule", "delete", "ops-weekly").exit_code == 0
+    assert manager.owner("ops-weekly") is None
+
+    # WHEN forced THEN the schedule becomes the operator's, and may be deleted
+    taken = put("file-weekly", "--force")
+    assert taken.exit_code == 0, taken.output
+    assert manager.owner("file-weekly") == "herald:cli:local:support-agent-7"
+    assert herald("schedule", "delete", "file-weekly").exit_code == 0
+    assert herald("schedule", "list").output.strip() == "no recurring schedules"

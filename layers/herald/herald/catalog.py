@@ -178,7 +178,8 @@ class CatalogEntry(BaseModel):
     channels: frozenset[Channel] = Field(min_length=1)
     required_data: frozenset[str] = frozenset()
     sensitive_fields: frozenset[str] = frozenset()
-    android_channel: str
+    # the id of a channel the Android app creates (NotificationChannel); FCM passes it as given
+    android_channel: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
     push: PushPresentation = PushPresentation()
     sample_data: dict[str, Any] = Field(default_factory=dict)
     escalation: tuple[ChainStep, ...] = ()

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+EVENT_ID_MAX_LENGTH = 128
 DETAIL_TYPE = "NotificationRequested"
 
 
@@ -88,7 +89,7 @@ class NotificationRequest(BaseModel):
         },
     )
 
-    event_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+    event_id: str = Field(min_length=1, max_length=EVENT_ID_MAX_LENGTH, pattern=r"^[A-Za-z0-9_.:-]+$")
     type: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
     user_id: str | None = Field(default=None, min_length=1, max_length=128)
     audience: Audience | None = None

@@ -15,12 +15,15 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from herald.catalog import Catalog, UnknownNotificationType
-from herald.models import DETAIL_TYPE, Audience, NotificationRequest, Urgency
+from herald.models import DETAIL_TYPE, EVENT_ID_MAX_LENGTH, Audience, NotificationRequest, Urgency
 
 SOURCE = "herald.manual"
+
+
+MANUAL_PREFIX = "manual-"  # a manual send's event id: never a producer's
 
 
 class SendRefused(ValueError):
@@ -42,7 +45,7 @@ class ManualSend(BaseModel):
     event_id: str | None = Field(
         default=None,
         min_length=1,
-        max_length=128,
+        max_length=EVENT_ID_MAX_LENGTH - len(MANUAL_PREFIX),  # sent with the prefix
         pattern=r"^[A-Za-z0-9_.:-]+$",
         description="yours, to make a retried request deliver once (sent as manual-<event_id>); "
         "default: a fresh manual-<uuid>",
@@ -67,9 +70,12 @@ class ManualSend(BaseModel):
         if problem:
             raise SendRefused(problem)
         fields = self.model_dump(exclude_none=True, exclude={"event_id"})
-        return NotificationRequest.model_validate(
-            {**fields, "event_id": f"manual-{self.event_id or uuid.uuid4().hex}"}
-        )
+        try:
+            return NotificationRequest.model_validate(
+                {**fields, "event_id": f"{MANUAL_PREFIX}{self.event_id or uuid.uuid4().hex}"}
+            )
+        except ValidationError as error:  # what the contract refuses is the caller's to fix
+            raise SendRefused(f"not a valid notification request: {error}") from None
 
 
 class BusRefused(RuntimeError):

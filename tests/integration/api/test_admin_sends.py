@@ -1,5 +1,5 @@
 """`POST /v1/admin/notifications` through the template's route (JWT authorizer with the admin
-scope) into the API function, on moto: an administrator's send goes on the Herald bus as a
+scope) into the operator function (decision 038), on moto: an administrator's send goes on the Herald bus as a
 producer's `NotificationRequested` (the bus rule takes it to the ingest queue), checked against the
 catalog first; without the admin scope, nothing is sent."""
 
@@ -71,6 +71,8 @@ def test_an_audience_and_the_admins_own_event_id_go_as_given(api: ApiClient, sta
             "exactly one",
         ),
         ({"type": "order_shipped", "audience": {"all": True}, "data": SHIPPED, "colour": "red"}, "colour"),
+        # sent as manual-<id>: an id the bus event could not carry is refused, not a 500
+        ({"type": "order_shipped", "user_id": "42", "data": SHIPPED, "event_id": "x" * 122}, "event_id"),
     ],
 )
 def test_a_send_the_catalog_refuses_is_422_and_nothing_goes_out(

@@ -277,6 +277,8 @@ def catalog_with(push: dict[str, Any], **entry: Any) -> Catalog:
         ({"interruption_level": "time-sensitive"}, {"category": "marketing", "urgency": "low"}, "marketing"),
         ({"badge": "increment"}, {"channels": ["email"]}, "never pushed"),
         ({"colour": "red"}, {}, "Extra inputs are not permitted"),
+        ({}, {"android_channel": ""}, "android_channel"),
+        ({}, {"android_channel": "orders and more"}, "android_channel"),
     ],
 )
 def test_a_bad_push_block_fails_when_the_catalog_loads(
