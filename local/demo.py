@@ -556,11 +556,10 @@ def run(verbose: bool = False) -> int:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
         return _play()
     STATE_DIR.mkdir(exist_ok=True)
+    say(f"(the stack's own logs go to {LOG_FILE.relative_to(STATE_DIR.parent)})")
     with LOG_FILE.open("w", encoding="utf-8") as log, contextlib.redirect_stdout(log):
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=log)
-        code = _play()
-    say(f"(the stack's own logs: {LOG_FILE.relative_to(STATE_DIR.parent)})")
-    return code
+        return _play()
 
 
 def _play() -> int:

@@ -297,6 +297,32 @@ def test_a_callback_whose_parameters_or_url_changed_after_signing_is_refused(
     assert snapshot(stack) == before
 
 
+@pytest.mark.usefixtures("sent")
+def test_behind_https_the_url_twilio_signed_is_the_https_one(
+    stack: MotoStack, api: ApiClient, twilio: TwilioSandbox
+) -> None:
+    # API Gateway is reached over HTTPS and says so in X-Forwarded-Proto: Twilio signed https://...
+    params = status_params("delivered")
+    https = {"X-Forwarded-Proto": "https"}
+    as_http = twilio.sign(BASE + callback_path(), params)
+    refused = api.post(
+        callback_path(),
+        user=None,
+        data=urlencode(params).encode(),
+        headers=dict(FORM, **https, **{"X-Twilio-Signature": as_http}),
+    )
+    assert_refused(refused)
+    as_https = twilio.sign(BASE.replace("http://", "https://") + callback_path(), params)
+    answer = api.post(
+        callback_path(),
+        user=None,
+        data=urlencode(params).encode(),
+        headers=dict(FORM, **https, **{"X-Twilio-Signature": as_https}),
+    )
+    assert answer.status == 204, answer.body
+    assert record(stack)["deliveries"]["sms"]["state"] == "delivered"
+
+
 def test_a_forged_stop_is_refused(stack: MotoStack, api: ApiClient, twilio: TwilioSandbox) -> None:
     params = inbound_params("STOP")
     signature = twilio.sign(BASE + PATH, {**params, "From": "+14155550999"})
