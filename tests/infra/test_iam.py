@@ -199,7 +199,8 @@ def test_sender_permissions(translated: dict[str, Any], function_id: str) -> Non
             "push sender lacks BatchGetItem"
         )
     if function_id == "RealtimeSenderFunction":  # triggers only on the occupancy Herald keeps
-        assert "PresenceTable" in granted.get("dynamodb:GetItem", set()), "realtime sender lacks presence"
+        assert "PresenceTable" in granted.get("dynamodb:BatchGetItem", set()), "no presence read"
+        assert "PresenceTable" not in granted.get("dynamodb:GetItem", set()), "one read a batch"
     writes = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem", "dynamodb:DeleteItem")
     assert not any("PresenceTable" in granted.get(a, set()) for a in writes), (
         f"{function_id} must not write presence (only the Pusher webhook receiver does)"

@@ -287,6 +287,46 @@ def test_realtime_does_not_trigger_on_a_vacant_channel_but_keeps_the_inbox_item(
     assert len(skipped) == 1 and skipped[0]["RealtimeSkippedVacant"] in (1, 1.0, [1.0])
 
 
+def test_a_realtime_batch_reads_its_presence_once_and_settles_each_record_alone(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a batch for three people: one online, one offline, one whose presence item is malformed
+    set_presence(env, "u-on", occupied=True)
+    set_presence(env, "u-off", occupied=False)
+    env.client("dynamodb").put_item(
+        TableName=env.stack.tables["PresenceTable"],
+        Item={"user_id": {"S": "u-bad"}, "occupied": {"S": "not a bool"}},
+    )
+    messages = {
+        user: a_message(Channel.REALTIME, user_id=user, notification_id=f"ntf-{user}", event_id=f"e-{user}")
+        for user in ("u-on", "u-off", "u-bad")
+    }
+    for message in messages.values():
+        env.create_record(message)
+    env.enqueue("Realtime", *(m.queue_body() for m in messages.values()))
+    event = env.receive_event("Realtime", expected=len(messages))
+    app = env.app("realtime_sender")
+    calls: list[str] = []
+    app.dynamodb.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+
+    # WHEN the realtime sender handles the batch
+    with pusher_requests(monkeypatch) as sent:
+        response = handle(env, app, event)
+
+    # THEN presence was read once for the batch, never per message
+    assert calls.count("BatchGetItem") == 1 and "GetItem" not in calls
+    # AND each record has its own outcome: triggered; not triggered; the malformed presence item
+    # concerns its own message only (nothing sent, dead-lettered with the reason)
+    ((_, path),) = sent
+    assert path.endswith("/events")
+    assert env.record(messages["u-on"])["deliveries"]["realtime"]["state"] == "sent"
+    assert env.record(messages["u-off"])["deliveries"]["realtime"]["code"] == "channel_vacant"
+    assert response == {"batchItemFailures": []}
+    assert env.record(messages["u-bad"])["deliveries"]["realtime"]["state"] == "retry"
+    (dead,) = env.stack.drain("RealtimeDeadLetter")
+    assert '"ntf-u-bad"' in dead["Body"]
+
+
 def test_an_escalation_in_app_message_to_a_vacant_channel_sends_the_email_at_once(env: Env) -> None:
     primary = a_message(Channel.REALTIME)
     env.create_record(primary)
