@@ -315,10 +315,11 @@ def send(
             UserStore(dynamodb, users_table),
             TopicStore(dynamodb, users_table),
             request.audience,
-            MAX_WAITED_MEMBERS,
+            MAX_WAITED_MEMBERS + 1,
         )
     )
-    if len(recipients) == MAX_WAITED_MEMBERS:
+    if len(recipients) > MAX_WAITED_MEMBERS:
+        recipients = recipients[:MAX_WAITED_MEMBERS]
         click.echo(f"waiting on the audience's first {MAX_WAITED_MEMBERS:,} members only")
     keys = notification_keys(sent, request.user_id, recipients)
     progress = wait_for(dynamodb, target.physical_id("NotificationsTable"), keys, timeout=timeout)

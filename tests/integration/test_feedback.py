@@ -10,6 +10,7 @@ import pytest
 
 from herald.delivery import Claim, DeliveryLedger, DeliveryState, LogEntry
 from herald.feedback import Feedback, FeedbackRecorder, ProviderEvent
+from herald.messages import ChannelMessage
 from herald.models import Category, Channel, Urgency
 from herald.stores.dynamo import from_attributes
 from herald.stores.keys import email_address, sms_address
@@ -248,7 +249,9 @@ def test_a_replayed_report_writes_nothing(stack: MotoStack, recorder: FeedbackRe
 SENDING = {"state": "sending", "claim_id": "claim-1", "claim_expires_at": int(T0.timestamp()) + 300}
 
 
-def the_senders_answer(stack: MotoStack, state: DeliveryState, claim_id: str = "claim-1") -> bool:
+def the_senders_answer(
+    stack: MotoStack, state: DeliveryState, claim_id: str = "claim-1"
+) -> DeliveryState | None:
     """The email sender records its own answer for its claim (after the provider's report came)."""
     ledger = DeliveryLedger(stack.client("dynamodb"), stack.tables["NotificationsTable"])
     claim = Claim(
@@ -264,6 +267,7 @@ def the_senders_answer(stack: MotoStack, state: DeliveryState, claim_id: str = "
         (Feedback.BOUNCED, "bounced"),
         (Feedback.DELIVERED, "delivered"),
         (Feedback.COMPLAINED, "complained"),
+        (Feedback.FAILED, "failed"),
     ],
 )
 def test_a_report_that_comes_before_the_senders_own_answer_is_kept(
@@ -279,7 +283,7 @@ def test_a_report_that_comes_before_the_senders_own_answer_is_kept(
     assert record(stack)["deliveries"]["email"]["state"] == state
 
     # ... AND the sender's own answer, recorded after it, adds its ids but does not undo it
-    assert the_senders_answer(stack, DeliveryState.SENT) is True
+    assert the_senders_answer(stack, DeliveryState.SENT) is DeliveryState(state)  # what it settled as
     saved = record(stack)
     assert saved["deliveries"]["email"] | {"updated_at": None} == {
         **SENDING,
@@ -298,8 +302,45 @@ def test_an_answer_for_a_claim_that_was_taken_over_changes_no_state(
     recorder.apply([event(Feedback.DELIVERED)])
 
     # an answer for another claim (this one went stale and was taken over) is only logged
-    assert the_senders_answer(stack, DeliveryState.SENT, claim_id="claim-0") is False
+    assert the_senders_answer(stack, DeliveryState.SENT, claim_id="claim-0") is None
     saved = record(stack)
     assert saved["deliveries"]["email"]["state"] == "delivered"
     assert "provider_message_id" not in saved["deliveries"]["email"]
     assert [e["outcome"] for e in saved["delivery_log"]] == ["delivered", "sent"]
+
+
+def test_without_a_report_the_senders_answer_is_what_is_recorded(stack: MotoStack) -> None:
+    a_notification(stack, delivery=SENDING)
+    assert the_senders_answer(stack, DeliveryState.UNCERTAIN) is DeliveryState.UNCERTAIN
+    assert record(stack)["deliveries"]["email"]["state"] == "uncertain"
+
+
+def test_a_stale_claim_is_not_marked_uncertain_over_a_report_that_came_meanwhile(
+    stack: MotoStack, recorder: FeedbackRecorder
+) -> None:
+    # GIVEN a claim that went stale (its sender died after the provider accepted the message) ...
+    stale = {**SENDING, "claim_expires_at": int(T0.timestamp()) - 60}
+    a_notification(stack, delivery=stale)
+    # ... and a redelivered copy that found it `sending` and expired, about to mark it uncertain
+    ledger = DeliveryLedger(stack.client("dynamodb"), stack.tables["NotificationsTable"])
+    message = ChannelMessage.model_validate(
+        {
+            "notification_id": "ntf-1",
+            "event_id": "e-1",
+            "user_id": "42",
+            "type": "marketing_promo",
+            "channel": "email",
+            "urgency": "low",
+            "category": "marketing",
+            "locale": "en",
+            "to": ADDRESS,
+        }
+    )
+    # WHEN the bounce is applied first
+    recorder.apply([event(Feedback.BOUNCED)])
+    # THEN the stale claim is not marked uncertain over it (news never goes backwards)
+    assert ledger._mark_uncertain(message, stale, T0 + timedelta(minutes=5)) is False
+    assert record(stack)["deliveries"]["email"]["state"] == "bounced"
+    # AND the copy's claim finds the channel final, as reported
+    found = ledger.claim(message, lease_seconds=60)
+    assert getattr(found, "state", None) is DeliveryState.BOUNCED

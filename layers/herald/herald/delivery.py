@@ -470,6 +470,7 @@ class DeliveryLedger:
                 "updated_at": now.isoformat(),
             },
             ":claim_id": stale.get("claim_id", ""),
+            ":sending": DeliveryState.SENDING.value,
             ":entry": [entry.item(now)],
             ":empty": [],
         }
@@ -478,8 +479,9 @@ class DeliveryLedger:
                 TableName=self._table,
                 Key=self._key(message.user_id, message.notification_id),
                 UpdateExpression=_SET_STATE_AND_LOG,
-                ConditionExpression="#d.#ch.claim_id = :claim_id",
-                ExpressionAttributeNames={"#d": "deliveries", "#ch": message.channel.value},
+                # still sending: a provider's report may have moved it on, keeping the claim (039)
+                ConditionExpression="#d.#ch.claim_id = :claim_id AND #d.#ch.#st = :sending",
+                ExpressionAttributeNames={"#d": "deliveries", "#ch": message.channel.value, "#st": "state"},
                 ExpressionAttributeValues=to_attributes(values),
             )
         except ClientError as error:
@@ -551,16 +553,18 @@ class DeliveryLedger:
         remove_task_token: bool = False,
         run: RetryRun | None = None,
         provider_attempt: bool = True,
-    ) -> bool:
-        """Record the outcome of our claim and append `entry` to the delivery log.
+    ) -> DeliveryState | None:
+        """Record the outcome of our claim and append `entry` to the delivery log; returns the
+        channel's state as recorded (`state`, or a provider's report that came first), None when
+        the claim was no longer ours.
 
         A `retry` carries the retry run on (`run`, else `claim.run_after_failure`); a retry that was
         no provider attempt (`provider_attempt=False`: a crash before any answer) keeps the run as
         it was, so it spends none of the outage budget.
-        Returns False when the claim was no longer ours (it went stale and was taken over); the
-        log entry is appended anyway, since the attempt did happen. When the provider's own report
-        came first (FEEDBACK_TRANSITIONS from `sending`), the reported state stays: only the
-        provider's ids and `set_attributes` are added, with `entry`."""
+        When the claim was no longer ours (it went stale and was taken over) the log entry is
+        appended anyway, since the attempt did happen. When the provider's own report came first
+        (FEEDBACK_TRANSITIONS from `sending`), the reported state stays: only the provider's ids and
+        `set_attributes` are added, with `entry`, and the reported state is returned."""
         now = self._clock()
         delivery = {
             "state": state.value,
@@ -606,12 +610,15 @@ class DeliveryLedger:
             old = from_attributes(error.response.get("Item") or {})
             current = (old.get("deliveries") or {}).get(claim.channel.value) or {}
             if current.get("claim_id") == claim.claim_id and current.get("state") in _REPORTED:
-                return self._finish_after_report(
+                reported = DeliveryState(current["state"])
+                if self._finish_after_report(
                     claim, delivery, entry, now, set_attributes or {}, remove_task_token
-                )
+                ):
+                    return reported
+                return None
             self.append_log(claim.user_id, claim.notification_id, entry)
-            return False
-        return True
+            return None
+        return state
 
     def _finish_after_report(
         self,

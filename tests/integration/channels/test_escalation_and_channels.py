@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 
+from herald.delivery import DeliveryLedger
+from herald.feedback import Feedback, FeedbackRecorder, ProviderEvent
 from herald.messages import ChannelMessage, EscalationInput, EscalationStepInput
 from herald.models import Category, Channel, Urgency
 from herald.stores.keys import push_address, sms_address
+from herald.stores.suppression import SuppressionStore
+from herald.stores.users import UserStore
 from tests.integration.channels.conftest import Env, a_message, a_profile, handle
 from tests.integration.channels.presence import pusher_requests, set_presence
 from tests.integration.channels.test_email_sender import sent_by_ses
@@ -62,15 +67,16 @@ def start_escalation(env: Env, primary: ChannelMessage, queue: str) -> str:
     )["executionArn"]
 
 
-def run_primary(env: Env, queue: str, app_name: str) -> dict:
-    """Receive the state machine's task message and hand it to the sender, as Lambda would."""
+def run_primary(env: Env, queue: str, app_name: str, app: Any = None) -> dict:
+    """Receive the state machine's task message and hand it to the sender (`app`, else the handler
+    module imported fresh), as Lambda would."""
     (message,) = wait_for_messages(env, queue)
     body = json.loads(message["Body"])
     assert body["task_token"] and body["message"]["escalation"] is True
     env.client("sqs").change_message_visibility(
         QueueUrl=env.stack.queue_urls[queue], ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
     )
-    return handle(env, env.app(app_name), env.receive_event(queue))
+    return handle(env, app or env.app(app_name), env.receive_event(queue))
 
 
 def execution_status(env: Env, arn: str, wanted: str, timeout: float = 10.0) -> str:
@@ -556,6 +562,48 @@ def test_an_undeliverable_sms_step_sends_the_push_at_once(env: Env) -> None:
     assert ChannelMessage.model_validate_json(push["Body"]).channel is Channel.PUSH
     assert execution_status(env, arn, "SUCCEEDED") == "SUCCEEDED"
     assert env.record(sms)["deliveries"]["sms"]["state"] == "suppressed"
+
+
+def test_an_sms_step_reported_failed_before_its_answer_was_recorded_sends_the_push_at_once(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN an SMS-first chain, and Twilio's `failed` callback applied while the sender still holds
+    # the claim (it answered the send, its outcome not yet recorded: decision 039)
+    env.put_profile(a_profile())
+    sms, arn = start_sms_first_chain(env)
+    app = env.app("sms_sender")
+    dynamodb = env.client("dynamodb")
+    recorder = FeedbackRecorder(
+        DeliveryLedger(dynamodb, env.stack.tables["NotificationsTable"]),
+        SuppressionStore(dynamodb, env.stack.tables["SuppressionTable"]),
+        UserStore(dynamodb, env.stack.tables["UsersTable"]),
+    )
+    send = app.deliverer.provider.send
+
+    def send_then_report(*args: Any, **kwargs: Any) -> Any:
+        answer = send(*args, **kwargs)
+        report = ProviderEvent(
+            channel=Channel.SMS,
+            feedback=Feedback.FAILED,
+            provider="twilio",
+            at=datetime.now(UTC),
+            user_id=sms.user_id,
+            notification_id=sms.notification_id,
+            code="30003",
+        )
+        assert recorder.apply([report]).moved == 1
+        return answer
+
+    monkeypatch.setattr(app.deliverer.provider, "send", send_then_report)
+
+    # WHEN the SMS sender records its own answer (`sent`) after the report
+    assert run_primary(env, "Sms", "sms_sender", app) == {"batchItemFailures": []}
+
+    # THEN the channel stays failed, and the chain moves on to the push at once (not ended as sent)
+    assert env.record(sms)["deliveries"]["sms"]["state"] == "failed"
+    (push,) = wait_for_messages(env, "Push")
+    assert ChannelMessage.model_validate_json(push["Body"]).channel is Channel.PUSH
+    assert execution_status(env, arn, "SUCCEEDED") == "SUCCEEDED"
 
 
 @pytest.mark.parametrize("after_escalation", [True, False], ids=["chain's last step", "a plain delivery"])

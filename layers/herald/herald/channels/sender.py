@@ -661,7 +661,7 @@ class ChannelSender:
             attempt=attempt,
         )
         run = claim.run_after_failure(self._clock()) if state is DeliveryState.RETRY else None
-        self._ledger.finish(
+        recorded = self._ledger.finish(
             claim,
             state,
             entry,
@@ -671,6 +671,10 @@ class ChannelSender:
             set_attributes=attributes or None,
             run=run,
         )
+        # The provider's report came before our answer (decision 039): the channel is settled as
+        # reported, and the escalation and the record's retry follow that, not our answer.
+        settled = recorded if recorded is not None else state
+        reported = settled is not state
         self._count(_METRIC_BY_STATE[state])
         log = _LOG_BY_STATE.get(state, logger.info)
         log(
@@ -683,10 +687,12 @@ class ChannelSender:
                 "detail": detail,
             },
         )
-        if message.task_token and state in UNDELIVERED_STATES:
-            self._fail_escalation(message, f"{self.channel.value} {state.value}: {reason or detail}")
-        elif message.task_token and message.ends_when_delivered and state is DeliveryState.SENT:
+        if message.task_token and settled in UNDELIVERED_STATES:
+            self._fail_escalation(message, f"{self.channel.value} {settled.value}: {reason or detail}")
+        elif message.task_token and message.ends_when_delivered and settled in _DELIVERED:
             self._end_escalation_on_delivery(message)
+        if reported:
+            return Outcome(settled.value, provider, provider_id, "the provider's report came first")
         retry_after = result.retry_after if isinstance(result, RetryLater) else None
         return Outcome(state.value, provider, provider_id, reason or detail, retry_after, run=run)
 
@@ -833,6 +839,8 @@ class ChannelSender:
 _LOG_BY_STATE = {DeliveryState.RETRY: logger.warning, DeliveryState.UNCERTAIN: logger.error}
 _METRICS_LOCK = threading.Lock()
 MAX_PARALLEL_RECORDS = 10  # an SQS batch's records, claimed and settled at once
+# A step in one of these was delivered: a chain that ends on delivery ends.
+_DELIVERED = frozenset({DeliveryState.SENT, DeliveryState.DELIVERED})
 _METRIC_BY_STATE = {
     DeliveryState.SENT: "Delivered",
     DeliveryState.FAILED: "DeliveryFailed",
