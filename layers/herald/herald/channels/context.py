@@ -9,6 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from herald.catalog import CatalogEntry
 from herald.channels.result import SendResult
+from herald.channels.transport import request_may_leave
 from herald.delivery import DeliveryState
 from herald.messages import ChannelMessage
 from herald.models import Channel
@@ -84,3 +85,15 @@ class BatchDeliverer(Protocol):
         """One answer per context, in order; an exception concerning one message is its `Crashed`
         answer (never raised), one concerning them all is each one's."""
         ...
+
+
+def deliver_alone(deliverer: BatchDeliverer, context: DeliveryContext) -> SendResult | Skip:
+    """One message through `deliverer.deliver_batch`: a batch of one. Its `Crashed` answer is raised
+    as the sender expects an exception, with the provider's point of no return marked when a
+    request may have left."""
+    (answer,) = deliverer.deliver_batch([context])
+    if isinstance(answer, Crashed):
+        if answer.provider is not None:
+            request_may_leave(answer.provider)
+        raise answer.error
+    return answer

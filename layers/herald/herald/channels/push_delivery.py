@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from functools import reduce
 
 from herald.catalog import Badge
-from herald.channels.context import Crashed, DeliveryContext, Skip
+from herald.channels.context import Crashed, DeliveryContext, Skip, deliver_alone
 from herald.channels.ports import PushBatchItem, PushNotification, PushProvider
 from herald.channels.result import (
     DEAD_TOKEN,
@@ -24,7 +24,7 @@ from herald.channels.result import (
     SendResult,
     Uncertain,
 )
-from herald.channels.transport import provider_may_have_it, request_may_leave, send_attempt
+from herald.channels.transport import provider_may_have_it, send_attempt
 from herald.delivery import DeliveryState
 from herald.models import Channel, Urgency
 from herald.rendering import Renderer
@@ -99,14 +99,7 @@ class PushDeliverer:
         self._suppression = suppression
 
     def deliver(self, context: DeliveryContext) -> SendResult | Skip:
-        """One message: a batch of one. An exception is raised as the sender expects it, with the
-        provider's point of no return marked when a request may have left."""
-        (answer,) = self.deliver_batch([context])
-        if isinstance(answer, Crashed):
-            if answer.provider is not None:
-                request_may_leave(answer.provider)
-            raise answer.error
-        return answer
+        return deliver_alone(self, context)
 
     def deliver_batch(self, contexts: Sequence[DeliveryContext]) -> list[Answer]:
         """One answer per context, in order (see the module docstring)."""

@@ -17,11 +17,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from herald.channels.context import Crashed, DeliveryContext, Skip
+from herald.channels.context import Crashed, DeliveryContext, Skip, deliver_alone
 from herald.channels.ports import RealtimeEvent, RealtimeProvider
 from herald.channels.result import CHANNEL_VACANT, SendResult
 from herald.channels.sender import MetricsSink
-from herald.channels.transport import provider_may_have_it, request_may_leave, send_attempt
+from herald.channels.transport import provider_may_have_it, send_attempt
 from herald.delivery import DeliveryState
 from herald.models import Channel
 from herald.rendering import Renderer
@@ -72,14 +72,7 @@ class RealtimeDeliverer:
         self._metrics = metrics
 
     def deliver(self, context: DeliveryContext) -> SendResult | Skip:
-        """One message: a batch of one. An exception is raised as the sender expects it, with the
-        provider's point of no return marked when a request may have left."""
-        (answer,) = self.deliver_batch([context])
-        if isinstance(answer, Crashed):
-            if answer.provider is not None:
-                request_may_leave(answer.provider)
-            raise answer.error
-        return answer
+        return deliver_alone(self, context)
 
     def deliver_batch(self, contexts: Sequence[DeliveryContext]) -> list[SendResult | Skip | Crashed]:
         """One answer per context, in order: the batch's presence in one read, then each message on
