@@ -13,6 +13,13 @@ Importing this module also serialises moto's DynamoDB requests in this process
 conditions fails, puts the snapshot back, erasing every write that other threads made meanwhile
 (and the snapshot itself can fail with "dictionary changed size during iteration"). DynamoDB
 isolates a transaction from other writes; one request at a time is how moto can too.
+
+Importing it also stops moto from keeping every DynamoDB and SQS model object it ever created
+(`untrack_models`): moto lists each instance for its dashboard (`/moto-api/data.json`) until a
+reset, so each TransactWriteItems's snapshot of whole tables, each replaced item and each SQS
+message stayed in memory. A 10,000-person broadcast grew the local stack past 24 GB (the router
+counts rates in transactions on a table of 9,000 counters). Nothing reads those services from
+data.json (the SES simulator reads `ses`, which stays tracked).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import Any, Self
 
 import boto3
 from botocore.config import Config
+from moto.core.model_instances import model_data
 from moto.dynamodb.responses import DynamoHandler
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
@@ -65,6 +73,30 @@ def serialise_dynamodb() -> None:
 
 
 serialise_dynamodb()
+
+UNTRACKED_SERVICES = ("dynamodb", "sqs")  # high-volume models nobody reads from data.json
+
+
+def _untracked_new(cls: type, *args: Any, **kwargs: Any) -> Any:
+    """moto's `BaseModel.__new__` without the registration: `object.__new__` (moto's models take
+    their arguments in `__init__`)."""
+    return object.__new__(cls)
+
+
+def untrack_models(services: tuple[str, ...] = UNTRACKED_SERVICES) -> None:
+    """Stop moto from registering these services' model objects (see the module's docstring) and
+    forget those registered so far. Survives moto's resets (they only empty the lists). Idempotent."""
+    # their model classes register when imported
+    import moto.dynamodb.models
+    import moto.sqs.models  # noqa: F401
+
+    for service in services:
+        for model in model_data[service].values():
+            model.__new__ = _untracked_new  # type: ignore[method-assign]
+            model.instances_tracked = []  # type: ignore[attr-defined]
+
+
+untrack_models()
 
 
 def port_from_env(default: int = DEFAULT_PORT) -> int:

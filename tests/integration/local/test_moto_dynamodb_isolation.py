@@ -1,10 +1,13 @@
 """moto as the local stack and the tests run it keeps every DynamoDB write made while another
 thread's transaction fails (`local.moto_server.serialise_dynamodb`): unpatched, moto puts back a
 snapshot of the whole table and the push sender's concurrent records lost their dead-token removals.
+And it keeps no DynamoDB or SQS object it no longer uses (`local.moto_server.untrack_models`):
+unpatched, every transaction's snapshot of whole tables stayed in memory until a reset.
 """
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import time
@@ -14,6 +17,9 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from moto.dynamodb.models.dynamo_type import Item
+from moto.dynamodb.models.table import Table
+from moto.sqs.models import Message
 
 import local.moto_server  # noqa: F401  (importing it serialises moto's DynamoDB requests)
 
@@ -83,3 +89,45 @@ def test_a_failing_transaction_never_erases_another_threads_writes() -> None:
         assert len(kept) == WRITES
         assert unexpected == []
         assert len(cancelled) == WRITES and set(cancelled) == {"TransactionCanceledException"}
+
+
+def _alive(kind: type) -> int:
+    gc.collect()
+    return sum(1 for thing in gc.get_objects() if isinstance(thing, kind))
+
+
+def test_moto_keeps_no_transaction_snapshot_replaced_item_or_consumed_message() -> None:
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        dynamodb.create_table(
+            TableName="counters",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        tables, items = _alive(Table), _alive(Item)
+        for i in range(100):  # as the router counts rates: one transaction per batch, a new key each
+            dynamodb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": "counters",
+                            "Key": {"pk": {"S": f"person-{i}"}},
+                            "UpdateExpression": "ADD n :one",
+                            "ExpressionAttributeValues": {":one": {"N": "1"}},
+                        }
+                    }
+                ]
+            )
+        assert _alive(Table) == tables  # untracked: 100 snapshots of up to 100 items each
+        assert _alive(Item) - items == 100  # the table's own items, nothing more
+
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        queue = sqs.create_queue(QueueName="q")["QueueUrl"]
+        messages = _alive(Message)
+        for i in range(20):
+            sqs.send_message(QueueUrl=queue, MessageBody=str(i))
+        received = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+        for message in received:
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+        assert _alive(Message) - messages == 20 - len(received)
