@@ -358,13 +358,18 @@ class Surfaces:
         return jwt.encode(claims, key, algorithm="RS256", headers={"kid": jwks["keys"][0]["kid"]})
 
     def post_raw(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
-        """A raw POST to the HTTP API (a provider's webhook): status and JSON answer."""
+        """A raw POST to the HTTP API (a provider's webhook): status and answer (JSON parsed, any
+        other body as text: TwiML)."""
         request = urllib.request.Request(self.app.api_url + path, data=body, method="POST", headers=headers)
+
+        def answer(content_type: str, raw: bytes) -> Any:
+            return json.loads(raw or b"null") if "json" in content_type else raw.decode()
+
         try:
             with urllib.request.urlopen(request, timeout=10) as response:  # loopback (the local API)
-                return response.status, json.loads(response.read() or b"null")
+                return response.status, answer(response.headers.get("Content-Type", ""), response.read())
         except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"null")
+            return error.code, answer(error.headers.get("Content-Type", ""), error.read())
 
     def put_bus_event(self, detail_type: str, detail: dict[str, Any]) -> None:
         response = self.events.put_events(
@@ -1111,8 +1116,9 @@ class Soak:
         another key, unsigned, and re-signed with SendGrid's key over a timestamp 6 minutes old
         (each 401); Twilio — the `delivered` callback replayed and the older `sent` one replayed
         late (204, nothing moved), its parameters tampered, signed with another auth token, moved
-        onto another notification's URL, unsigned (each 401). Every person must end with both
-        channels `delivered` and neither address suppressed."""
+        onto another notification's URL, unsigned (each 401), and an inbound START replayed after a
+        later STOP (200, the phone stays opted out; a genuine START then opts it back in). Every
+        person must end with both channels `delivered` and neither address suppressed."""
         started = time.monotonic()
         problems: list[str] = []
         attempts = refused = 0
@@ -1209,6 +1215,19 @@ class Soak:
                     refused += 1
                 else:
                     problems.append(f"Twilio {name} for {user}: {status} {answer}")
+            # an inbound START captured on the way, replayed after a later STOP: same answer, still out
+            texts = self.stack.sandbox.twilio
+            start = texts.send_inbound(phone, "START")
+            texts.send_inbound(phone, "STOP")
+            attempts += 1
+            status, answer = self.surfaces.post_raw(
+                start.url[len(api) :], start.request_body.encode(), dict(start.request_headers)
+            )
+            if status == 200 and self.surfaces.suppressed(sms_address(phone)):
+                refused += 1
+            else:
+                problems.append(f"Twilio replayed START for {user}: {status} {answer}, opted back in")
+            texts.send_inbound(phone, "START")  # genuinely back in
             after = self._record_when(user, email="delivered", sms="delivered")
             if after is None or after["deliveries"] != before["deliveries"]:
                 problems.append(f"{user}: deliveries moved by the attacks: {after and after['deliveries']}")

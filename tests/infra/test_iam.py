@@ -372,12 +372,16 @@ def test_the_twilio_webhook_updates_the_sms_log_and_lifts_nothing_but_sms_opt_ou
     translated: dict[str, Any],
 ) -> None:
     """Decision 035: Twilio's auth token, the delivery log's conditional updates, suppression
-    updates (STOP, unreachable numbers) and the deletion of an `opted_out` entry (START); nothing
-    else."""
+    updates (STOP, unreachable numbers), the deletion of an `opted_out` entry (START) and the
+    idempotency record that applies each inbound message once; nothing else."""
     granted = role_actions(translated, "TwilioWebhookFunction")
     assert granted.pop("secretsmanager:GetSecretValue") == {"TwilioSecret"}
-    assert granted.pop("dynamodb:UpdateItem") == {"NotificationsTable", "SuppressionTable"}
-    assert granted.pop("dynamodb:DeleteItem") == {"SuppressionTable"}
+    updated = granted.pop("dynamodb:UpdateItem")
+    assert updated == {"NotificationsTable", "SuppressionTable", "IdempotencyTable"}
+    assert granted.pop("dynamodb:DeleteItem") == {"SuppressionTable", "IdempotencyTable"}
+    # each inbound STOP / START once, by its MessageSid (powertools' idempotency record)
+    assert granted.pop("dynamodb:GetItem") == {"IdempotencyTable"}
+    assert granted.pop("dynamodb:PutItem") == {"IdempotencyTable"}
     assert not granted, f"TwilioWebhookFunction has permissions it never uses: {sorted(granted)}"
 
 

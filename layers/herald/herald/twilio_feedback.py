@@ -24,13 +24,16 @@ Inbound messages (a `Body` from a phone to our number): an opt-out keyword (STOP
 UNSUBSCRIBE, CANCEL, END, QUIT, and Twilio's newer OPTOUT, REVOKE; case-insensitive, trimmed) or
 Twilio's own `OptOutType=STOP` suppresses the phone for SMS (`opted_out`, source twilio); START,
 YES, UNSTOP (or `OptOutType=START`) lift an `opted_out` entry only, never an `unreachable` one;
-HELP / INFO are answered with the configured help text.
+HELP / INFO are answered with the configured help text. Each inbound STOP or START is applied once,
+by its `MessageSid` (`InboundKeywords`): Twilio signs no timestamp, so a captured START replayed
+after a later STOP would otherwise opt the phone back in.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -196,3 +199,69 @@ def apply_keyword(suppression: SuppressionStore, phone: str, word: Keyword, now:
     if word is Keyword.START:
         return suppression.release_opt_out(address)
     return False
+
+
+# How long an inbound message's MessageSid is remembered. Twilio signs no timestamp, so a signed
+# message can be replayed at any time: long enough to outlive any captured request (a STOP or START
+# is a few hundred bytes, sent a handful of times in a phone's life).
+INBOUND_REMEMBERED_SECONDS = 10 * 366 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class InboundKeyword:
+    """One inbound STOP or START, as Twilio delivered it (`MessageSid` is unique per message)."""
+
+    message_sid: str
+    phone: str
+    keyword: Keyword
+
+
+class InboundKeywords:
+    """Applies each inbound STOP / START once, keyed by its MessageSid in the idempotency table
+    (powertools' idempotency): a replay of the same signed request returns the first answer and
+    writes nothing. Built on the first keyword message, not at cold start (decision 031)."""
+
+    def __init__(self, suppression: SuppressionStore, dynamodb: Any, idempotency_table: str) -> None:
+        self._suppression = suppression
+        self._dynamodb = dynamodb
+        self._table = idempotency_table
+        self._once: Callable[..., bool] | None = None
+        self._config: Any = None
+
+    def apply(self, message: InboundKeyword, lambda_context: Any = None) -> bool:
+        """Whether the first application of this message changed the suppression list (a replay
+        gets the same answer and writes nothing). Raises powertools'
+        `IdempotencyAlreadyInProgressError` while the same message is being applied, and
+        `IdempotencyPersistenceLayerError` when the idempotency table cannot be reached."""
+        once = self._wrapped()
+        if lambda_context is not None:  # an interrupted first try frees its key when Lambda stops it
+            self._config.register_lambda_context(lambda_context)
+        return once(message=asdict(message))
+
+    def _wrapped(self) -> Callable[..., bool]:
+        if self._once is None:
+            from aws_lambda_powertools.utilities.idempotency import (
+                DynamoDBPersistenceLayer,
+                IdempotencyConfig,
+                idempotent_function,
+            )
+
+            self._config = IdempotencyConfig(
+                event_key_jmespath="message_sid",
+                raise_on_no_idempotency_key=True,
+                expires_after_seconds=INBOUND_REMEMBERED_SECONDS,
+            )
+            persistence = DynamoDBPersistenceLayer(table_name=self._table, boto3_client=self._dynamodb)
+            suppression = self._suppression
+
+            by_message_sid = idempotent_function(
+                data_keyword_argument="message", config=self._config, persistence_store=persistence
+            )
+
+            @by_message_sid
+            def inbound_keyword(message: dict[str, str]) -> bool:
+                word = Keyword(message["keyword"])
+                return apply_keyword(suppression, message["phone"], word, datetime.now(UTC))
+
+            self._once = inbound_keyword
+        return self._once

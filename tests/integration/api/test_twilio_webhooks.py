@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import secrets
 from typing import Any
 from urllib.parse import urlencode
 
@@ -89,7 +90,7 @@ def inbound_params(body: str, phone: str = PHONE, **extra: str) -> dict[str, str
         "ApiVersion": "2010-04-01",
         "Body": body,
         "From": phone,
-        "MessageSid": "SM" + "1" * 32,
+        "MessageSid": "SM" + secrets.token_hex(16),  # each message its own, as Twilio names them
         "NumMedia": "0",
         "SmsStatus": "received",
         "To": api_credentials().twilio.from_number,
@@ -362,6 +363,39 @@ def test_a_start_keyword_lifts_the_opt_out(
     assert signed(api, twilio, PATH, inbound_params("STOP")).status == 200
     assert suppression(stack) is not None
     assert_empty_twiml(signed(api, twilio, PATH, inbound_params(word)))
+    assert suppression(stack) is None
+
+
+def test_a_replayed_start_after_a_later_stop_changes_nothing(
+    stack: MotoStack, api: ApiClient, twilio: TwilioSandbox
+) -> None:
+    # GIVEN STOP, START (captured by someone on the way), then STOP again
+    stop, start = inbound_params("STOP"), inbound_params("START")
+    assert signed(api, twilio, PATH, stop).status == 200
+    start_signature = twilio.sign(BASE + PATH, start)
+    assert_empty_twiml(deliver(api, PATH, start, start_signature))
+    assert suppression(stack) is None
+    assert signed(api, twilio, PATH, inbound_params("STOP")).status == 200
+    before = suppression(stack)
+    assert before is not None
+    # WHEN the captured START is replayed byte for byte (Twilio signs no timestamp: it verifies)
+    replay = deliver(api, PATH, start, start_signature)
+    # THEN the same answer, and the phone stays opted out, its entry untouched
+    assert_empty_twiml(replay)
+    assert suppression(stack) == before
+    # AND a replayed STOP after a genuine START does not opt the phone out again
+    assert_empty_twiml(signed(api, twilio, PATH, inbound_params("START")))
+    assert_empty_twiml(signed(api, twilio, PATH, stop))
+    assert suppression(stack) is None
+
+
+def test_a_signed_keyword_without_its_message_sid_is_refused_and_writes_nothing(
+    stack: MotoStack, api: ApiClient, twilio: TwilioSandbox
+) -> None:
+    params = {key: value for key, value in inbound_params("STOP").items() if key != "MessageSid"}
+    answer = signed(api, twilio, PATH, params)
+    assert answer.status == 422, answer.body
+    assert answer.json["error"]["details"][0]["loc"] == ["body", "MessageSid"]
     assert suppression(stack) is None
 
 

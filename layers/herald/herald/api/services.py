@@ -25,7 +25,7 @@ from herald.sendgrid_feedback import EventWebhookVerifier
 from herald.settings import ApiSettings, OperatorSettings, Tables, TwilioWebhookSettings, load
 from herald.stores.suppression import SuppressionStore
 from herald.stores.users import UserStore
-from herald.twilio_feedback import TwilioWebhookVerifier
+from herald.twilio_feedback import InboundKeywords, TwilioWebhookVerifier
 from herald.unsubscribe import key_from_secret
 
 if TYPE_CHECKING:
@@ -87,15 +87,21 @@ class TwilioWebhookServices:
     dynamodb: Any
     # the Twilio secret's auth token (decision 023); the SDK loads on the first webhook
     verifier: SecretBacked[TwilioWebhookVerifier]
+    # each inbound STOP / START applied once, by its MessageSid
+    inbound_keywords: InboundKeywords
 
     @classmethod
     def from_environment(cls) -> TwilioWebhookServices:
         settings = load(TwilioWebhookSettings)
+        dynamodb = boto3.client("dynamodb")
         return cls(
             settings=settings,
-            dynamodb=boto3.client("dynamodb"),
+            dynamodb=dynamodb,
             verifier=SecretBacked(
                 SecretSource(), settings.twilio_secret_arn, TwilioWebhookVerifier.from_secret
+            ),
+            inbound_keywords=InboundKeywords(
+                SuppressionStore(dynamodb, settings.tables.suppression), dynamodb, settings.tables.idempotency
             ),
         )
 

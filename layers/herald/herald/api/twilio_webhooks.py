@@ -10,6 +10,8 @@ form parameters; anything else is 401 and nothing is written (herald.twilio_feed
   a number that can never receive SMS is suppressed. Answer: 204.
 - An inbound message (`Body` from a phone): STOP & co. opt the phone out of SMS, START & co. opt
   it back in, HELP is answered with the configured help text. Answer: TwiML (`application/xml`).
+  Each STOP / START is applied once by its `MessageSid`: a replayed request (Twilio signs no
+  timestamp) gets the same answer and writes nothing.
 
 Decisions 023 and 035 (served by its own function, which alone carries Twilio's SDK).
 """
@@ -23,16 +25,15 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
-from herald.api.errors import Unauthorized, Unavailable
+from herald.api.errors import Unauthorized, Unavailable, Unprocessable
 from herald.api.raw_body import raw_body
 from herald.api.services import twilio_services
 from herald.channels.credentials import ProviderUnavailable
-from herald.stores.suppression import SuppressionStore
 from herald.twilio_feedback import (
     SIGNATURE_HEADER,
     SIGNATURE_SETTINGS_HEADER,
+    InboundKeyword,
     Keyword,
-    apply_keyword,
     is_status_callback,
     keyword,
     status_report,
@@ -107,10 +108,23 @@ def _inbound(params: dict[str, str]) -> Response[str | None]:
     if word is Keyword.HELP:
         logger.info("SMS HELP answered")
         return Response(200, XML, twiml(found.settings.sms_help_text))
-    changed = apply_keyword(
-        SuppressionStore(found.dynamodb, found.tables.suppression), phone, word, datetime.now(UTC)
+    sid = (params.get("MessageSid") or params.get("SmsSid") or "").strip()
+    if not sid:  # Twilio names every message; without its id a replay could not be told apart
+        message = "an inbound message without its MessageSid"
+        raise Unprocessable(message, [{"loc": ["body", "MessageSid"], "type": "missing", "msg": message}])
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyAlreadyInProgressError,
+        IdempotencyPersistenceLayerError,
     )
-    logger.info("SMS keyword applied", extra={"keyword": word.value, "changed": changed})
+
+    try:
+        changed = found.inbound_keywords.apply(InboundKeyword(sid, phone, word), router.lambda_context)
+    except IdempotencyAlreadyInProgressError:
+        raise Unavailable("this message is being applied now: retry later") from None
+    except IdempotencyPersistenceLayerError as error:
+        logger.error("SMS keyword not applied: idempotency table unreachable", extra={"reason": str(error)})
+        raise Unavailable("the message cannot be applied now: retry later") from None
+    logger.info("SMS keyword applied", extra={"keyword": word.value, "message_sid": sid, "changed": changed})
     # Twilio's own opt-out handling confirms STOP / START to the phone: nothing to add
     return Response(200, XML, twiml())
 
@@ -123,7 +137,8 @@ def _inbound(params: dict[str, str]) -> Response[str | None]:
     "(`MessageStatus`) updates the delivery log of the notification named by its URL's "
     "`notification_id` / `user_id`; undelivered and failed carry the error code, and a number that "
     "can never receive SMS is suppressed. An inbound STOP, STOPALL, UNSUBSCRIBE, CANCEL, END or QUIT "
-    "opts the phone out of SMS, START, YES or UNSTOP opts it back in, HELP is answered with the "
+    "opts the phone out of SMS, START, YES or UNSTOP opts it back in, each message once by its "
+    "`MessageSid` (a replay gets the same answer and changes nothing), HELP is answered with the "
     "configured help text.",
     tags=["webhooks"],
     responses={
