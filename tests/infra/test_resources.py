@@ -207,6 +207,25 @@ def test_every_sqs_event_source_has_six_times_the_function_timeout(translated: d
         assert visibility >= 6 * timeout, f"{queue_id} VisibilityTimeout {visibility} < 6 x {timeout}"
 
 
+def test_a_broadcast_cannot_starve_transactional_notifications(
+    template: dict[str, Any], translated: dict[str, Any]
+) -> None:
+    """Decision 027: broadcast recipients wait on their own queue, read by at most
+    `BroadcastConcurrency` routers at once, always fewer than the ingest queue's (transactional)."""
+    mappings = resources_of(translated, "AWS::Lambda::EventSourceMapping")
+    limit = {
+        target_id(props(m)["EventSourceArn"]): props(m)["ScalingConfig"]["MaximumConcurrency"]
+        for m in mappings.values()
+        if target_id(props(m)["FunctionName"]) == "RouterFunction"
+    }
+    assert limit["BroadcastQueue"] == {"Ref": "BroadcastConcurrency"}
+    parameter = template["Parameters"]["BroadcastConcurrency"]
+    assert isinstance(limit["IngestQueue"], int)
+    assert parameter["MinValue"] <= parameter["Default"] < limit["IngestQueue"]
+    router = props(template["Resources"]["RouterFunction"])
+    assert router["Environment"]["Variables"]["BROADCAST_QUEUE_URL"] == {"Ref": "BroadcastQueue"}
+
+
 def test_every_queue_has_a_dead_letter_queue_and_encryption(template: dict[str, Any]) -> None:
     queues = resources_of(template, "AWS::SQS::Queue")
     dlqs = dead_letter_queues(template)
