@@ -3,7 +3,8 @@ router handler: `trace` (by notification id and by event id), `user`, `explain` 
 writes and sends nothing), `suppression list | add | lift` (a lift records who and why).
 
 The commands run as an operator runs them (`--local --state-file`), with the local target's AWS
-client pointed at the in-process moto instead of the local stack's server."""
+client pointed at the in-process moto instead of the local stack's server; and once by a deployed
+stack's name (`--stack-name`), its resources listed by CloudFormation."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from botocore.stub import Stubber
 from click.testing import CliRunner, Result
 
 from herald.catalog import load_catalog
@@ -28,7 +31,7 @@ from herald.stores.suppression import SuppressionChanged, SuppressionStore
 from herald.stores.users import UserStore
 from herald.users import UserProfile
 from herald_cli.main import cli
-from herald_cli.target import LocalTarget
+from herald_cli.target import AwsTarget, LocalTarget
 from tests.support.cli import section
 from tests.support.lambda_context import FakeContext
 from tests.support.sqs import sqs_event
@@ -221,6 +224,61 @@ def test_a_lift_records_who_lifted_the_entry_and_why_and_the_router_uses_the_add
     assert "email    queued" in herald("trace", "evt-after-lift").output
     again = herald("suppression", "lift", EMAIL, "--why", "twice")
     assert again.exit_code == 1 and "is not suppressed" in again.output
+
+
+def test_by_a_deployed_stacks_name_each_command_finds_its_tables_through_cloudformation(
+    stack: MotoStack, router: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--stack-name`: the tables are the stack's resources as CloudFormation lists them (here its
+    answer is stubbed with the moto stack's physical ids); the lift is signed by the caller's ARN."""
+    add_person(stack)
+    route(router, "evt-deployed-1", "security_alert")
+    resources = json.loads(stack.description.to_json())["resources"]
+    summaries = [
+        {
+            "LogicalResourceId": logical_id,
+            "PhysicalResourceId": str(resource["physical_id"]),
+            "ResourceType": str(resource.get("type") or "AWS::CloudFormation::CustomResource"),
+            "LastUpdatedTimestamp": datetime(2026, 12, 1, tzinfo=UTC),
+            "ResourceStatus": "CREATE_COMPLETE",
+        }
+        for logical_id, resource in resources.items()
+    ]
+    cloudformation = boto3.client("cloudformation", region_name="us-east-1")
+    sts = boto3.client("sts", region_name="us-east-1")
+
+    class DeployedAccount:
+        def client(self, service: str, **_: Any) -> Any:
+            return {"cloudformation": cloudformation, "sts": sts}.get(service) or stack.client(service)
+
+    connect = classmethod(lambda cls, name, **_: cls(name, DeployedAccount()))
+    monkeypatch.setattr(AwsTarget, "connect", connect)
+    commands = [
+        ("trace", "evt-deployed-1"),
+        ("user", "42"),
+        ("suppression", "add", EMAIL, "--reason", "mailbox full"),
+        ("suppression", "lift", EMAIL, "--why", "ticket 99"),
+        ("suppression", "list", "--lifted"),
+    ]
+    with Stubber(cloudformation) as listed, Stubber(sts) as caller:
+        for _ in commands:  # each command lists the stack's resources once
+            listed.add_response(
+                "list_stack_resources", {"StackResourceSummaries": summaries}, {"StackName": "herald-prod"}
+            )
+        for _ in range(2):  # add and lift name who did it
+            caller.add_response(
+                "get_caller_identity",
+                {"UserId": "AIDA1", "Account": "123456789012", "Arn": "arn:aws:iam::123456789012:user/ops"},
+            )
+        out = [CliRunner().invoke(cli, [*command, "--stack-name", "herald-prod"]) for command in commands]
+        listed.assert_no_pending_responses()
+        caller.assert_no_pending_responses()
+
+    assert all(result.exit_code == 0 for result in out), [result.output for result in out]
+    trace, user, _, _, history = (result.output for result in out)
+    assert f"notification {notification_id_for('evt-deployed-1')}  event evt-deployed-1  user 42" in trace
+    assert "security_alert" in user
+    assert "lifted by arn:aws:iam::123456789012:user/ops: ticket 99" in history
 
 
 def test_an_unknown_notification_and_a_missing_stack_are_one_clear_line(
