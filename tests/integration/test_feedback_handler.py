@@ -239,9 +239,12 @@ def test_a_complaint_suppresses_and_opts_the_person_out_of_marketing(stack: Moto
     assert profile is not None and profile.preferences.marketing_opt_in is False
 
 
-def test_delivery_delay_and_reject_update_the_log_without_suppressing(stack: MotoStack, handler: Any) -> None:
+def test_delivery_delay_reject_and_rendering_failure_update_the_log_without_suppressing(
+    stack: MotoStack, handler: Any
+) -> None:
     a_notification(stack, "ntf-1")
     a_notification(stack, "ntf-2")
+    a_notification(stack, "ntf-3")
     delay = ses_event(
         stack,
         "Email Delivery Delayed",
@@ -257,8 +260,15 @@ def test_delivery_delay_and_reject_update_the_log_without_suppressing(stack: Mot
         notification_id="ntf-1",
     )
     reject = ses_event(stack, "Email Rejected", "reject", {"reason": "Bad content"}, notification_id="ntf-2")
+    rendering = ses_event(
+        stack,
+        "Email Rendering Failed",
+        "failure",
+        {"templateName": "order_shipped", "errorMessage": "Attribute 'order_id' is not present"},
+        notification_id="ntf-3",
+    )
 
-    result = handler.lambda_handler(sqs_event(delay, reject), CONTEXT)
+    result = handler.lambda_handler(sqs_event(delay, reject, rendering), CONTEXT)
 
     assert result == {"batchItemFailures": []}
     delayed, rejected = record(stack, "ntf-1"), record(stack, "ntf-2")
@@ -269,6 +279,10 @@ def test_delivery_delay_and_reject_update_the_log_without_suppressing(stack: Mot
     )
     assert rejected["deliveries"]["email"]["state"] == "failed"
     assert rejected["delivery_log"][-1]["detail"] == "rejected by SES: Bad content"
+    unrendered = record(stack, "ntf-3")
+    assert unrendered["deliveries"]["email"]["state"] == "failed"
+    assert unrendered["delivery_log"][-1]["code"] == "RenderingFailure"
+    assert "Attribute 'order_id' is not present" in unrendered["delivery_log"][-1]["detail"]
     assert suppression(stack) is None
 
 
