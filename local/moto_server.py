@@ -12,7 +12,10 @@ Importing this module also serialises moto's DynamoDB requests in this process
 (`serialise_dynamodb`): moto's TransactWriteItems snapshots whole tables and, when one of its
 conditions fails, puts the snapshot back, erasing every write that other threads made meanwhile
 (and the snapshot itself can fail with "dictionary changed size during iteration"). DynamoDB
-isolates a transaction from other writes; one request at a time is how moto can too.
+isolates a transaction from other writes; one request at a time is how moto can too. And its
+snapshot is of the items the transaction names, not of whole tables (`snapshot_transactions_by_item`):
+copying a table of thousands of items for every transaction made the local stack slower the more
+it held (32 % of a profile of the 10,000-person broadcast, at 8,000 people).
 
 Importing it also stops moto from keeping every DynamoDB and SQS model object it ever created
 (`untrack_models`): moto lists each instance for its dashboard (`/moto-api/data.json`) until a
@@ -24,6 +27,7 @@ data.json (the SES simulator reads `ses`, which stays tracked).
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import logging
@@ -73,6 +77,83 @@ def serialise_dynamodb() -> None:
 
 
 serialise_dynamodb()
+
+
+class _TablesUncopied:
+    """What moto's `DynamoDBBackend.transact_write_items` sees as the `copy` module: a table is
+    not copied (its rollback is `snapshot_transactions_by_item`'s), anything else is."""
+
+    copy = staticmethod(copy.copy)
+
+    @staticmethod
+    def deepcopy(value: Any, memo: dict[int, Any] | None = None) -> Any:
+        from moto.dynamodb.models.table import Table
+
+        return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+
+_Saved = tuple[Any, Any, Any, Any, int | None]  # table, hash key, range key, item before, stream length
+
+
+def _saved_items(backend: Any, transact_items: list[dict[str, Any]]) -> list[_Saved]:
+    """A copy of each item the transaction names, as it is before the transaction (None: absent)."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    saved: list[_Saved] = []
+    for entry in transact_items:
+        for op_type, op in entry.items():
+            table = backend.tables.get(op.get("TableName")) if isinstance(op, dict) else None
+            if table is None:
+                continue
+            attributes = op.get("Item") if op_type == "Put" else op.get("Key")
+            try:
+                hash_key = DynamoType(attributes[table.hash_key_attr])
+                range_key = DynamoType(attributes[table.range_key_attr]) if table.has_range_key else None
+                before = copy.deepcopy(table.get_item(hash_key, range_key))
+            except Exception:  # no such key (missing, of the wrong kind): moto refuses it unwritten
+                continue
+            stream = len(table.stream_shard.items) if table.stream_shard is not None else None
+            saved.append((table, hash_key, range_key, before, stream))
+    return saved
+
+
+def _restore(saved: list[_Saved]) -> None:
+    for table, hash_key, range_key, before, stream in reversed(saved):
+        items = table.items[hash_key] if range_key is not None else table.items
+        key = range_key if range_key is not None else hash_key
+        if before is None:
+            items.pop(key, None)
+        else:
+            items[key] = before
+        if stream is not None and table.stream_shard is not None:
+            del table.stream_shard.items[stream:]  # as moto's own rollback: no record of undone writes
+
+
+def snapshot_transactions_by_item() -> None:
+    """Make moto's `TransactWriteItems` keep a copy of the items it names, not of whole tables,
+    for its rollback (see the module's docstring). Idempotent."""
+    import moto.dynamodb.models as models
+
+    backend = models.DynamoDBBackend
+    if getattr(backend.transact_write_items, "by_item", False):
+        return
+    whole_tables = backend.transact_write_items
+
+    @functools.wraps(whole_tables)
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        saved = _saved_items(self, transact_items)
+        try:
+            whole_tables(self, transact_items)
+        except Exception:
+            _restore(saved)
+            raise
+
+    transact_write_items.by_item = True  # type: ignore[attr-defined]
+    backend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    models.copy = _TablesUncopied  # type: ignore[attr-defined,assignment]
+
+
+snapshot_transactions_by_item()
 
 UNTRACKED_SERVICES = ("dynamodb", "sqs")  # high-volume models nobody reads from data.json
 

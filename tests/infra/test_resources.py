@@ -211,7 +211,7 @@ def test_a_broadcast_cannot_starve_transactional_notifications(
     template: dict[str, Any], translated: dict[str, Any]
 ) -> None:
     """Decision 027: broadcast recipients wait on their own queue, read by at most
-    `BroadcastConcurrency` routers at once, always fewer than the ingest queue's (transactional)."""
+    `BroadcastConcurrency` routers at once, by default fewer than the ingest queue's (transactional)."""
     mappings = resources_of(translated, "AWS::Lambda::EventSourceMapping")
     limit = {
         target_id(props(m)["EventSourceArn"]): props(m)["ScalingConfig"]["MaximumConcurrency"]

@@ -205,6 +205,8 @@ def apply_keyword(suppression: SuppressionStore, phone: str, word: Keyword, now:
 # message can be replayed at any time: long enough to outlive any captured request (a STOP or START
 # is a few hundred bytes, sent a handful of times in a phone's life).
 INBOUND_REMEMBERED_SECONDS = 10 * 366 * 24 * 3600
+# The records' key prefix: fixed, so that a renamed function or module forgets no message.
+INBOUND_KEY_PREFIX = "twilio-inbound"
 
 
 @dataclass(frozen=True)
@@ -225,7 +227,7 @@ class InboundKeywords:
         self._suppression = suppression
         self._dynamodb = dynamodb
         self._table = idempotency_table
-        self._once: Callable[..., bool] | None = None
+        self._once: Callable[..., dict[str, bool]] | None = None
         self._config: Any = None
 
     def apply(self, message: InboundKeyword, lambda_context: Any = None) -> bool:
@@ -236,9 +238,9 @@ class InboundKeywords:
         once = self._wrapped()
         if lambda_context is not None:  # an interrupted first try frees its key when Lambda stops it
             self._config.register_lambda_context(lambda_context)
-        return once(message=asdict(message))
+        return bool(once(message=asdict(message))["changed"])
 
-    def _wrapped(self) -> Callable[..., bool]:
+    def _wrapped(self) -> Callable[..., dict[str, bool]]:
         if self._once is None:
             from aws_lambda_powertools.utilities.idempotency import (
                 DynamoDBPersistenceLayer,
@@ -255,13 +257,17 @@ class InboundKeywords:
             suppression = self._suppression
 
             by_message_sid = idempotent_function(
-                data_keyword_argument="message", config=self._config, persistence_store=persistence
+                data_keyword_argument="message",
+                config=self._config,
+                persistence_store=persistence,
+                key_prefix=INBOUND_KEY_PREFIX,
             )
 
             @by_message_sid
-            def inbound_keyword(message: dict[str, str]) -> bool:
+            def inbound_keyword(message: dict[str, str]) -> dict[str, bool]:
+                # a dict: powertools replays a stored falsy answer as None
                 word = Keyword(message["keyword"])
-                return apply_keyword(suppression, message["phone"], word, datetime.now(UTC))
+                return {"changed": apply_keyword(suppression, message["phone"], word, datetime.now(UTC))}
 
             self._once = inbound_keyword
         return self._once

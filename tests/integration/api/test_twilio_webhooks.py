@@ -387,6 +387,11 @@ def test_a_replayed_start_after_a_later_stop_changes_nothing(
     assert_empty_twiml(signed(api, twilio, PATH, inbound_params("START")))
     assert_empty_twiml(signed(api, twilio, PATH, stop))
     assert suppression(stack) is None
+    # AND a START that changed nothing, replayed, answers the same
+    idle = inbound_params("START")
+    for _ in range(2):
+        assert_empty_twiml(signed(api, twilio, PATH, idle))
+    assert suppression(stack) is None
 
 
 def test_a_signed_keyword_without_its_message_sid_is_refused_and_writes_nothing(

@@ -1,8 +1,10 @@
 """moto as the local stack and the tests run it keeps every DynamoDB write made while another
 thread's transaction fails (`local.moto_server.serialise_dynamodb`): unpatched, moto puts back a
 snapshot of the whole table and the push sender's concurrent records lost their dead-token removals.
-And it keeps no DynamoDB or SQS object it no longer uses (`local.moto_server.untrack_models`):
-unpatched, every transaction's snapshot of whole tables stayed in memory until a reset.
+A failed transaction undoes exactly its own writes from a copy of the items it names
+(`local.moto_server.snapshot_transactions_by_item`), not of whole tables. And moto keeps no DynamoDB
+or SQS object it no longer uses (`local.moto_server.untrack_models`): unpatched, every
+transaction's snapshot of whole tables stayed in memory until a reset.
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ def _alive(kind: type) -> int:
     return sum(1 for thing in gc.get_objects() if isinstance(thing, kind))
 
 
-def test_moto_keeps_no_transaction_snapshot_replaced_item_or_consumed_message() -> None:
+def test_moto_keeps_no_replaced_or_copied_item_nor_consumed_message() -> None:
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
         dynamodb.create_table(
@@ -105,7 +107,7 @@ def test_moto_keeps_no_transaction_snapshot_replaced_item_or_consumed_message() 
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
-        tables, items = _alive(Table), _alive(Item)
+        items = _alive(Item)
         for i in range(100):  # as the router counts rates: one transaction per batch, a new key each
             dynamodb.transact_write_items(
                 TransactItems=[
@@ -119,8 +121,7 @@ def test_moto_keeps_no_transaction_snapshot_replaced_item_or_consumed_message() 
                     }
                 ]
             )
-        assert _alive(Table) == tables  # untracked: 100 snapshots of up to 100 items each
-        assert _alive(Item) - items == 100  # the table's own items, nothing more
+        assert _alive(Item) - items == 100  # the table's own items, none replaced or copied kept
 
         sqs = boto3.client("sqs", region_name="us-east-1")
         queue = sqs.create_queue(QueueName="q")["QueueUrl"]
@@ -131,3 +132,70 @@ def test_moto_keeps_no_transaction_snapshot_replaced_item_or_consumed_message() 
         for message in received:
             sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
         assert _alive(Message) - messages == 20 - len(received)
+
+
+@pytest.mark.parametrize("range_key", [False, True])
+def test_a_failed_transaction_undoes_exactly_its_own_writes_without_copying_the_table(
+    range_key: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def copied(table: Table, memo: dict[int, object]) -> Table:
+        raise AssertionError(f"a transaction copied the whole table {table.name}")
+
+    monkeypatch.setattr(Table, "__deepcopy__", copied, raising=False)
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        schema = [{"AttributeName": "pk", "KeyType": "HASH"}]
+        attributes = [{"AttributeName": "pk", "AttributeType": "S"}]
+        if range_key:
+            schema.append({"AttributeName": "sk", "KeyType": "RANGE"})
+            attributes.append({"AttributeName": "sk", "AttributeType": "S"})
+        dynamodb.create_table(
+            TableName="t", KeySchema=schema, AttributeDefinitions=attributes, BillingMode="PAY_PER_REQUEST"
+        )
+
+        def key(name: str) -> dict[str, dict[str, str]]:
+            return {"pk": {"S": name}} | ({"sk": {"S": "0"}} if range_key else {})
+
+        for name in ("updated", "deleted", "replaced", "checked"):
+            dynamodb.put_item(TableName="t", Item=key(name) | {"n": {"N": "1"}})
+
+        def table() -> dict[str, dict[str, object]]:
+            items = dynamodb.scan(TableName="t", ConsistentRead=True)["Items"]
+            return {item["pk"]["S"]: item for item in items}
+
+        before = table()
+        with pytest.raises(ClientError) as refused:
+            dynamodb.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": "t", "Item": key("new") | {"n": {"N": "1"}}}},
+                    {"Put": {"TableName": "t", "Item": key("replaced") | {"n": {"N": "9"}}}},
+                    {
+                        "Update": {
+                            "TableName": "t",
+                            "Key": key("updated"),
+                            "UpdateExpression": "ADD n :one",
+                            "ExpressionAttributeValues": {":one": {"N": "1"}},
+                        }
+                    },
+                    {"Delete": {"TableName": "t", "Key": key("deleted")}},
+                    {
+                        "ConditionCheck": {
+                            "TableName": "t",
+                            "Key": key("checked"),
+                            "ConditionExpression": "n = :two",
+                            "ExpressionAttributeValues": {":two": {"N": "2"}},
+                        }
+                    },
+                ]
+            )
+        assert refused.value.response["Error"]["Code"] == "TransactionCanceledException"
+        assert table() == before
+
+        # and one that holds writes all of it
+        dynamodb.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": "t", "Item": key("new") | {"n": {"N": "1"}}}},
+                {"Delete": {"TableName": "t", "Key": key("deleted")}},
+            ]
+        )
+        assert set(table()) == {"updated", "replaced", "checked", "new"}
